@@ -1,0 +1,41 @@
+/*
+ * str: bounded string helpers and the value syntaxes shared by the config
+ * file and the command line (sizes such as 500M, durations such as 15m).
+ */
+#ifndef MAILKEEP_STR_H
+#define MAILKEEP_STR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mailkeep/err.h"
+
+/* Copy with truncation; returns strlen(src) so truncation can be seen. */
+size_t mk_strlcpy(char *dst, const char *src, size_t size);
+
+/* Lower-case ASCII letters in place. */
+void mk_str_lower(char *s);
+
+bool mk_str_has_prefix(const char *s, const char *prefix);
+
+/*
+ * Parse an unsigned decimal number that must fill the whole string.
+ * Returns 0, or -1 with err set (empty, not a number, overflow).
+ */
+int mk_str_parse_u64(const char *s, uint64_t *value_r, struct mk_err *err);
+
+/*
+ * Parse a size: a number with an optional suffix K, M, G, T (powers of
+ * 1024, optionally followed by "B" or "iB"), e.g. "500M", "2G", "0".
+ */
+int mk_str_parse_size(const char *s, uint64_t *value_r, struct mk_err *err);
+
+/* Parse a duration: a number with a suffix s, m, h, d (seconds if none). */
+int mk_str_parse_duration(
+    const char *s, uint64_t *seconds_r, struct mk_err *err);
+
+/* Format bytes for people ("352.1 KiB") into buf. */
+void mk_str_format_size(uint64_t bytes, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,296 @@
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mailkeep/conf.h"
+#include "mailkeep/mem.h"
+#include "mailkeep/store.h"
+#include "mailkeep/str.h"
+
+#define CONF_LINE_MAX 4096
+
+enum conf_type {
+	CONF_STRING, /* any non-empty text */
+	CONF_PATH, /* an absolute path */
+	CONF_CHAR, /* one character out of allowed */
+};
+
+struct conf_key {
+	const char *section;
+	const char *name;
+	enum conf_type type;
+	size_t offset;
+	const char *def; /* NULL: no default, derived or unset */
+	const char *allowed; /* CONF_CHAR: the characters allowed */
+};
+
+#define CONF_AT(m) offsetof(struct mk_conf, m)
+
+static const struct conf_key conf_keys[] = {
+    {"store", "root", CONF_PATH, CONF_AT(store_root), "/var/vmail", NULL},
+    {"store", "template", CONF_STRING, CONF_AT(store_template), "%d/%n/Maildir",
+	NULL},
+    {"store", "hierarchy_separator", CONF_CHAR, CONF_AT(hierarchy_separator),
+	"/", "/."},
+    {"general", "state_dir", CONF_PATH, CONF_AT(state_dir),
+	MK_LOCALSTATEDIR "/lib/mailkeep", NULL},
+    {"general", "catalog", CONF_PATH, CONF_AT(catalog), NULL, NULL},
+};
+
+#define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
+
+static void *
+conf_field(struct mk_conf *conf, const struct conf_key *k)
+{
+	return (char *)conf + k->offset;
+}
+
+/* Store value into the field of k, checking its type. */
+static int
+conf_set(struct mk_conf *conf, const struct conf_key *k, const char *value,
+    struct mk_err *err)
+{
+	char **sp;
+
+	switch (k->type) {
+	case CONF_PATH:
+		if (value[0] != '/')
+			return mk_err_set(err,
+			    "%s: '%s' is not an absolute "
+			    "path",
+			    k->name, value);
+		/* FALLTHROUGH */
+	case CONF_STRING:
+		if (value[0] == '\0')
+			return mk_err_set(err, "%s: empty value", k->name);
+		sp = conf_field(conf, k);
+		free(*sp);
+		*sp = mk_xstrdup(value);
+		return 0;
+	case CONF_CHAR:
+		if (strlen(value) != 1 || strchr(k->allowed, value[0]) == NULL)
+			return mk_err_set(err, "%s: '%s' is not one of \"%s\"",
+			    k->name, value, k->allowed);
+		*(char *)conf_field(conf, k) = value[0];
+		return 0;
+	}
+	return mk_err_set(err, "%s: unknown type", k->name);
+}
+
+struct mk_conf *
+mk_conf_new(void)
+{
+	struct mk_conf *conf = mk_xcalloc(1, sizeof(*conf));
+	size_t i;
+
+	for (i = 0; i < CONF_NKEYS; i++) {
+		if (conf_keys[i].def == NULL)
+			continue;
+		if (conf_set(conf, &conf_keys[i], conf_keys[i].def, NULL) < 0)
+			abort();
+	}
+	return conf;
+}
+
+void
+mk_conf_free(struct mk_conf **confp)
+{
+	struct mk_conf *conf = *confp;
+	size_t i;
+
+	if (conf == NULL)
+		return;
+	for (i = 0; i < CONF_NKEYS; i++)
+		if (conf_keys[i].type == CONF_STRING ||
+		    conf_keys[i].type == CONF_PATH)
+			free(*(char **)conf_field(conf, &conf_keys[i]));
+	free(conf);
+	*confp = NULL;
+}
+
+static char *
+conf_trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s &&
+	    (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+		*--e = '\0';
+	return s;
+}
+
+static const struct conf_key *
+conf_find(const char *section, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < CONF_NKEYS; i++)
+		if (strcmp(conf_keys[i].section, section) == 0 &&
+		    strcmp(conf_keys[i].name, name) == 0)
+			return &conf_keys[i];
+	return NULL;
+}
+
+static bool
+conf_section_known(const char *section)
+{
+	size_t i;
+
+	for (i = 0; i < CONF_NKEYS; i++)
+		if (strcmp(conf_keys[i].section, section) == 0)
+			return true;
+	return false;
+}
+
+/* Parse one line; section holds the current section. */
+static int
+conf_line(struct mk_conf *conf, char *line, char *section, size_t ssize,
+    bool *seen, struct mk_err *err)
+{
+	const struct conf_key *k;
+	char *s = conf_trim(line), *eq, *key, *value, *hash;
+
+	if (*s == '\0' || *s == '#' || *s == ';')
+		return 0;
+	if (*s == '[') {
+		char *end = strchr(s, ']');
+
+		if (end == NULL || end[1] != '\0')
+			return mk_err_set(err, "bad section line '%s'", s);
+		*end = '\0';
+		s = conf_trim(s + 1);
+		if (!conf_section_known(s))
+			return mk_err_set(err, "unknown section [%s]", s);
+		mk_strlcpy(section, s, ssize);
+		return 0;
+	}
+	if ((eq = strchr(s, '=')) == NULL)
+		return mk_err_set(err, "expected 'key = value', got '%s'", s);
+	*eq = '\0';
+	key = conf_trim(s);
+	value = eq + 1;
+	for (hash = value; (hash = strchr(hash, '#')) != NULL; hash++)
+		if (hash > value && (hash[-1] == ' ' || hash[-1] == '\t')) {
+			*hash = '\0';
+			break;
+		}
+	value = conf_trim(value);
+	if (section[0] == '\0')
+		return mk_err_set(err, "'%s' outside a [section]", key);
+	if ((k = conf_find(section, key)) == NULL)
+		return mk_err_set(
+		    err, "unknown key '%s' in [%s]", key, section);
+	if (seen[k - conf_keys])
+		return mk_err_set(
+		    err, "'%s' in [%s] given twice", key, section);
+	seen[k - conf_keys] = true;
+	return conf_set(conf, k, value, err);
+}
+
+int
+mk_conf_load(struct mk_conf *conf, const char *path, struct mk_err *err)
+{
+	bool seen[CONF_NKEYS] = {false};
+	char section[64] = "", *line = NULL;
+	unsigned lineno = 0;
+	size_t cap = 0;
+	ssize_t len;
+	int rc = -1;
+	FILE *fp;
+
+	if ((fp = fopen(path, "re")) == NULL)
+		return mk_err_sys(err, "open(%s)", path);
+	while ((len = getline(&line, &cap, fp)) >= 0) {
+		lineno++;
+		if (len > CONF_LINE_MAX) {
+			mk_err_set(err, "%s:%u: line longer than %d bytes",
+			    path, lineno, CONF_LINE_MAX);
+			goto out;
+		}
+		if ((size_t)len != strlen(line)) {
+			mk_err_set(err, "%s:%u: NUL byte", path, lineno);
+			goto out;
+		}
+		if (conf_line(conf, line, section, sizeof(section), seen, err) <
+		    0) {
+			mk_err_prefix(err, "%s:%u", path, lineno);
+			goto out;
+		}
+	}
+	if (ferror(fp)) {
+		mk_err_sys(err, "read(%s)", path);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(line);
+	fclose(fp);
+	return rc;
+}
+
+/* An option's path made absolute against the working directory. */
+static char *
+conf_absolute(const char *path)
+{
+	char cwd[4096];
+
+	if (path[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+		return mk_xstrdup(path);
+	return mk_xasprintf("%s/%s", cwd, path);
+}
+
+/* Set key from a command-line option. */
+static int
+conf_set_option(struct mk_conf *conf, const char *section, const char *name,
+    const char *value, struct mk_err *err)
+{
+	char *abs = conf_absolute(value);
+	int rc = conf_set(conf, conf_find(section, name), abs, err);
+
+	free(abs);
+	return rc;
+}
+
+int
+mk_conf_setup(const struct mk_conf_args *args, struct mk_conf **conf_r,
+    struct mk_err *err)
+{
+	struct mk_conf *conf = mk_conf_new();
+	const char *path = args->config;
+	struct mk_store *store = NULL;
+
+	*conf_r = NULL;
+	if (path == NULL && args->store == NULL && args->state == NULL)
+		path = MK_CONF_DEFAULT_PATH;
+	if (path != NULL && mk_conf_load(conf, path, err) < 0) {
+		if (args->config == NULL && err->sys_errno == ENOENT)
+			mk_err_set(err,
+			    "no configuration: %s does not exist "
+			    "(give -c FILE, or --store DIR --state DIR)",
+			    path);
+		goto fail;
+	}
+	if (args->store != NULL &&
+	    conf_set_option(conf, "store", "root", args->store, err) < 0)
+		goto fail;
+	if (args->state != NULL &&
+	    conf_set_option(conf, "general", "state_dir", args->state, err) < 0)
+		goto fail;
+	if (mk_store_new(conf->store_root, conf->store_template, &store, err) <
+	    0)
+		goto fail;
+	mk_store_free(&store);
+	if (conf->catalog == NULL)
+		conf->catalog = mk_xasprintf("%s/catalog.db", conf->state_dir);
+	*conf_r = conf;
+	return 0;
+fail:
+	mk_conf_free(&conf);
+	return -1;
+}

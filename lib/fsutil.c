@@ -1,0 +1,211 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mailkeep/fsutil.h"
+#include "mailkeep/mem.h"
+#include "mailkeep/str.h"
+
+int
+mk_fs_openat_dir(int dirfd, const char *name)
+{
+	struct stat st;
+	int fd, saved;
+
+	fd = openat(
+	    dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0 || (errno != ENOTDIR && errno != ELOOP))
+		return fd;
+	/* With O_DIRECTORY, Linux says ENOTDIR for a symbolic link. */
+	saved = errno;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(st.st_mode))
+		errno = ELOOP;
+	else
+		errno = saved;
+	return -1;
+}
+
+int
+mk_fs_open_dir_beneath(int dirfd, const char *relpath, struct mk_err *err)
+{
+	char comp[NAME_MAX + 1];
+	const char *p = relpath;
+	int fd, next;
+
+	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return mk_err_sys(err, "open(%s)", relpath);
+	while (*p != '\0') {
+		size_t len = strcspn(p, "/");
+
+		if (len == 0) {
+			p++;
+			continue;
+		}
+		if (len > NAME_MAX) {
+			close(fd);
+			return mk_err_set(
+			    err, "open(%s): name too long", relpath);
+		}
+		memcpy(comp, p, len);
+		comp[len] = '\0';
+		p += len;
+		if (strcmp(comp, ".") == 0)
+			continue;
+		if (strcmp(comp, "..") == 0) {
+			close(fd);
+			return mk_err_set(
+			    err, "open(%s): '..' not allowed", relpath);
+		}
+		next = mk_fs_openat_dir(fd, comp);
+		if (next < 0) {
+			int saved = errno;
+
+			close(fd);
+			errno = saved;
+			if (errno == ELOOP)
+				return mk_err_set(err,
+				    "open(%s): '%s' is a symbolic link",
+				    relpath, comp);
+			return mk_err_sys(err, "open(%s)", relpath);
+		}
+		close(fd);
+		fd = next;
+	}
+	return fd;
+}
+
+int
+mk_fs_write_atomic(int dirfd, const char *name, const void *data, size_t len,
+    mode_t mode, struct mk_err *err)
+{
+	char tmp[NAME_MAX + 1];
+	const char *p = data;
+	int fd = -1, rc = -1;
+	size_t done = 0;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), ".%s.tmp.%ld", name,
+		(long)getpid()) >= sizeof(tmp))
+		return mk_err_set(err, "write(%s): name too long", name);
+	fd = openat(dirfd, tmp,
+	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	if (fd < 0)
+		return mk_err_sys(err, "open(%s)", tmp);
+	while (done < len) {
+		ssize_t n = write(fd, p + done, len - done);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			mk_err_sys(err, "write(%s)", tmp);
+			goto out;
+		}
+		done += (size_t)n;
+	}
+	if (fchmod(fd, mode) < 0) {
+		mk_err_sys(err, "fchmod(%s)", tmp);
+		goto out;
+	}
+	if (fsync(fd) < 0) {
+		mk_err_sys(err, "fsync(%s)", tmp);
+		goto out;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		mk_err_sys(err, "close(%s)", tmp);
+		goto out;
+	}
+	fd = -1;
+	if (renameat(dirfd, tmp, dirfd, name) < 0) {
+		mk_err_sys(err, "rename(%s, %s)", tmp, name);
+		goto out;
+	}
+	if (fsync(dirfd) < 0) {
+		mk_err_sys(err, "fsync(directory of %s)", name);
+		return -1;
+	}
+	return 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	unlinkat(dirfd, tmp, 0);
+	return rc;
+}
+
+int
+mk_fs_mkdir_p(const char *path, mode_t mode, struct mk_err *err)
+{
+	char buf[PATH_MAX];
+	char *p;
+
+	if (mk_strlcpy(buf, path, sizeof(buf)) >= sizeof(buf))
+		return mk_err_set(err, "mkdir(%s): path too long", path);
+	for (p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return mk_err_sys(err, "mkdir(%s)", buf);
+		*p = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		return mk_err_sys(err, "mkdir(%s)", buf);
+	return 0;
+}
+
+int
+mk_fs_read_file(const char *path, size_t max, char **data_r, size_t *len_r,
+    struct mk_err *err)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int fd, rc = -1;
+	struct stat st;
+
+	*data_r = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return mk_err_sys(err, "open(%s)", path);
+	if (fstat(fd, &st) < 0) {
+		mk_err_sys(err, "fstat(%s)", path);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		mk_err_set(err, "%s: not a regular file", path);
+		goto out;
+	}
+	if ((uint64_t)st.st_size > max) {
+		mk_err_set(err, "%s: larger than %zu bytes", path, max);
+		goto out;
+	}
+	buf = mk_xmalloc((size_t)st.st_size + 1);
+	while (len < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			mk_err_sys(err, "read(%s)", path);
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	*data_r = buf;
+	buf = NULL;
+	if (len_r != NULL)
+		*len_r = len;
+	rc = 0;
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}

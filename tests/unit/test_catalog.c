@@ -1,0 +1,193 @@
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#include "fixture.h"
+#include "mailkeep/catalog.h"
+#include "mailkeep/mem.h"
+
+static char *dir;
+
+static int
+cat_setup(void **state)
+{
+	(void)state;
+	dir = fx_tmpdir();
+	return 0;
+}
+
+static int
+cat_teardown(void **state)
+{
+	(void)state;
+	fx_rmrf(dir);
+	free(dir);
+	return 0;
+}
+
+static struct mk_mailbox_usage *
+usage(const char *address, uint64_t inbox, uint64_t sent)
+{
+	struct mk_mailbox_usage *mu = mk_xcalloc(1, sizeof(*mu));
+
+	mu->address = mk_xstrdup(address);
+	mu->relpath = mk_xstrdup("d/u/Maildir");
+	mu->nfolders = sent > 0 ? 2 : 1;
+	mu->folders = mk_xcalloc(2, sizeof(*mu->folders));
+	mu->folders[0].name = mk_xstrdup("INBOX");
+	mu->folders[0].dir = mk_xstrdup("");
+	mu->folders[0].usage.bytes = inbox;
+	mu->folders[0].usage.messages = 1;
+	mu->folders[0].new_mtime_ns = 11;
+	if (sent > 0) {
+		mu->folders[1].name = mk_xstrdup("Sent");
+		mu->folders[1].dir = mk_xstrdup(".Sent");
+		mu->folders[1].usage.bytes = sent;
+		mu->folders[1].usage.messages = 1;
+	}
+	mu->total.bytes = inbox + sent;
+	mu->total.vbytes = UINT64_MAX >> 1;
+	mu->total.messages = mu->nfolders;
+	return mu;
+}
+
+static void
+put(struct mk_catalog *cat, struct mk_mailbox_usage *mu, int64_t now)
+{
+	struct mk_err err;
+
+	assert_int_equal(mk_catalog_begin(cat, &err), 0);
+	if (mk_catalog_put_usage(cat, mu, now, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(mk_catalog_commit(cat, &err), 0);
+}
+
+static void
+test_catalog_usage_round_trip_and_folder_removal(void **state)
+{
+	struct mk_mailbox_usage *mu = usage("a@b.c", 100, 50), *got = NULL;
+	struct mk_catalog *cat = NULL;
+	struct mk_err err;
+	struct stat st;
+
+	(void)state;
+	assert_int_equal(mk_catalog_open(fx_path(dir, "c.db"), &cat, &err), 0);
+	assert_int_equal(stat(fx_path(dir, "c.db"), &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	put(cat, mu, 1000);
+	assert_int_equal(mk_catalog_get_usage(cat, "a@b.c", &got, &err), 1);
+	assert_int_equal(got->total.bytes, 150);
+	assert_true(got->total.vbytes == UINT64_MAX >> 1);
+	assert_int_equal(got->nfolders, 2);
+	assert_string_equal(got->folders[0].name, "INBOX");
+	assert_int_equal(got->folders[0].new_mtime_ns, 11);
+	assert_string_equal(got->folders[1].dir, ".Sent");
+	mk_mailbox_usage_free(&got);
+	mk_mailbox_usage_free(&mu);
+
+	/* Sent was deleted: the next record drops its row. */
+	mu = usage("a@b.c", 70, 0);
+	put(cat, mu, 2000);
+	assert_int_equal(mk_catalog_get_usage(cat, "a@b.c", &got, &err), 1);
+	assert_int_equal(got->nfolders, 1);
+	assert_int_equal(got->total.bytes, 70);
+	mk_mailbox_usage_free(&got);
+	mk_mailbox_usage_free(&mu);
+	assert_int_equal(mk_catalog_get_usage(cat, "x@y.z", &got, &err), 0);
+	assert_null(got);
+	mk_catalog_close(&cat);
+	assert_null(cat);
+}
+
+static void
+test_catalog_mark_removed_after_full_scan(void **state)
+{
+	struct mk_mailbox_usage *a = usage("a@b.c", 1, 0);
+	struct mk_mailbox_usage *b = usage("b@b.c", 2, 0);
+	struct mk_mailbox_usage *got = NULL;
+	struct mk_catalog *cat = NULL;
+	struct mk_err err;
+
+	(void)state;
+	assert_int_equal(mk_catalog_open(fx_path(dir, "c.db"), &cat, &err), 0);
+	put(cat, a, 1000);
+	put(cat, b, 1000);
+	/* A full scan that starts at 2000 and sees only a. */
+	put(cat, a, 2001);
+	assert_int_equal(mk_catalog_mark_removed(cat, 2000, &err), 1);
+	assert_int_equal(mk_catalog_get_usage(cat, "b@b.c", &got, &err), 0);
+	/* b comes back. */
+	put(cat, b, 3000);
+	assert_int_equal(mk_catalog_get_usage(cat, "b@b.c", &got, &err), 1);
+	mk_mailbox_usage_free(&got);
+	mk_mailbox_usage_free(&a);
+	mk_mailbox_usage_free(&b);
+	mk_catalog_close(&cat);
+}
+
+static void
+test_catalog_refuses_newer_schema_and_garbage(void **state)
+{
+	struct mk_catalog *cat = NULL;
+	struct mk_err err;
+	sqlite3 *db;
+
+	(void)state;
+	assert_int_equal(sqlite3_open(fx_path(dir, "new.db"), &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db, "PRAGMA user_version = 999", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(
+	    mk_catalog_open(fx_path(dir, "new.db"), &cat, &err), -1);
+	assert_non_null(strstr(err.msg, "newer"));
+	assert_null(cat);
+
+	fx_write(dir, "garbage.db",
+	    "this is not a database, not at all....."
+	    "...........................................................");
+	assert_int_equal(
+	    mk_catalog_open(fx_path(dir, "garbage.db"), &cat, &err), -1);
+	assert_non_null(strstr(err.msg, "garbage.db"));
+}
+
+static void
+test_catalog_reopen_keeps_data(void **state)
+{
+	struct mk_mailbox_usage *mu = usage("a@b.c", 5, 0), *got = NULL;
+	struct mk_catalog *cat = NULL;
+	struct mk_err err;
+
+	(void)state;
+	assert_int_equal(mk_catalog_open(fx_path(dir, "c.db"), &cat, &err), 0);
+	put(cat, mu, 1);
+	mk_catalog_close(&cat);
+	assert_int_equal(mk_catalog_open(fx_path(dir, "c.db"), &cat, &err), 0);
+	assert_int_equal(mk_catalog_get_usage(cat, "a@b.c", &got, &err), 1);
+	assert_int_equal(got->total.bytes, 5);
+	mk_mailbox_usage_free(&got);
+	mk_mailbox_usage_free(&mu);
+	mk_catalog_close(&cat);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(
+		test_catalog_usage_round_trip_and_folder_removal, cat_setup,
+		cat_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_catalog_mark_removed_after_full_scan, cat_setup,
+		cat_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_catalog_refuses_newer_schema_and_garbage, cat_setup,
+		cat_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_catalog_reopen_keeps_data, cat_setup, cat_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

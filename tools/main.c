@@ -1,0 +1,142 @@
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mailkeep/log.h"
+
+#include "cmd.h"
+
+struct cmd_entry {
+	const char *name;
+	int (*run)(struct cmd_ctx *, int, char **);
+	const char *usage;
+	const char *help;
+};
+
+static const struct cmd_entry cmd_table[] = {
+    {"scan", cmd_scan, "scan [MAILBOX...]",
+	"Read usage from the store (no daemon needed) and record it in\n"
+	"the catalog.  With mailboxes named, folders are listed too."},
+    {"help", NULL, "help [COMMAND]", "Show the commands, or one in full."},
+};
+
+#define CMD_COUNT (sizeof(cmd_table) / sizeof(cmd_table[0]))
+
+static const struct cmd_entry *
+cmd_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < CMD_COUNT; i++)
+		if (strcmp(cmd_table[i].name, name) == 0)
+			return &cmd_table[i];
+	return NULL;
+}
+
+static void
+main_usage(FILE *fp)
+{
+	size_t i;
+
+	fprintf(fp,
+	    "usage: mailkeep [-c FILE | --store DIR --state DIR] "
+	    "[--json] COMMAND ...\n\ncommands:\n");
+	for (i = 0; i < CMD_COUNT; i++)
+		fprintf(fp, "  %s\n", cmd_table[i].usage);
+}
+
+int
+cmd_usage(struct cmd_ctx *ctx)
+{
+	const struct cmd_entry *c = cmd_find(ctx->name);
+
+	fprintf(
+	    stderr, "usage: mailkeep %s\n", c != NULL ? c->usage : ctx->name);
+	return CMD_USAGE;
+}
+
+int
+cmd_conf(struct cmd_ctx *ctx, struct mk_conf **conf_r)
+{
+	struct mk_err err;
+
+	if (mk_conf_setup(&ctx->args, conf_r, &err) < 0) {
+		mk_log_error(ctx->name, "%s", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+main_help(int argc, char **argv)
+{
+	const struct cmd_entry *c;
+
+	if (argc < 2) {
+		main_usage(stdout);
+		return CMD_OK;
+	}
+	if ((c = cmd_find(argv[1])) == NULL) {
+		fprintf(stderr, "mailkeep: unknown command '%s'\n", argv[1]);
+		return CMD_USAGE;
+	}
+	printf("usage: mailkeep %s\n\n%s\n", c->usage, c->help);
+	return CMD_OK;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"store", required_argument, NULL, 'S'},
+	    {"state", required_argument, NULL, 'T'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const struct cmd_entry *c;
+	struct cmd_ctx ctx;
+	int ch;
+
+	mk_log_init("mailkeep", MK_LOG_INFO);
+	memset(&ctx, 0, sizeof(ctx));
+	while ((ch = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			ctx.args.config = optarg;
+			break;
+		case 'S':
+			ctx.args.store = optarg;
+			break;
+		case 'T':
+			ctx.args.state = optarg;
+			break;
+		case 'j':
+			ctx.json = true;
+			break;
+		case 'h':
+			main_usage(stdout);
+			return CMD_OK;
+		default:
+			main_usage(stderr);
+			return CMD_USAGE;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0) {
+		main_usage(stderr);
+		return CMD_USAGE;
+	}
+	if ((c = cmd_find(argv[0])) == NULL) {
+		fprintf(stderr, "mailkeep: unknown command '%s'\n", argv[0]);
+		main_usage(stderr);
+		return CMD_USAGE;
+	}
+	if (c->run == NULL)
+		return main_help(argc, argv);
+	ctx.name = c->name;
+	optind = 0;
+	return c->run(&ctx, argc, argv);
+}
