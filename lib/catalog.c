@@ -21,6 +21,8 @@ enum catalog_stmt {
 	STMT_MARK_REMOVED,
 	STMT_MAILBOX_GET,
 	STMT_FOLDERS_GET,
+	STMT_MAILBOXES_ALL,
+	STMT_HISTORY_GET,
 	STMT_COUNT,
 };
 
@@ -33,11 +35,11 @@ static const char *const catalog_sql[STMT_COUNT] = {
     [STMT_MAILBOX_ID] = "SELECT id FROM mailbox WHERE address = ?1",
     [STMT_FOLDER_UPSERT] =
 	"INSERT INTO folder (mailbox_id, dir, name, ino, new_mtime_ns, "
-	"cur_mtime_ns, bytes, vbytes, messages, seen_ns) "
-	"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+	"cur_mtime_ns, bytes, vbytes, messages, seen_ns, unsized) "
+	"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
 	"ON CONFLICT (mailbox_id, dir) DO UPDATE SET name = ?3, ino = ?4, "
 	"new_mtime_ns = ?5, cur_mtime_ns = ?6, bytes = ?7, vbytes = ?8, "
-	"messages = ?9, seen_ns = ?10",
+	"messages = ?9, seen_ns = ?10, unsized = ?11",
     [STMT_FOLDER_PRUNE] =
 	"DELETE FROM folder WHERE mailbox_id = ?1 AND seen_ns < ?2",
     [STMT_HISTORY_PUT] =
@@ -51,8 +53,15 @@ static const char *const catalog_sql[STMT_COUNT] = {
 	"WHERE address = ?1 AND removed_ns IS NULL",
     [STMT_FOLDERS_GET] =
 	"SELECT dir, name, ino, new_mtime_ns, cur_mtime_ns, bytes, "
-	"vbytes, messages FROM folder WHERE mailbox_id = ?1 "
+	"vbytes, messages, unsized FROM folder WHERE mailbox_id = ?1 "
 	"ORDER BY dir = '' DESC, name",
+    [STMT_MAILBOXES_ALL] =
+	"SELECT address, scanned_ns FROM mailbox WHERE removed_ns IS NULL "
+	"ORDER BY address",
+    [STMT_HISTORY_GET] =
+	"SELECT h.day, h.bytes, h.vbytes, h.messages FROM usage_history h "
+	"JOIN mailbox m ON m.id = h.mailbox_id WHERE m.address = ?1 "
+	"ORDER BY h.day DESC LIMIT ?2",
 };
 
 /* Schema steps; step i brings user_version from i to i + 1. */
@@ -79,6 +88,7 @@ static const char *const catalog_migrations[MK_CATALOG_VERSION] = {
     "  vbytes INTEGER NOT NULL,"
     "  messages INTEGER NOT NULL,"
     "  seen_ns INTEGER NOT NULL,"
+    "  unsized INTEGER NOT NULL,"
     "  UNIQUE (mailbox_id, dir));"
     "CREATE TABLE usage_history ("
     "  mailbox_id INTEGER NOT NULL REFERENCES mailbox (id) "
@@ -315,6 +325,7 @@ mk_catalog_put_usage(struct mk_catalog *cat, const struct mk_mailbox_usage *mu,
 		sqlite3_bind_int64(st, 8, (int64_t)f->usage.vbytes);
 		sqlite3_bind_int64(st, 9, (int64_t)f->usage.messages);
 		sqlite3_bind_int64(st, 10, now_ns);
+		sqlite3_bind_int64(st, 11, (int64_t)f->unsized);
 		if (catalog_step_done(cat, st, err) < 0)
 			return -1;
 	}
@@ -393,6 +404,7 @@ mk_catalog_get_usage(struct mk_catalog *cat, const char *address,
 		f->usage.bytes = (uint64_t)sqlite3_column_int64(st, 5);
 		f->usage.vbytes = (uint64_t)sqlite3_column_int64(st, 6);
 		f->usage.messages = (uint64_t)sqlite3_column_int64(st, 7);
+		f->unsized = (uint64_t)sqlite3_column_int64(st, 8);
 	}
 	if (r != SQLITE_DONE) {
 		catalog_error(cat, err, "folders get");
@@ -406,4 +418,70 @@ out:
 	sqlite3_clear_bindings(st);
 	mk_mailbox_usage_free(&mu);
 	return rc;
+}
+
+int
+mk_catalog_load_all(struct mk_catalog *cat, mk_catalog_usage_cb *cb,
+    void *arg, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_MAILBOXES_ALL];
+	struct mk_mailbox_usage *mu = NULL;
+	char **addresses = NULL;
+	int64_t *times = NULL;
+	size_t n = 0, cap = 0, tcap = 0, i;
+	int r, rc = -1;
+
+	/* Collect the addresses first: the statement cannot stay open
+	 * while the per-mailbox statements run. */
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		mk_xgrow(&addresses, &cap, n + 1, sizeof(*addresses));
+		mk_xgrow(&times, &tcap, n + 1, sizeof(*times));
+		addresses[n] =
+		    mk_xstrdup((const char *)sqlite3_column_text(st, 0));
+		times[n++] = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	if (r != SQLITE_DONE) {
+		catalog_error(cat, err, "mailboxes");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		r = mk_catalog_get_usage(cat, addresses[i], &mu, err);
+		if (r < 0)
+			goto out;
+		if (r == 1)
+			cb(mu, times[i], arg);
+	}
+	rc = 0;
+out:
+	for (i = 0; i < n; i++)
+		free(addresses[i]);
+	free(addresses);
+	free(times);
+	return rc;
+}
+
+int
+mk_catalog_get_history(struct mk_catalog *cat, const char *address,
+    unsigned max_days, mk_catalog_history_cb *cb, void *arg,
+    struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_HISTORY_GET];
+	int r;
+
+	sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, max_days);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		struct mk_usage u;
+
+		u.bytes = (uint64_t)sqlite3_column_int64(st, 1);
+		u.vbytes = (uint64_t)sqlite3_column_int64(st, 2);
+		u.messages = (uint64_t)sqlite3_column_int64(st, 3);
+		cb(sqlite3_column_int64(st, 0), &u, arg);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (r != SQLITE_DONE)
+		return catalog_error(cat, err, "history");
+	return 0;
 }

@@ -16,6 +16,9 @@ enum conf_type {
 	CONF_STRING, /* any non-empty text */
 	CONF_PATH, /* an absolute path */
 	CONF_CHAR, /* one character out of allowed */
+	CONF_UINT, /* a number from min to max */
+	CONF_DURATION, /* seconds, with s m h d, from min to max */
+	CONF_ENUM, /* one word of allowed ("a|b|c"), stored as its index */
 };
 
 struct conf_key {
@@ -24,20 +27,38 @@ struct conf_key {
 	enum conf_type type;
 	size_t offset;
 	const char *def; /* NULL: no default, derived or unset */
-	const char *allowed; /* CONF_CHAR: the characters allowed */
+	const char *allowed; /* CONF_CHAR and CONF_ENUM: what is allowed */
+	uint64_t min, max; /* CONF_UINT and CONF_DURATION */
 };
 
 #define CONF_AT(m) offsetof(struct mk_conf, m)
 
 static const struct conf_key conf_keys[] = {
-    {"store", "root", CONF_PATH, CONF_AT(store_root), "/var/vmail", NULL},
-    {"store", "template", CONF_STRING, CONF_AT(store_template), "%d/%n/Maildir",
-	NULL},
-    {"store", "hierarchy_separator", CONF_CHAR, CONF_AT(hierarchy_separator),
-	"/", "/."},
-    {"general", "state_dir", CONF_PATH, CONF_AT(state_dir),
-	MK_LOCALSTATEDIR "/lib/mailkeep", NULL},
-    {"general", "catalog", CONF_PATH, CONF_AT(catalog), NULL, NULL},
+	{ "store", "root", CONF_PATH, CONF_AT(store_root), "/var/vmail", NULL },
+	{ "store", "template", CONF_STRING, CONF_AT(store_template),
+	    "%d/%n/Maildir", NULL },
+	{ "store", "hierarchy_separator", CONF_CHAR,
+	    CONF_AT(hierarchy_separator), "/", "/." },
+	{ "general", "state_dir", CONF_PATH, CONF_AT(state_dir),
+	    MK_LOCALSTATEDIR "/lib/mailkeep", NULL },
+	{ "general", "catalog", CONF_PATH, CONF_AT(catalog), NULL, NULL },
+	{ "general", "log_level", CONF_ENUM, CONF_AT(log_level), "info",
+	    "error|warning|info|debug" },
+	{ "daemon", "status_socket", CONF_PATH, CONF_AT(status_socket), NULL,
+	    NULL },
+	{ "daemon", "control_socket", CONF_PATH, CONF_AT(control_socket), NULL,
+	    NULL },
+	{ "daemon", "admin_group", CONF_STRING, CONF_AT(admin_group), NULL,
+	    NULL },
+	{ "daemon", "metrics_listen", CONF_STRING, CONF_AT(metrics_listen),
+	    NULL, NULL },
+	{ "daemon", "metrics_token_file", CONF_PATH,
+	    CONF_AT(metrics_token_file), NULL, NULL },
+	{ "daemon", "workers", CONF_UINT, CONF_AT(workers), "2", NULL, 1, 64 },
+	{ "daemon", "audit_interval", CONF_DURATION, CONF_AT(audit_interval),
+	    "6h", NULL, 60, 30 * 86400 },
+	{ "daemon", "poll_interval", CONF_DURATION, CONF_AT(poll_interval),
+	    "60s", NULL, 1, 86400 },
 };
 
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -49,18 +70,41 @@ conf_field(struct mk_conf *conf, const struct conf_key *k)
 }
 
 /* Store value into the field of k, checking its type. */
+/* Store the index of value among the words of k->allowed. */
+static int
+conf_set_enum(struct mk_conf *conf, const struct conf_key *k,
+    const char *value, struct mk_err *err)
+{
+	const char *p = k->allowed;
+	size_t len = strlen(value);
+	int i;
+
+	for (i = 0; *p != '\0'; i++) {
+		size_t wlen = strcspn(p, "|");
+
+		if (wlen == len && strncmp(p, value, len) == 0) {
+			*(int *)conf_field(conf, k) = i;
+			return 0;
+		}
+		p += wlen;
+		if (*p == '|')
+			p++;
+	}
+	return mk_err_set(err, "%s: '%s' is not one of %s", k->name, value,
+	    k->allowed);
+}
+
 static int
 conf_set(struct mk_conf *conf, const struct conf_key *k, const char *value,
     struct mk_err *err)
 {
+	uint64_t v;
 	char **sp;
 
 	switch (k->type) {
 	case CONF_PATH:
 		if (value[0] != '/')
-			return mk_err_set(err,
-			    "%s: '%s' is not an absolute "
-			    "path",
+			return mk_err_set(err, "%s: '%s' is not an absolute path",
 			    k->name, value);
 		/* FALLTHROUGH */
 	case CONF_STRING:
@@ -76,6 +120,21 @@ conf_set(struct mk_conf *conf, const struct conf_key *k, const char *value,
 			    k->name, value, k->allowed);
 		*(char *)conf_field(conf, k) = value[0];
 		return 0;
+	case CONF_UINT:
+	case CONF_DURATION:
+		if ((k->type == CONF_UINT ? mk_str_parse_u64(value, &v, err) :
+			mk_str_parse_duration(value, &v, err)) < 0)
+			return mk_err_prefix(err, "%s", k->name);
+		if (v < k->min || v > k->max)
+			return mk_err_set(err, "%s: '%s' is out of range "
+			    "(%llu to %llu%s)", k->name, value,
+			    (unsigned long long)k->min,
+			    (unsigned long long)k->max,
+			    k->type == CONF_DURATION ? " seconds" : "");
+		*(uint64_t *)conf_field(conf, k) = v;
+		return 0;
+	case CONF_ENUM:
+		return conf_set_enum(conf, k, value, err);
 	}
 	return mk_err_set(err, "%s: unknown type", k->name);
 }
@@ -196,7 +255,7 @@ conf_line(struct mk_conf *conf, char *line, char *section, size_t ssize,
 int
 mk_conf_load(struct mk_conf *conf, const char *path, struct mk_err *err)
 {
-	bool seen[CONF_NKEYS] = {false};
+	bool seen[CONF_NKEYS] = { false };
 	char section[64] = "", *line = NULL;
 	unsigned lineno = 0;
 	size_t cap = 0;
@@ -264,6 +323,7 @@ mk_conf_setup(const struct mk_conf_args *args, struct mk_conf **conf_r,
 	struct mk_conf *conf = mk_conf_new();
 	const char *path = args->config;
 	struct mk_store *store = NULL;
+	const char *sockdir;
 
 	*conf_r = NULL;
 	if (path == NULL && args->store == NULL && args->state == NULL)
@@ -288,6 +348,12 @@ mk_conf_setup(const struct mk_conf_args *args, struct mk_conf **conf_r,
 	mk_store_free(&store);
 	if (conf->catalog == NULL)
 		conf->catalog = mk_xasprintf("%s/catalog.db", conf->state_dir);
+	/* Without a file everything lives in the state directory. */
+	sockdir = path == NULL ? conf->state_dir : MK_RUNSTATEDIR "/mailkeep";
+	if (conf->status_socket == NULL)
+		conf->status_socket = mk_xasprintf("%s/status.sock", sockdir);
+	if (conf->control_socket == NULL)
+		conf->control_socket = mk_xasprintf("%s/control.sock", sockdir);
 	*conf_r = conf;
 	return 0;
 fail:

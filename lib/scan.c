@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "mailkeep/fsutil.h"
+#include "mailkeep/hmap.h"
 #include "mailkeep/maildir.h"
 #include "mailkeep/mem.h"
 #include "mailkeep/scan.h"
@@ -15,73 +16,16 @@
 #define SCAN_TRIES 3
 
 /*
- * The base names seen in new/, as 64-bit hashes, so that a message that
+ * The base names seen in new/ are kept as hashes, so that a message that
  * moves from new/ to cur/ while the folder is listed counts once.  new/
  * holds only unseen mail, so this stays small.
  */
-struct scan_seen {
-	uint64_t *slots; /* open addressing; 0 is empty */
-	size_t cap;
-	size_t count;
-};
-
-static uint64_t
-scan_hash(const char *s, size_t len)
-{
-	uint64_t h = 14695981039346656037ULL;
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211ULL;
-	}
-	return h == 0 ? 1 : h;
-}
-
-static void scan_seen_add(struct scan_seen *seen, uint64_t h);
-
-static void
-scan_seen_grow(struct scan_seen *seen)
-{
-	struct scan_seen bigger = {
-	    NULL, seen->cap == 0 ? 64 : seen->cap * 2, 0};
-	size_t i;
-
-	bigger.slots = mk_xcalloc(bigger.cap, sizeof(*bigger.slots));
-	for (i = 0; i < seen->cap; i++)
-		if (seen->slots[i] != 0)
-			scan_seen_add(&bigger, seen->slots[i]);
-	free(seen->slots);
-	*seen = bigger;
-}
-
-static void
-scan_seen_add(struct scan_seen *seen, uint64_t h)
-{
-	size_t i;
-
-	if ((seen->count + 1) * 2 > seen->cap)
-		scan_seen_grow(seen);
-	for (i = h & (seen->cap - 1); seen->slots[i] != 0;
-	     i = (i + 1) & (seen->cap - 1))
-		if (seen->slots[i] == h)
-			return;
-	seen->slots[i] = h;
-	seen->count++;
-}
+static const char scan_seen_mark;
 
 static bool
-scan_seen_has(const struct scan_seen *seen, uint64_t h)
+scan_seen_has(const struct mk_hmap *seen, uint64_t h)
 {
-	size_t i;
-
-	if (seen->count == 0)
-		return false;
-	for (i = h & (seen->cap - 1); seen->slots[i] != 0;
-	     i = (i + 1) & (seen->cap - 1))
-		if (seen->slots[i] == h)
-			return true;
-	return false;
+	return mk_hmap_get(seen, h, NULL, NULL) != NULL;
 }
 
 void
@@ -90,6 +34,52 @@ mk_usage_add(struct mk_usage *a, const struct mk_usage *b)
 	a->bytes += b->bytes;
 	a->vbytes += b->vbytes;
 	a->messages += b->messages;
+}
+
+void
+mk_usage_sub(struct mk_usage *a, const struct mk_usage *b)
+{
+	a->bytes = a->bytes > b->bytes ? a->bytes - b->bytes : 0;
+	a->vbytes = a->vbytes > b->vbytes ? a->vbytes - b->vbytes : 0;
+	a->messages = a->messages > b->messages ? a->messages - b->messages :
+	    0;
+}
+
+/* A message whose name lacks a size, kept until the listing is final. */
+struct scan_unsized {
+	char *name;
+	bool in_cur;
+	uint64_t size;
+	uint64_t vsize;
+};
+
+/* What one folder listing writes to. */
+struct scan_ctx {
+	struct mk_folder_usage *f;
+	struct mk_hmap *seen;
+	struct mk_warnings mal;
+	struct mk_warnings skip;
+	struct scan_unsized *unsized;	/* only when a hook wants them */
+	size_t nunsized;
+	size_t cap;
+	bool keep_unsized;
+};
+
+/* Forget what a listing found, before listing again or at the end. */
+static void
+scan_ctx_reset(struct scan_ctx *sc)
+{
+	size_t i;
+
+	for (i = 0; i < sc->nunsized; i++)
+		free(sc->unsized[i].name);
+	sc->nunsized = 0;
+	mk_hmap_free(&sc->seen);
+	sc->seen = mk_hmap_new();
+	memset(&sc->mal, 0, sizeof(sc->mal));
+	memset(&sc->skip, 0, sizeof(sc->skip));
+	memset(&sc->f->usage, 0, sizeof(sc->f->usage));
+	sc->f->unsized = 0;
 }
 
 static void
@@ -136,15 +126,17 @@ scan_read_vsize(int dirfd, const char *name, uint64_t *vsize_r)
 }
 
 /*
- * Count the messages of one new/ or cur/ directory into u.  Base names
- * are added to seen for new/ and looked up in it for cur/.
+ * Count the messages of one new/ or cur/ directory into the folder.  Base
+ * names are added to the seen set for new/ and looked up in it for cur/.
  */
 static int
-scan_subdir(int folderfd, const char *sub, struct scan_seen *seen,
-    struct mk_usage *u, struct mk_warnings *malformed,
-    struct mk_warnings *skipped, struct mk_err *err)
+scan_subdir(int folderfd, const char *sub, struct scan_ctx *sc,
+    struct mk_err *err)
 {
 	bool is_new = strcmp(sub, "new") == 0;
+	struct mk_warnings *malformed = &sc->mal, *skipped = &sc->skip;
+	struct mk_hmap *seen = sc->seen;
+	struct mk_usage *u = &sc->f->usage;
 	struct mk_maildir_name mn;
 	struct dirent *de;
 	struct mk_err nerr;
@@ -184,7 +176,7 @@ scan_subdir(int folderfd, const char *sub, struct scan_seen *seen,
 		if (mk_maildir_name_parse(name, &mn, &nerr) < 0)
 			mk_warnings_add(malformed, "%s/%s", sub, nerr.msg);
 		if (!is_new &&
-		    scan_seen_has(seen, scan_hash(name, mn.base_len)))
+		    scan_seen_has(seen, mk_hmap_hash(name, mn.base_len)))
 			continue;
 		size = mn.size;
 		if (!mn.has_size || de->d_type == DT_UNKNOWN) {
@@ -218,7 +210,22 @@ scan_subdir(int folderfd, const char *sub, struct scan_seen *seen,
 			}
 		}
 		if (is_new)
-			scan_seen_add(seen, scan_hash(name, mn.base_len));
+			mk_hmap_put(seen, mk_hmap_hash(name, mn.base_len),
+			    (void *)&scan_seen_mark);
+		if (!mn.has_size || !mn.has_vsize) {
+			sc->f->unsized++;
+			if (sc->keep_unsized) {
+				struct scan_unsized *us;
+
+				mk_xgrow(&sc->unsized, &sc->cap,
+				    sc->nunsized + 1, sizeof(*sc->unsized));
+				us = &sc->unsized[sc->nunsized++];
+				us->name = mk_xstrdup(name);
+				us->in_cur = !is_new;
+				us->size = size;
+				us->vsize = vsize;
+			}
+		}
 		u->bytes += size;
 		u->vbytes += vsize;
 		u->messages++;
@@ -243,31 +250,66 @@ scan_mtime(int folderfd, const char *sub)
 	return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 }
 
-int
-mk_scan_folder(int dirfd, struct mk_folder_usage *f,
-    struct mk_warnings *malformed, struct mk_warnings *skipped,
-    struct mk_err *err)
+/* Can the folder be taken from the usage known from before? */
+static bool
+scan_reuse(const struct mk_scan_hooks *hooks, int dirfd,
+    struct mk_folder_usage *f)
 {
-	struct mk_warnings mal, skip;
-	struct scan_seen seen = {NULL, 0, 0};
+	const struct mk_mailbox_usage *prev;
+	size_t i;
+
+	if (hooks == NULL || (prev = hooks->prev) == NULL)
+		return false;
+	for (i = 0; i < prev->nfolders; i++) {
+		const struct mk_folder_usage *p = &prev->folders[i];
+
+		if (strcmp(p->dir, f->dir) != 0)
+			continue;
+		if (p->ino != f->ino || p->unsized != 0 ||
+		    p->new_mtime_ns != scan_mtime(dirfd, "new") ||
+		    p->cur_mtime_ns != scan_mtime(dirfd, "cur") ||
+		    p->new_mtime_ns > hooks->prev_ns - 2000000000LL ||
+		    p->cur_mtime_ns > hooks->prev_ns - 2000000000LL)
+			return false;
+		f->new_mtime_ns = p->new_mtime_ns;
+		f->cur_mtime_ns = p->cur_mtime_ns;
+		f->usage = p->usage;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Scan one folder directory (the Maildir itself for INBOX) into *f.
+ * Returns 0, or -1 when new/ or cur/ cannot be read for a reason other
+ * than not existing.
+ */
+static int
+scan_folder(int dirfd, struct mk_folder_usage *f,
+    const struct mk_scan_hooks *hooks, struct mk_warnings *malformed,
+    struct mk_warnings *skipped, struct mk_err *err)
+{
+	struct scan_ctx sc;
 	struct stat st;
 	int try, rc = 0;
+	size_t i;
 
 	if (fstat(dirfd, &st) < 0)
 		return mk_err_sys(err, "fstat(%s)", f->name);
 	f->ino = (uint64_t)st.st_ino;
+	if (hooks != NULL && hooks->folder_cb != NULL)
+		hooks->folder_cb(dirfd, f->dir, hooks->arg);
+	if (scan_reuse(hooks, dirfd, f))
+		return 0;
+	memset(&sc, 0, sizeof(sc));
+	sc.f = f;
+	sc.keep_unsized = hooks != NULL && hooks->unsized_cb != NULL;
 	for (try = 0; try < SCAN_TRIES; try++) {
-		memset(&f->usage, 0, sizeof(f->usage));
-		memset(&mal, 0, sizeof(mal));
-		memset(&skip, 0, sizeof(skip));
-		free(seen.slots);
-		memset(&seen, 0, sizeof(seen));
+		scan_ctx_reset(&sc);
 		f->new_mtime_ns = scan_mtime(dirfd, "new");
 		f->cur_mtime_ns = scan_mtime(dirfd, "cur");
-		if (scan_subdir(
-			dirfd, "new", &seen, &f->usage, &mal, &skip, err) < 0 ||
-		    scan_subdir(
-			dirfd, "cur", &seen, &f->usage, &mal, &skip, err) < 0) {
+		if (scan_subdir(dirfd, "new", &sc, err) < 0 ||
+		    scan_subdir(dirfd, "cur", &sc, err) < 0) {
 			rc = mk_err_prefix(err, "folder %s", f->name);
 			break;
 		}
@@ -275,9 +317,16 @@ mk_scan_folder(int dirfd, struct mk_folder_usage *f,
 		    f->cur_mtime_ns == scan_mtime(dirfd, "cur"))
 			break;
 	}
-	free(seen.slots);
-	scan_warnings_merge(malformed, &mal);
-	scan_warnings_merge(skipped, &skip);
+	for (i = 0; rc == 0 && i < sc.nunsized; i++)
+		hooks->unsized_cb(f->dir, sc.unsized[i].in_cur,
+		    sc.unsized[i].name, sc.unsized[i].size,
+		    sc.unsized[i].vsize, hooks->arg);
+	scan_warnings_merge(malformed, &sc.mal);
+	scan_warnings_merge(skipped, &sc.skip);
+	for (i = 0; i < sc.nunsized; i++)
+		free(sc.unsized[i].name);
+	free(sc.unsized);
+	mk_hmap_free(&sc.seen);
 	return rc;
 }
 
@@ -294,22 +343,22 @@ scan_folder_cmp(const void *a, const void *b)
 /* Append a folder entry for dir and scan it. */
 static int
 scan_add_folder(struct mk_mailbox_usage *mu, size_t *cap, int folderfd,
-    const char *dir, char sep, struct mk_err *err)
+    const char *dir, char sep, const struct mk_scan_hooks *hooks,
+    struct mk_err *err)
 {
 	char name[1024];
 	struct mk_folder_usage *f;
 
 	if (mk_maildir_folder_name(dir, sep, name, sizeof(name)) < 0)
 		mk_warnings_add(&mu->malformed,
-		    "folder %s: not valid "
-		    "modified UTF-7",
-		    dir);
+		    "folder %s: not valid modified UTF-7", dir);
 	mk_xgrow(&mu->folders, cap, mu->nfolders + 1, sizeof(*mu->folders));
 	f = &mu->folders[mu->nfolders++];
 	memset(f, 0, sizeof(*f));
 	f->name = mk_xstrdup(name);
 	f->dir = mk_xstrdup(dir);
-	if (mk_scan_folder(folderfd, f, &mu->malformed, &mu->skipped, err) < 0)
+	if (scan_folder(folderfd, f, hooks, &mu->malformed, &mu->skipped,
+	    err) < 0)
 		return -1;
 	mk_usage_add(&mu->total, &f->usage);
 	return 0;
@@ -317,7 +366,8 @@ scan_add_folder(struct mk_mailbox_usage *mu, size_t *cap, int folderfd,
 
 int
 mk_scan_mailbox(int rootfd, const char *relpath, const char *address, char sep,
-    struct mk_mailbox_usage **usage_r, struct mk_err *err)
+    const struct mk_scan_hooks *hooks, struct mk_mailbox_usage **usage_r,
+    struct mk_err *err)
 {
 	struct mk_mailbox_usage *mu;
 	struct dirent *de;
@@ -331,7 +381,7 @@ mk_scan_mailbox(int rootfd, const char *relpath, const char *address, char sep,
 	mu = mk_xcalloc(1, sizeof(*mu));
 	mu->address = mk_xstrdup(address);
 	mu->relpath = mk_xstrdup(relpath);
-	if (scan_add_folder(mu, &cap, fd, "", sep, err) < 0)
+	if (scan_add_folder(mu, &cap, fd, "", sep, hooks, err) < 0)
 		goto out;
 	if ((dir = fdopendir(fd)) == NULL) {
 		mk_err_sys(err, "mailbox %s: fdopendir", address);
@@ -364,7 +414,8 @@ mk_scan_mailbox(int rootfd, const char *relpath, const char *address, char sep,
 				    de->d_name, strerror(errno));
 			continue;
 		}
-		rc = scan_add_folder(mu, &cap, ffd, de->d_name, sep, err);
+		rc = scan_add_folder(mu, &cap, ffd, de->d_name, sep, hooks,
+		    err);
 		close(ffd);
 		if (rc < 0) {
 			mk_err_prefix(err, "mailbox %s", address);

@@ -120,7 +120,7 @@ scan_one(struct scan_run *run, const char *address, const char *relpath)
 	struct mk_err err;
 
 	if (mk_scan_mailbox(run->rootfd, relpath, address,
-		run->conf->hierarchy_separator, &mu, &err) < 0) {
+		run->conf->hierarchy_separator, NULL, &mu, &err) < 0) {
 		if (err.sys_errno == ENOENT)
 			mk_log_error("scan", "%s: no such mailbox (%s/%s)",
 			    address, run->conf->store_root, relpath);

@@ -53,4 +53,24 @@ int64_t mk_catalog_mark_removed(
 int mk_catalog_get_usage(struct mk_catalog *cat, const char *address,
     struct mk_mailbox_usage **usage_r, struct mk_err *err);
 
+/*
+ * Call cb for every mailbox still in the store, in address order, with
+ * its usage (which cb takes over and must free) and when it was recorded
+ * (ns since the epoch).
+ */
+typedef void mk_catalog_usage_cb(struct mk_mailbox_usage *mu,
+    int64_t scanned_ns, void *arg);
+int mk_catalog_load_all(struct mk_catalog *cat, mk_catalog_usage_cb *cb,
+    void *arg, struct mk_err *err);
+
+/*
+ * Call cb with the daily usage samples of a mailbox, newest first, at
+ * most max_days of them; day is days since the epoch (UTC).
+ */
+typedef void mk_catalog_history_cb(int64_t day, const struct mk_usage *u,
+    void *arg);
+int mk_catalog_get_history(struct mk_catalog *cat, const char *address,
+    unsigned max_days, mk_catalog_history_cb *cb, void *arg,
+    struct mk_err *err);
+
 #endif

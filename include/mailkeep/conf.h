@@ -24,6 +24,18 @@ struct mk_conf {
 	/* [general] */
 	char *state_dir;
 	char *catalog; /* default: <state_dir>/catalog.db */
+	int log_level; /* enum mk_log_level */
+
+	/* [daemon]; sockets default to <state_dir> without a config file,
+	 * else to /run/mailkeep */
+	char *status_socket;
+	char *control_socket;
+	char *admin_group; /* may use the control socket besides root */
+	char *metrics_listen; /* "127.0.0.1:PORT": /metrics over TCP */
+	char *metrics_token_file; /* bearer token for the TCP listener */
+	uint64_t workers;
+	uint64_t audit_interval; /* seconds */
+	uint64_t poll_interval; /* seconds */
 };
 
 /* A configuration holding every default. */

@@ -16,6 +16,7 @@
 #ifndef MAILKEEP_SCAN_H
 #define MAILKEEP_SCAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,7 @@ struct mk_folder_usage {
 	int64_t new_mtime_ns; /* mtimes of new/ and cur/ before listing */
 	int64_t cur_mtime_ns;
 	struct mk_usage usage;
+	uint64_t unsized;	/* messages whose name lacks ,S= or ,W= */
 };
 
 struct mk_mailbox_usage {
@@ -46,26 +48,41 @@ struct mk_mailbox_usage {
 	struct mk_warnings skipped; /* symbolic links, unreadable entries */
 };
 
-/* Add b into a. */
+/* Add b into a; subtract b from a (never below zero). */
 void mk_usage_add(struct mk_usage *a, const struct mk_usage *b);
+void mk_usage_sub(struct mk_usage *a, const struct mk_usage *b);
+
+/*
+ * What a live watcher needs from a scan.  Every member may be NULL.
+ */
+struct mk_scan_hooks {
+	/* Called with the open folder directory before it is listed, so
+	 * that a watch set here sees every change the listing may miss. */
+	void (*folder_cb)(int folderfd, const char *dir, void *arg);
+	/* A message whose name lacks ,S= or ,W=, with the sizes found:
+	 * a watcher must remember them to subtract them later. */
+	void (*unsized_cb)(const char *dir, bool in_cur, const char *name,
+	    uint64_t size, uint64_t vsize, void *arg);
+	/*
+	 * Usage known from before (the catalog) and when it was taken: a
+	 * folder whose new/ and cur/ mtimes equal the ones in prev, lie
+	 * more than 2 s before prev_ns, and that holds no unsized message,
+	 * is taken from prev without listing it again.
+	 */
+	const struct mk_mailbox_usage *prev;
+	int64_t prev_ns;
+	void *arg;
+};
 
 /*
  * Scan the Maildir at relpath beneath rootfd (no symbolic link on the
  * way), for address.  sep is the hierarchy separator of folder names.
- * Returns 0 and a result owned by the caller, or -1 with err set when the
- * Maildir cannot be opened.
+ * hooks may be NULL.  Returns 0 and a result owned by the caller, or -1
+ * with err set when the Maildir cannot be opened.
  */
 int mk_scan_mailbox(int rootfd, const char *relpath, const char *address,
-    char sep, struct mk_mailbox_usage **usage_r, struct mk_err *err);
-
-/*
- * Scan one folder directory (the Maildir itself for INBOX) into *f.
- * dirfd is the open folder directory.  Returns 0, or -1 when new/ or cur/
- * cannot be read for a reason other than not existing.
- */
-int mk_scan_folder(int dirfd, struct mk_folder_usage *f,
-    struct mk_warnings *malformed, struct mk_warnings *skipped,
-    struct mk_err *err);
+    char sep, const struct mk_scan_hooks *hooks,
+    struct mk_mailbox_usage **usage_r, struct mk_err *err);
 
 void mk_mailbox_usage_free(struct mk_mailbox_usage **usagep);
 

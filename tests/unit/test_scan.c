@@ -72,7 +72,7 @@ scan(const char *relpath)
 	int fd = open(root, O_RDONLY | O_DIRECTORY);
 
 	assert_true(fd >= 0);
-	if (mk_scan_mailbox(fd, relpath, "u@d", '/', &mu, &err) < 0)
+	if (mk_scan_mailbox(fd, relpath, "u@d", '/', NULL, &mu, &err) < 0)
 		fail_msg("scan: %s", err.msg);
 	close(fd);
 	return mu;
@@ -186,7 +186,7 @@ test_scan_symlinks_are_not_followed(void **state)
 	assert_int_equal(
 	    symlink(fx_path(root, "outside"), fx_path(root, "L")), 0);
 	fd = open(root, O_RDONLY | O_DIRECTORY);
-	assert_int_equal(mk_scan_mailbox(fd, "L", "u@d", '/', &mu, &err), -1);
+	assert_int_equal(mk_scan_mailbox(fd, "L", "u@d", '/', NULL, &mu, &err), -1);
 	assert_non_null(strstr(err.msg, "symbolic link"));
 	assert_null(mu);
 	close(fd);
