@@ -1,50 +1,302 @@
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
-#include "mailkeep/conf.h"
+#include <event2/event.h>
+#include <systemd/sd-daemon.h>
+
+#include "mailkeep/catalog.h"
+#include "mailkeep/fsutil.h"
 #include "mailkeep/log.h"
+#include "mailkeep/mem.h"
+
+#include "daemon.h"
+#include "httpd.h"
+#include "live.h"
+#include "pool.h"
+#include "watch.h"
+#include "worker.h"
+
+/* The options, kept for reloads. */
+static struct mk_conf_args main_args;
+
+int64_t
+mk_daemon_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void
+mk_daemon_notify_status(struct mk_daemon *d)
+{
+	struct mk_live_counts c;
+
+	mk_live_counts(d->live, &c);
+	sd_notifyf(0,
+	    "STATUS=%s%zu mailboxes, %zu being counted, %zu watches%s",
+	    d->ready ? "" : "starting: ", c.mailboxes, c.stale, c.watches,
+	    c.polled > 0 ? ", some polled" : "");
+}
+
+int
+mk_daemon_reload(struct mk_daemon *d, struct mk_err *err)
+{
+	struct mk_conf *conf = NULL, *old = d->conf;
+
+	if (mk_conf_setup(&main_args, &conf, err) < 0) {
+		mk_log_error("main",
+		    "reload: %s; keeping the running configuration", err->msg);
+		return -1;
+	}
+	if (strcmp(conf->store_root, old->store_root) != 0 ||
+	    strcmp(conf->store_template, old->store_template) != 0 ||
+	    strcmp(conf->state_dir, old->state_dir) != 0 ||
+	    strcmp(conf->status_socket, old->status_socket) != 0 ||
+	    strcmp(conf->control_socket, old->control_socket) != 0 ||
+	    conf->workers != old->workers)
+		mk_log_warn("main",
+		    "reload: store, state, socket and worker settings take "
+		    "effect at the next restart");
+	/* What can change while running. */
+	old->log_level = conf->log_level;
+	mk_log_init("mailkeepd", (enum mk_log_level)conf->log_level);
+	mk_conf_free(&conf);
+	mk_live_refresh_store(d->live);
+	mk_log_info("main", "configuration reloaded");
+	return 0;
+}
+
+static void
+main_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct mk_daemon *d = arg;
+	struct mk_err err;
+
+	(void)what;
+	if (sig == SIGHUP) {
+		sd_notify(0, "RELOADING=1");
+		(void)mk_daemon_reload(d, &err);
+		sd_notify(0, "READY=1");
+		return;
+	}
+	mk_log_info("main", "signal %d: stopping", (int)sig);
+	sd_notify(0, "STOPPING=1");
+	d->stopping = true;
+	event_base_loopexit(d->base, NULL);
+}
+
+static void
+main_watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mk_daemon *d = arg;
+
+	(void)fd;
+	(void)what;
+	sd_notify(0, "WATCHDOG=1");
+	mk_daemon_notify_status(d);
+}
+
+/* One daemon per state directory: a lock held for the process's life. */
+static int
+main_lock(const char *state_dir, struct mk_err *err)
+{
+	char path[4096], pid[32];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/mailkeepd.lock", state_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return mk_err_sys(err, "open(%s)", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int saved = errno;
+
+		n = (int)read(fd, pid, sizeof(pid) - 1);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		close(fd);
+		if (saved == EWOULDBLOCK)
+			return mk_err_set(err,
+			    "another mailkeepd (pid %s) uses %s",
+			    pid[0] != '\0' ? pid : "?", state_dir);
+		errno = saved;
+		return mk_err_sys(err, "flock(%s)", path);
+	}
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+		close(fd);
+		return mk_err_sys(err, "write(%s)", path);
+	}
+	return fd;
+}
+
+/* Make the directory that holds a socket. */
+static int
+main_socket_dir(const char *sock, struct mk_err *err)
+{
+	char dir[4096];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", sock);
+	if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
+		return 0;
+	*slash = '\0';
+	return mk_fs_mkdir_p(dir, 0755, err);
+}
+
+static int
+main_run(struct mk_daemon *d, bool foreground)
+{
+	struct event *sigs[4] = { NULL }, *watchdog = NULL;
+	static const int signums[4] = { SIGTERM, SIGINT, SIGHUP, 0 };
+	struct mk_catalog *cat = NULL;
+	struct mk_conf *conf = d->conf;
+	uint64_t wd_usec = 0;
+	struct mk_err err;
+	int lockfd = -1, rc = 1, i;
+
+	if (mk_fs_mkdir_p(conf->state_dir, 0700, &err) < 0 ||
+	    (lockfd = main_lock(conf->state_dir, &err)) < 0 ||
+	    main_socket_dir(conf->status_socket, &err) < 0 ||
+	    main_socket_dir(conf->control_socket, &err) < 0 ||
+	    mk_store_new(
+		conf->store_root, conf->store_template, &d->store, &err) < 0 ||
+	    (d->rootfd = mk_store_open_root(d->store, &err)) < 0 ||
+	    mk_catalog_open(conf->catalog, &cat, &err) < 0) {
+		mk_log_error("main", "%s", err.msg);
+		goto out;
+	}
+	if (!foreground && getenv("NOTIFY_SOCKET") == NULL &&
+	    daemon(0, 0) < 0) {
+		mk_log_error("main", "daemon: %s", strerror(errno));
+		goto out;
+	}
+	/* Keys and mail stay out of core dumps and ptrace. */
+	(void)prctl(PR_SET_DUMPABLE, 0);
+	signal(SIGPIPE, SIG_IGN);
+	if ((d->base = event_base_new()) == NULL) {
+		mk_log_error("main", "event_base_new failed");
+		goto out;
+	}
+	d->started_ns = mk_daemon_now_ns();
+	d->live = mk_live_new(d);
+	if (mk_live_load(d->live, cat, &err) < 0)
+		mk_log_warn(
+		    "main", "%s: starting without recorded usage", err.msg);
+	if (mk_watch_start(d, &d->watch, &err) < 0 ||
+	    mk_pool_new(d->base, conf->workers, mk_worker_new, mk_worker_free,
+		conf->catalog, &d->pool, &err) < 0 ||
+	    mk_httpd_start(d, &d->httpd, &err) < 0) {
+		mk_log_error("main", "%s", err.msg);
+		goto out;
+	}
+	for (i = 0; signums[i] != 0; i++) {
+		sigs[i] = evsignal_new(d->base, signums[i], main_signal_cb, d);
+		if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) < 0) {
+			mk_log_error(
+			    "main", "cannot handle signal %d", signums[i]);
+			goto out;
+		}
+	}
+	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+		struct timeval tv = { (time_t)(wd_usec / 2000000),
+			(suseconds_t)(wd_usec / 2 % 1000000) };
+
+		watchdog =
+		    event_new(d->base, -1, EV_PERSIST, main_watchdog_cb, d);
+		if (watchdog == NULL || evtimer_add(watchdog, &tv) < 0) {
+			mk_log_error("main", "cannot start the watchdog timer");
+			goto out;
+		}
+	}
+	mk_live_refresh_store(d->live);
+	mk_log_info("main",
+	    "mailkeepd %s: store %s, %zu mailboxes known, status on %s, "
+	    "control on %s",
+	    MK_VERSION, conf->store_root, mk_live_count(d->live),
+	    conf->status_socket, conf->control_socket);
+	sd_notify(0, "READY=1");
+	mk_daemon_notify_status(d);
+	if (event_base_dispatch(d->base) < 0)
+		mk_log_error("main", "event loop failed");
+	rc = 0;
+out:
+	d->stopping = true;
+	mk_httpd_stop(&d->httpd);
+	mk_pool_free(&d->pool);
+	if (d->live != NULL && cat != NULL)
+		mk_live_persist_sync(d->live, cat);
+	mk_watch_stop(&d->watch);
+	mk_live_free(&d->live);
+	for (i = 0; i < 4; i++)
+		if (sigs[i] != NULL)
+			event_free(sigs[i]);
+	if (watchdog != NULL)
+		event_free(watchdog);
+	if (d->base != NULL)
+		event_base_free(d->base);
+	mk_catalog_close(&cat);
+	mk_store_free(&d->store);
+	if (d->rootfd >= 0)
+		close(d->rootfd);
+	if (lockfd >= 0)
+		close(lockfd);
+	return rc;
+}
 
 static void
 usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: mailkeepd [-c FILE] [-f] [-n] [--store DIR] "
-	    "[--state DIR]\n");
+	    "usage: mailkeepd [-c FILE] [-f] [-n] [--store DIR] [--state "
+	    "DIR]\n");
 }
 
 int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"store", required_argument, NULL, 'S'},
-	    {"state", required_argument, NULL, 'T'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{ "config", required_argument, NULL, 'c' },
+		{ "store", required_argument, NULL, 'S' },
+		{ "state", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
-	struct mk_conf_args args;
-	struct mk_conf *conf = NULL;
+	struct mk_daemon d;
 	struct mk_err err;
-	int ch, check = 0;
+	bool check = false, foreground = false;
+	int ch, rc;
 
 	mk_log_init("mailkeepd", MK_LOG_INFO);
-	memset(&args, 0, sizeof(args));
+	memset(&d, 0, sizeof(d));
+	d.rootfd = -1;
 	while ((ch = getopt_long(argc, argv, "c:fnh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
-			args.config = optarg;
+			main_args.config = optarg;
 			break;
 		case 'n':
-			check = 1;
+			check = true;
 			break;
 		case 'f':
+			foreground = true;
 			break;
 		case 'S':
-			args.store = optarg;
+			main_args.store = optarg;
 			break;
 		case 'T':
-			args.state = optarg;
+			main_args.state = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -58,12 +310,21 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (mk_conf_setup(&args, &conf, &err) < 0) {
+	if (mk_conf_setup(&main_args, &d.conf, &err) < 0) {
 		mk_log_error("conf", "%s", err.msg);
 		return 1;
 	}
-	if (check)
+	if (check) {
 		printf("configuration OK\n");
-	mk_conf_free(&conf);
-	return 0;
+		mk_conf_free(&d.conf);
+		return 0;
+	}
+	mk_log_init("mailkeepd", (enum mk_log_level)d.conf->log_level);
+	if (getenv("JOURNAL_STREAM") != NULL)
+		mk_log_set_target(MK_LOG_JOURNAL);
+	else if (!foreground && getenv("NOTIFY_SOCKET") == NULL)
+		mk_log_set_target(MK_LOG_SYSLOG);
+	rc = main_run(&d, foreground);
+	mk_conf_free(&d.conf);
+	return rc;
 }

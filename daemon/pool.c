@@ -15,12 +15,12 @@
 struct mk_pool {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
-	struct mk_job *queue_head, *queue_tail;	/* waiting to run */
-	struct mk_job *done_head, *done_tail;	/* waiting for done() */
+	struct mk_job *queue_head, *queue_tail; /* waiting to run */
+	struct mk_job *done_head, *done_tail; /* waiting for done() */
 	bool stopping;
 	pthread_t *threads;
 	size_t nthreads;
-	size_t pending;			/* loop thread only */
+	size_t pending; /* loop thread only */
 	int efd;
 	struct event *ev;
 	mk_pool_ctx_new_cb *ctx_new;
@@ -67,8 +67,8 @@ pool_worker(void *arg)
 		pool_append(&pool->done_head, &pool->done_tail, job);
 		pthread_mutex_unlock(&pool->lock);
 		if (write(pool->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-			mk_log_error("pool", "write(eventfd): %s",
-			    strerror(errno));
+			mk_log_error(
+			    "pool", "write(eventfd): %s", strerror(errno));
 	}
 	if (pool->ctx_free != NULL)
 		pool->ctx_free(ctx);
@@ -124,16 +124,16 @@ mk_pool_new(struct event_base *base, size_t nthreads,
 		mk_err_sys(err, "eventfd");
 		goto fail;
 	}
-	pool->ev = event_new(base, pool->efd, EV_READ | EV_PERSIST,
-	    pool_done_cb, pool);
+	pool->ev = event_new(
+	    base, pool->efd, EV_READ | EV_PERSIST, pool_done_cb, pool);
 	if (pool->ev == NULL || event_add(pool->ev, NULL) < 0) {
 		mk_err_set(err, "pool: cannot add the eventfd to the loop");
 		goto fail;
 	}
 	pool->threads = mk_xcalloc(nthreads, sizeof(*pool->threads));
 	for (i = 0; i < nthreads; i++) {
-		if ((r = pthread_create(&pool->threads[i], NULL, pool_worker,
-		    pool)) != 0) {
+		if ((r = pthread_create(
+			 &pool->threads[i], NULL, pool_worker, pool)) != 0) {
 			errno = r;
 			mk_err_sys(err, "pthread_create");
 			goto fail;

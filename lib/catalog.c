@@ -27,77 +27,57 @@ enum catalog_stmt {
 };
 
 static const char *const catalog_sql[STMT_COUNT] = {
-    [STMT_MAILBOX_UPSERT] =
-	"INSERT INTO mailbox (address, relpath, bytes, vbytes, messages, "
-	"scanned_ns, removed_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL) "
-	"ON CONFLICT (address) DO UPDATE SET relpath = ?2, bytes = ?3, "
-	"vbytes = ?4, messages = ?5, scanned_ns = ?6, removed_ns = NULL",
-    [STMT_MAILBOX_ID] = "SELECT id FROM mailbox WHERE address = ?1",
-    [STMT_FOLDER_UPSERT] =
-	"INSERT INTO folder (mailbox_id, dir, name, ino, new_mtime_ns, "
-	"cur_mtime_ns, bytes, vbytes, messages, seen_ns, unsized) "
-	"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
-	"ON CONFLICT (mailbox_id, dir) DO UPDATE SET name = ?3, ino = ?4, "
-	"new_mtime_ns = ?5, cur_mtime_ns = ?6, bytes = ?7, vbytes = ?8, "
-	"messages = ?9, seen_ns = ?10, unsized = ?11",
-    [STMT_FOLDER_PRUNE] =
-	"DELETE FROM folder WHERE mailbox_id = ?1 AND seen_ns < ?2",
-    [STMT_HISTORY_PUT] =
-	"INSERT OR REPLACE INTO usage_history (mailbox_id, day, bytes, "
-	"vbytes, messages) VALUES (?1, ?2, ?3, ?4, ?5)",
-    [STMT_MARK_REMOVED] =
-	"UPDATE mailbox SET removed_ns = ?2 WHERE removed_ns IS NULL "
-	"AND scanned_ns < ?1",
-    [STMT_MAILBOX_GET] =
-	"SELECT id, relpath, bytes, vbytes, messages FROM mailbox "
-	"WHERE address = ?1 AND removed_ns IS NULL",
-    [STMT_FOLDERS_GET] =
-	"SELECT dir, name, ino, new_mtime_ns, cur_mtime_ns, bytes, "
-	"vbytes, messages, unsized FROM folder WHERE mailbox_id = ?1 "
-	"ORDER BY dir = '' DESC, name",
-    [STMT_MAILBOXES_ALL] =
-	"SELECT address, scanned_ns FROM mailbox WHERE removed_ns IS NULL "
-	"ORDER BY address",
-    [STMT_HISTORY_GET] =
-	"SELECT h.day, h.bytes, h.vbytes, h.messages FROM usage_history h "
-	"JOIN mailbox m ON m.id = h.mailbox_id WHERE m.address = ?1 "
-	"ORDER BY h.day DESC LIMIT ?2",
+	[STMT_MAILBOX_UPSERT] =
+	    "INSERT INTO mailbox (address, relpath, bytes, vbytes, messages, "
+	    "scanned_ns, removed_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL) ON "
+	    "CONFLICT (address) DO UPDATE SET relpath = ?2, bytes = ?3, vbytes "
+	    "= ?4, messages = ?5, scanned_ns = ?6, removed_ns = NULL",
+	[STMT_MAILBOX_ID] = "SELECT id FROM mailbox WHERE address = ?1",
+	[STMT_FOLDER_UPSERT] =
+	    "INSERT INTO folder (mailbox_id, dir, name, ino, new_mtime_ns, "
+	    "cur_mtime_ns, bytes, vbytes, messages, seen_ns, unsized) VALUES "
+	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT "
+	    "(mailbox_id, dir) DO UPDATE SET name = ?3, ino = ?4, new_mtime_ns "
+	    "= ?5, cur_mtime_ns = ?6, bytes = ?7, vbytes = ?8, messages = ?9, "
+	    "seen_ns = ?10, unsized = ?11",
+	[STMT_FOLDER_PRUNE] =
+	    "DELETE FROM folder WHERE mailbox_id = ?1 AND seen_ns < ?2",
+	[STMT_HISTORY_PUT] =
+	    "INSERT OR REPLACE INTO usage_history (mailbox_id, day, bytes, "
+	    "vbytes, messages) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[STMT_MARK_REMOVED] = "UPDATE mailbox SET removed_ns = ?2 WHERE "
+			      "removed_ns IS NULL AND scanned_ns < ?1",
+	[STMT_MAILBOX_GET] =
+	    "SELECT id, relpath, bytes, vbytes, messages FROM mailbox WHERE "
+	    "address = ?1 AND removed_ns IS NULL",
+	[STMT_FOLDERS_GET] =
+	    "SELECT dir, name, ino, new_mtime_ns, cur_mtime_ns, bytes, vbytes, "
+	    "messages, unsized FROM folder WHERE mailbox_id = ?1 ORDER BY dir "
+	    "= '' DESC, name",
+	[STMT_MAILBOXES_ALL] = "SELECT address, scanned_ns FROM mailbox WHERE "
+			       "removed_ns IS NULL ORDER BY address",
+	[STMT_HISTORY_GET] =
+	    "SELECT h.day, h.bytes, h.vbytes, h.messages FROM usage_history h "
+	    "JOIN mailbox m ON m.id = h.mailbox_id WHERE m.address = ?1 ORDER "
+	    "BY h.day DESC LIMIT ?2",
 };
 
 /* Schema steps; step i brings user_version from i to i + 1. */
 static const char *const catalog_migrations[MK_CATALOG_VERSION] = {
-    "CREATE TABLE mailbox ("
-    "  id INTEGER PRIMARY KEY,"
-    "  address TEXT NOT NULL UNIQUE,"
-    "  relpath TEXT NOT NULL,"
-    "  bytes INTEGER NOT NULL,"
-    "  vbytes INTEGER NOT NULL,"
-    "  messages INTEGER NOT NULL,"
-    "  scanned_ns INTEGER NOT NULL,"
-    "  removed_ns INTEGER);"
-    "CREATE TABLE folder ("
-    "  id INTEGER PRIMARY KEY,"
-    "  mailbox_id INTEGER NOT NULL REFERENCES mailbox (id) "
-    "    ON DELETE CASCADE,"
-    "  dir TEXT NOT NULL,"
-    "  name TEXT NOT NULL,"
-    "  ino INTEGER NOT NULL,"
-    "  new_mtime_ns INTEGER NOT NULL,"
-    "  cur_mtime_ns INTEGER NOT NULL,"
-    "  bytes INTEGER NOT NULL,"
-    "  vbytes INTEGER NOT NULL,"
-    "  messages INTEGER NOT NULL,"
-    "  seen_ns INTEGER NOT NULL,"
-    "  unsized INTEGER NOT NULL,"
-    "  UNIQUE (mailbox_id, dir));"
-    "CREATE TABLE usage_history ("
-    "  mailbox_id INTEGER NOT NULL REFERENCES mailbox (id) "
-    "    ON DELETE CASCADE,"
-    "  day INTEGER NOT NULL,"
-    "  bytes INTEGER NOT NULL,"
-    "  vbytes INTEGER NOT NULL,"
-    "  messages INTEGER NOT NULL,"
-    "  PRIMARY KEY (mailbox_id, day)) WITHOUT ROWID;",
+	"CREATE TABLE mailbox (  id INTEGER PRIMARY KEY,  address TEXT NOT "
+	"NULL UNIQUE,  relpath TEXT NOT NULL,  bytes INTEGER NOT NULL,  vbytes "
+	"INTEGER NOT NULL,  messages INTEGER NOT NULL,  scanned_ns INTEGER NOT "
+	"NULL,  removed_ns INTEGER);CREATE TABLE folder (  id INTEGER PRIMARY "
+	"KEY,  mailbox_id INTEGER NOT NULL REFERENCES mailbox (id)     ON "
+	"DELETE CASCADE,  dir TEXT NOT NULL,  name TEXT NOT NULL,  ino INTEGER "
+	"NOT NULL,  new_mtime_ns INTEGER NOT NULL,  cur_mtime_ns INTEGER NOT "
+	"NULL,  bytes INTEGER NOT NULL,  vbytes INTEGER NOT NULL,  messages "
+	"INTEGER NOT NULL,  seen_ns INTEGER NOT NULL,  unsized INTEGER NOT "
+	"NULL,  UNIQUE (mailbox_id, dir));CREATE TABLE usage_history (  "
+	"mailbox_id INTEGER NOT NULL REFERENCES mailbox (id)     ON DELETE "
+	"CASCADE,  day INTEGER NOT NULL,  bytes INTEGER NOT NULL,  vbytes "
+	"INTEGER NOT NULL,  messages INTEGER NOT NULL,  PRIMARY KEY "
+	"(mailbox_id, day)) WITHOUT ROWID;",
 };
 
 struct mk_catalog {
@@ -160,8 +140,8 @@ catalog_migrate(struct mk_catalog *cat, struct mk_err *err)
 		goto fail;
 	if (version > MK_CATALOG_VERSION) {
 		mk_err_set(err,
-		    "catalog %s: schema version %lld is newer "
-		    "than this program's %d",
+		    "catalog %s: schema version %lld is newer than this "
+		    "program's %d",
 		    cat->path, (long long)version, MK_CATALOG_VERSION);
 		goto fail;
 	}
@@ -203,8 +183,7 @@ mk_catalog_open(const char *path, struct mk_catalog **cat_r, struct mk_err *err)
 	if (catalog_query_int(cat, "PRAGMA journal_mode = WAL", &dummy, err) <
 		0 ||
 	    catalog_exec(cat,
-		"PRAGMA synchronous = NORMAL;"
-		"PRAGMA foreign_keys = ON",
+		"PRAGMA synchronous = NORMAL;PRAGMA foreign_keys = ON",
 		err) < 0 ||
 	    catalog_migrate(cat, err) < 0)
 		goto fail;
@@ -293,7 +272,7 @@ catalog_mailbox_id(struct mk_catalog *cat, const char *address, int64_t *id_r,
 
 int
 mk_catalog_put_usage(struct mk_catalog *cat, const struct mk_mailbox_usage *mu,
-    int64_t now_ns, struct mk_err *err)
+    int64_t scanned_ns, int64_t now_ns, struct mk_err *err)
 {
 	sqlite3_stmt *st;
 	int64_t id = 0;
@@ -305,7 +284,7 @@ mk_catalog_put_usage(struct mk_catalog *cat, const struct mk_mailbox_usage *mu,
 	sqlite3_bind_int64(st, 3, (int64_t)mu->total.bytes);
 	sqlite3_bind_int64(st, 4, (int64_t)mu->total.vbytes);
 	sqlite3_bind_int64(st, 5, (int64_t)mu->total.messages);
-	sqlite3_bind_int64(st, 6, now_ns);
+	sqlite3_bind_int64(st, 6, scanned_ns);
 	if (catalog_step_done(cat, st, err) < 0)
 		return -1;
 	if (catalog_mailbox_id(cat, mu->address, &id, err) != 1)
@@ -421,8 +400,8 @@ out:
 }
 
 int
-mk_catalog_load_all(struct mk_catalog *cat, mk_catalog_usage_cb *cb,
-    void *arg, struct mk_err *err)
+mk_catalog_load_all(struct mk_catalog *cat, mk_catalog_usage_cb *cb, void *arg,
+    struct mk_err *err)
 {
 	sqlite3_stmt *st = cat->stmts[STMT_MAILBOXES_ALL];
 	struct mk_mailbox_usage *mu = NULL;
@@ -463,8 +442,7 @@ out:
 
 int
 mk_catalog_get_history(struct mk_catalog *cat, const char *address,
-    unsigned max_days, mk_catalog_history_cb *cb, void *arg,
-    struct mk_err *err)
+    unsigned max_days, mk_catalog_history_cb *cb, void *arg, struct mk_err *err)
 {
 	sqlite3_stmt *st = cat->stmts[STMT_HISTORY_GET];
 	int r;

@@ -72,8 +72,8 @@ conf_field(struct mk_conf *conf, const struct conf_key *k)
 /* Store value into the field of k, checking its type. */
 /* Store the index of value among the words of k->allowed. */
 static int
-conf_set_enum(struct mk_conf *conf, const struct conf_key *k,
-    const char *value, struct mk_err *err)
+conf_set_enum(struct mk_conf *conf, const struct conf_key *k, const char *value,
+    struct mk_err *err)
 {
 	const char *p = k->allowed;
 	size_t len = strlen(value);
@@ -90,8 +90,8 @@ conf_set_enum(struct mk_conf *conf, const struct conf_key *k,
 		if (*p == '|')
 			p++;
 	}
-	return mk_err_set(err, "%s: '%s' is not one of %s", k->name, value,
-	    k->allowed);
+	return mk_err_set(
+	    err, "%s: '%s' is not one of %s", k->name, value, k->allowed);
 }
 
 static int
@@ -104,8 +104,8 @@ conf_set(struct mk_conf *conf, const struct conf_key *k, const char *value,
 	switch (k->type) {
 	case CONF_PATH:
 		if (value[0] != '/')
-			return mk_err_set(err, "%s: '%s' is not an absolute path",
-			    k->name, value);
+			return mk_err_set(err,
+			    "%s: '%s' is not an absolute path", k->name, value);
 		/* FALLTHROUGH */
 	case CONF_STRING:
 		if (value[0] == '\0')
@@ -122,13 +122,14 @@ conf_set(struct mk_conf *conf, const struct conf_key *k, const char *value,
 		return 0;
 	case CONF_UINT:
 	case CONF_DURATION:
-		if ((k->type == CONF_UINT ? mk_str_parse_u64(value, &v, err) :
-			mk_str_parse_duration(value, &v, err)) < 0)
+		if ((k->type == CONF_UINT
+			    ? mk_str_parse_u64(value, &v, err)
+			    : mk_str_parse_duration(value, &v, err)) < 0)
 			return mk_err_prefix(err, "%s", k->name);
 		if (v < k->min || v > k->max)
-			return mk_err_set(err, "%s: '%s' is out of range "
-			    "(%llu to %llu%s)", k->name, value,
-			    (unsigned long long)k->min,
+			return mk_err_set(err,
+			    "%s: '%s' is out of range (%llu to %llu%s)",
+			    k->name, value, (unsigned long long)k->min,
 			    (unsigned long long)k->max,
 			    k->type == CONF_DURATION ? " seconds" : "");
 		*(uint64_t *)conf_field(conf, k) = v;
@@ -331,8 +332,8 @@ mk_conf_setup(const struct mk_conf_args *args, struct mk_conf **conf_r,
 	if (path != NULL && mk_conf_load(conf, path, err) < 0) {
 		if (args->config == NULL && err->sys_errno == ENOENT)
 			mk_err_set(err,
-			    "no configuration: %s does not exist "
-			    "(give -c FILE, or --store DIR --state DIR)",
+			    "no configuration: %s does not exist (give -c "
+			    "FILE, or --store DIR --state DIR)",
 			    path);
 		goto fail;
 	}

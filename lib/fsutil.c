@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <linux/openat2.h>
 
 #include "mailkeep/fsutil.h"
 #include "mailkeep/mem.h"
@@ -79,6 +82,29 @@ mk_fs_open_dir_beneath(int dirfd, const char *relpath, struct mk_err *err)
 		fd = next;
 	}
 	return fd;
+}
+
+int
+mk_fs_stat_beneath(int dirfd, const char *relpath, struct stat *st)
+{
+	struct open_how how;
+	int fd, r, saved;
+
+	memset(&how, 0, sizeof(how));
+	how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
+	fd = (int)syscall(SYS_openat2, dirfd, relpath, &how, sizeof(how));
+	if (fd < 0)
+		return -1;
+	r = fstat(fd, st);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	if (r == 0 && S_ISLNK(st->st_mode)) {
+		errno = ELOOP;
+		return -1;
+	}
+	return r;
 }
 
 int

@@ -15,9 +15,9 @@ struct hmap_slot {
 
 struct mk_hmap {
 	struct hmap_slot *slots;
-	size_t cap;	/* a power of two */
-	size_t count;	/* values */
-	size_t used;	/* values and tombstones */
+	size_t cap; /* a power of two */
+	size_t count; /* values */
+	size_t used; /* values and tombstones */
 };
 
 static uint64_t
@@ -77,8 +77,8 @@ mk_hmap_put(struct mk_hmap *map, uint64_t key, void *value)
 	size_t i;
 
 	if ((map->used + 1) * 4 > map->cap * 3)
-		hmap_resize(map, map->count * 2 >= map->cap / 2 ?
-			map->cap * 2 : map->cap);
+		hmap_resize(map,
+		    map->count * 2 >= map->cap / 2 ? map->cap * 2 : map->cap);
 	for (i = hmap_mix(key) & (map->cap - 1); map->slots[i].value != NULL;
 	     i = (i + 1) & (map->cap - 1))
 		;

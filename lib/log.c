@@ -1,13 +1,14 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "mailkeep/log.h"
 
 static const char *log_progname = "mailkeep";
 static enum mk_log_level log_max = MK_LOG_INFO;
-static int log_journal;
+static enum mk_log_target log_target = MK_LOG_STDERR;
 
 void
 mk_log_init(const char *progname, enum mk_log_level max_level)
@@ -17,23 +18,32 @@ mk_log_init(const char *progname, enum mk_log_level max_level)
 }
 
 void
-mk_log_set_journal(int on)
+mk_log_set_target(enum mk_log_target target)
 {
-	log_journal = on;
+	log_target = target;
+	if (target == MK_LOG_SYSLOG)
+		openlog(log_progname, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
 
 static void
 log_vwrite(
     enum mk_log_level level, const char *module, const char *fmt, va_list ap)
 {
-	static const char *names[] = {"error", "warning", "info", "debug"};
-	static const int prio[] = {3, 4, 6, 7};
+	static const char *names[] = { "error", "warning", "info", "debug" };
+	static const int prio[] = { 3, 4, 6, 7 };
 	char line[2048];
 	int n, m;
 
 	if (level > log_max)
 		return;
-	if (log_journal)
+	if (log_target == MK_LOG_SYSLOG) {
+		char msg[2048];
+
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		syslog(prio[level], "%s: %s", module, msg);
+		return;
+	}
+	if (log_target == MK_LOG_JOURNAL)
 		n = snprintf(
 		    line, sizeof(line), "<%d>%s: ", prio[level], module);
 	else

@@ -41,8 +41,7 @@ mk_usage_sub(struct mk_usage *a, const struct mk_usage *b)
 {
 	a->bytes = a->bytes > b->bytes ? a->bytes - b->bytes : 0;
 	a->vbytes = a->vbytes > b->vbytes ? a->vbytes - b->vbytes : 0;
-	a->messages = a->messages > b->messages ? a->messages - b->messages :
-	    0;
+	a->messages = a->messages > b->messages ? a->messages - b->messages : 0;
 }
 
 /* A message whose name lacks a size, kept until the listing is final. */
@@ -59,7 +58,7 @@ struct scan_ctx {
 	struct mk_hmap *seen;
 	struct mk_warnings mal;
 	struct mk_warnings skip;
-	struct scan_unsized *unsized;	/* only when a hook wants them */
+	struct scan_unsized *unsized; /* only when a hook wants them */
 	size_t nunsized;
 	size_t cap;
 	bool keep_unsized;
@@ -92,12 +91,8 @@ scan_warnings_merge(struct mk_warnings *to, const struct mk_warnings *from)
 	to->count += from->count;
 }
 
-/*
- * The virtual size of a file, read through once.  Returns 0, 1 when the
- * file is gone, or -1 on a read error.
- */
-static int
-scan_read_vsize(int dirfd, const char *name, uint64_t *vsize_r)
+int
+mk_scan_read_vsize(int dirfd, const char *name, uint64_t *vsize_r)
 {
 	char buf[65536];
 	bool prev_cr = false;
@@ -130,8 +125,8 @@ scan_read_vsize(int dirfd, const char *name, uint64_t *vsize_r)
  * names are added to the seen set for new/ and looked up in it for cur/.
  */
 static int
-scan_subdir(int folderfd, const char *sub, struct scan_ctx *sc,
-    struct mk_err *err)
+scan_subdir(
+    int folderfd, const char *sub, struct scan_ctx *sc, struct mk_err *err)
 {
 	bool is_new = strcmp(sub, "new") == 0;
 	struct mk_warnings *malformed = &sc->mal, *skipped = &sc->skip;
@@ -149,8 +144,8 @@ scan_subdir(int folderfd, const char *sub, struct scan_ctx *sc,
 			return 0;
 		if (errno == ELOOP || errno == ENOTDIR) {
 			mk_warnings_add(skipped,
-			    "%s: not a directory or a "
-			    "symbolic link, not followed",
+			    "%s: not a directory or a symbolic link, not "
+			    "followed",
 			    sub);
 			return 0;
 		}
@@ -189,9 +184,8 @@ scan_subdir(int folderfd, const char *sub, struct scan_ctx *sc,
 			}
 			if (!S_ISREG(st.st_mode)) {
 				mk_warnings_add(skipped,
-				    "%s/%s: not a regular "
-				    "file, skipped",
-				    sub, name);
+				    "%s/%s: not a regular file, skipped", sub,
+				    name);
 				continue;
 			}
 			if (!mn.has_size)
@@ -199,7 +193,7 @@ scan_subdir(int folderfd, const char *sub, struct scan_ctx *sc,
 		}
 		vsize = mn.vsize;
 		if (!mn.has_vsize) {
-			int r = scan_read_vsize(fd, name, &vsize);
+			int r = mk_scan_read_vsize(fd, name, &vsize);
 
 			if (r == 1)
 				continue;
@@ -252,8 +246,8 @@ scan_mtime(int folderfd, const char *sub)
 
 /* Can the folder be taken from the usage known from before? */
 static bool
-scan_reuse(const struct mk_scan_hooks *hooks, int dirfd,
-    struct mk_folder_usage *f)
+scan_reuse(
+    const struct mk_scan_hooks *hooks, int dirfd, struct mk_folder_usage *f)
 {
 	const struct mk_mailbox_usage *prev;
 	size_t i;
@@ -319,8 +313,8 @@ scan_folder(int dirfd, struct mk_folder_usage *f,
 	}
 	for (i = 0; rc == 0 && i < sc.nunsized; i++)
 		hooks->unsized_cb(f->dir, sc.unsized[i].in_cur,
-		    sc.unsized[i].name, sc.unsized[i].size,
-		    sc.unsized[i].vsize, hooks->arg);
+		    sc.unsized[i].name, sc.unsized[i].size, sc.unsized[i].vsize,
+		    hooks->arg);
 	scan_warnings_merge(malformed, &sc.mal);
 	scan_warnings_merge(skipped, &sc.skip);
 	for (i = 0; i < sc.nunsized; i++)
@@ -350,15 +344,15 @@ scan_add_folder(struct mk_mailbox_usage *mu, size_t *cap, int folderfd,
 	struct mk_folder_usage *f;
 
 	if (mk_maildir_folder_name(dir, sep, name, sizeof(name)) < 0)
-		mk_warnings_add(&mu->malformed,
-		    "folder %s: not valid modified UTF-7", dir);
+		mk_warnings_add(
+		    &mu->malformed, "folder %s: not valid modified UTF-7", dir);
 	mk_xgrow(&mu->folders, cap, mu->nfolders + 1, sizeof(*mu->folders));
 	f = &mu->folders[mu->nfolders++];
 	memset(f, 0, sizeof(*f));
 	f->name = mk_xstrdup(name);
 	f->dir = mk_xstrdup(dir);
-	if (scan_folder(folderfd, f, hooks, &mu->malformed, &mu->skipped,
-	    err) < 0)
+	if (scan_folder(folderfd, f, hooks, &mu->malformed, &mu->skipped, err) <
+	    0)
 		return -1;
 	mk_usage_add(&mu->total, &f->usage);
 	return 0;
@@ -395,9 +389,7 @@ mk_scan_mailbox(int rootfd, const char *relpath, const char *address, char sep,
 			continue;
 		if (de->d_type == DT_LNK) {
 			mk_warnings_add(&mu->skipped,
-			    "%s: symbolic link not "
-			    "followed",
-			    de->d_name);
+			    "%s: symbolic link not followed", de->d_name);
 			continue;
 		}
 		if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
@@ -406,16 +398,15 @@ mk_scan_mailbox(int rootfd, const char *relpath, const char *address, char sep,
 		if (ffd < 0) {
 			if (errno == ELOOP)
 				mk_warnings_add(&mu->skipped,
-				    "%s: symbolic "
-				    "link not followed",
+				    "%s: symbolic link not followed",
 				    de->d_name);
 			else if (errno != ENOENT && errno != ENOTDIR)
 				mk_warnings_add(&mu->skipped, "%s: %s",
 				    de->d_name, strerror(errno));
 			continue;
 		}
-		rc = scan_add_folder(mu, &cap, ffd, de->d_name, sep, hooks,
-		    err);
+		rc =
+		    scan_add_folder(mu, &cap, ffd, de->d_name, sep, hooks, err);
 		close(ffd);
 		if (rc < 0) {
 			mk_err_prefix(err, "mailbox %s", address);

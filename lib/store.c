@@ -51,10 +51,8 @@ store_parse_component(const char *tmpl, const char *s, size_t len,
 	const char *v;
 
 	if ((len == 1 && s[0] == '.') || (len == 2 && memcmp(s, "..", 2) == 0))
-		return mk_err_set(err,
-		    "template '%s': '.' and '..' are not "
-		    "allowed",
-		    tmpl);
+		return mk_err_set(
+		    err, "template '%s': '.' and '..' are not allowed", tmpl);
 	if (pct == NULL) {
 		c->var = STORE_LITERAL;
 		c->prefix = mk_xstrndup(s, len);
@@ -65,10 +63,8 @@ store_parse_component(const char *tmpl, const char *s, size_t len,
 	if (v < s + len && *v == 'L')
 		v++;
 	if (v >= s + len)
-		return mk_err_set(err,
-		    "template '%s': '%%' at the end of a "
-		    "component",
-		    tmpl);
+		return mk_err_set(
+		    err, "template '%s': '%%' at the end of a component", tmpl);
 	switch (*v) {
 	case 'd':
 		c->var = STORE_DOMAIN;
@@ -81,20 +77,17 @@ store_parse_component(const char *tmpl, const char *s, size_t len,
 		break;
 	default:
 		return mk_err_set(err,
-		    "template '%s': unsupported variable "
-		    "'%%%c' (use %%d, %%n or %%u)",
+		    "template '%s': unsupported variable '%%%c' (use %%d, %%n "
+		    "or %%u)",
 		    tmpl, *v);
 	}
 	if (*seen & (1u << c->var))
-		return mk_err_set(err,
-		    "template '%s': variable '%%%c' used "
-		    "twice",
-		    tmpl, *v);
+		return mk_err_set(
+		    err, "template '%s': variable '%%%c' used twice", tmpl, *v);
 	*seen |= 1u << c->var;
 	if (memchr(v + 1, '%', (size_t)(s + len - (v + 1))) != NULL)
 		return mk_err_set(err,
-		    "template '%s': only one variable per "
-		    "path component",
+		    "template '%s': only one variable per path component",
 		    tmpl);
 	c->prefix = mk_xstrndup(s, (size_t)(pct - s));
 	c->suffix = mk_xstrndup(v + 1, (size_t)(s + len - (v + 1)));
@@ -115,8 +108,8 @@ mk_store_new(const char *root, const char *tmpl, struct mk_store **store_r,
 		    err, "store root '%s': not an absolute path", root);
 	if (tmpl[0] == '/' || tmpl[0] == '\0')
 		return mk_err_set(err,
-		    "template '%s': must be a relative "
-		    "path such as %%d/%%n/Maildir",
+		    "template '%s': must be a relative path such as "
+		    "%%d/%%n/Maildir",
 		    tmpl);
 	store = mk_xcalloc(1, sizeof(*store));
 	store->root = mk_xstrdup(root);
@@ -226,8 +219,8 @@ mk_store_mailbox_path(const struct mk_store *store, const char *address,
 
 		if (c->var != STORE_LITERAL && !store_value_ok(v))
 			return mk_err_set(err,
-			    "mailbox '%s': not an address "
-			    "of this store (user@domain)",
+			    "mailbox '%s': not an address of this store "
+			    "(user@domain)",
 			    address);
 		n = snprintf(buf + pos, size - pos, "%s%s%s%s",
 		    i > 0 ? "/" : "", c->prefix, v, c->suffix);

@@ -143,8 +143,8 @@ scan_one(struct scan_run *run, const char *address, const char *relpath)
 	if (run->in_batch == 0 && mk_catalog_begin(run->cat, &err) < 0) {
 		mk_log_error("scan", "%s", err.msg);
 		run->status = CMD_FAIL;
-	} else if (mk_catalog_put_usage(run->cat, mu, scan_now_ns(), &err) <
-	    0) {
+	} else if (mk_catalog_put_usage(
+		       run->cat, mu, scan_now_ns(), scan_now_ns(), &err) < 0) {
 		mk_log_error("scan", "%s", err.msg);
 		mk_catalog_rollback(run->cat);
 		run->in_batch = 0;

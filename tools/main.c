@@ -14,10 +14,11 @@ struct cmd_entry {
 };
 
 static const struct cmd_entry cmd_table[] = {
-    {"scan", cmd_scan, "scan [MAILBOX...]",
-	"Read usage from the store (no daemon needed) and record it in\n"
-	"the catalog.  With mailboxes named, folders are listed too."},
-    {"help", NULL, "help [COMMAND]", "Show the commands, or one in full."},
+	{ "scan", cmd_scan, "scan [MAILBOX...]",
+	    "Read usage from the store (no daemon needed) and record it in\n"
+	    "the catalog.  With mailboxes named, folders are listed too." },
+	{ "help", NULL, "help [COMMAND]",
+	    "Show the commands, or one in full." },
 };
 
 #define CMD_COUNT (sizeof(cmd_table) / sizeof(cmd_table[0]))
@@ -39,8 +40,8 @@ main_usage(FILE *fp)
 	size_t i;
 
 	fprintf(fp,
-	    "usage: mailkeep [-c FILE | --store DIR --state DIR] "
-	    "[--json] COMMAND ...\n\ncommands:\n");
+	    "usage: mailkeep [-c FILE | --store DIR --state DIR] [--json] "
+	    "COMMAND ...\n\ncommands:\n");
 	for (i = 0; i < CMD_COUNT; i++)
 		fprintf(fp, "  %s\n", cmd_table[i].usage);
 }
@@ -88,12 +89,12 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"store", required_argument, NULL, 'S'},
-	    {"state", required_argument, NULL, 'T'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{ "config", required_argument, NULL, 'c' },
+		{ "store", required_argument, NULL, 'S' },
+		{ "state", required_argument, NULL, 'T' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const struct cmd_entry *c;
 	struct cmd_ctx ctx;

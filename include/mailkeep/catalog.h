@@ -34,12 +34,13 @@ int mk_catalog_commit(struct mk_catalog *cat, struct mk_err *err);
 void mk_catalog_rollback(struct mk_catalog *cat);
 
 /*
- * Record the usage of a scanned mailbox at time now (ns since the epoch):
- * the mailbox row, one row per folder (folders no longer there are
- * dropped), and today's history sample.
+ * Record the usage of a mailbox, listed at scanned_ns and current at now_ns
+ * (ns since the epoch): the mailbox row, one row per folder (folders no
+ * longer there are dropped), and the history sample of now's day.
  */
 int mk_catalog_put_usage(struct mk_catalog *cat,
-    const struct mk_mailbox_usage *mu, int64_t now_ns, struct mk_err *err);
+    const struct mk_mailbox_usage *mu, int64_t scanned_ns, int64_t now_ns,
+    struct mk_err *err);
 
 /*
  * After a scan of the whole store that started at start_ns: mark every
@@ -58,8 +59,8 @@ int mk_catalog_get_usage(struct mk_catalog *cat, const char *address,
  * its usage (which cb takes over and must free) and when it was recorded
  * (ns since the epoch).
  */
-typedef void mk_catalog_usage_cb(struct mk_mailbox_usage *mu,
-    int64_t scanned_ns, void *arg);
+typedef void mk_catalog_usage_cb(
+    struct mk_mailbox_usage *mu, int64_t scanned_ns, void *arg);
 int mk_catalog_load_all(struct mk_catalog *cat, mk_catalog_usage_cb *cb,
     void *arg, struct mk_err *err);
 
@@ -67,8 +68,8 @@ int mk_catalog_load_all(struct mk_catalog *cat, mk_catalog_usage_cb *cb,
  * Call cb with the daily usage samples of a mailbox, newest first, at
  * most max_days of them; day is days since the epoch (UTC).
  */
-typedef void mk_catalog_history_cb(int64_t day, const struct mk_usage *u,
-    void *arg);
+typedef void mk_catalog_history_cb(
+    int64_t day, const struct mk_usage *u, void *arg);
 int mk_catalog_get_history(struct mk_catalog *cat, const char *address,
     unsigned max_days, mk_catalog_history_cb *cb, void *arg,
     struct mk_err *err);

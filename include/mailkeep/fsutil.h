@@ -6,6 +6,7 @@
 #define MAILKEEP_FSUTIL_H
 
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "mailkeep/err.h"
@@ -24,6 +25,14 @@ int mk_fs_openat_dir(int dirfd, const char *name);
  * with err set (ELOOP / ENOTDIR when a component is a symbolic link).
  */
 int mk_fs_open_dir_beneath(int dirfd, const char *relpath, struct mk_err *err);
+
+/*
+ * stat() relpath beneath dirfd without following any symbolic link on
+ * the way (openat2 with RESOLVE_BENEATH and RESOLVE_NO_SYMLINKS).
+ * Returns 0 or -1 with errno set (ENOENT when it is gone, ELOOP for a
+ * link).
+ */
+int mk_fs_stat_beneath(int dirfd, const char *relpath, struct stat *st);
 
 /*
  * Write data to dirfd/name atomically: a temporary file created with

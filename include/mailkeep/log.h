@@ -19,8 +19,14 @@ enum mk_log_level {
 /* Set the program name and the most verbose level that is printed. */
 void mk_log_init(const char *progname, enum mk_log_level max_level);
 
-/* With systemd's journal as stderr, prefix lines with <N> priorities. */
-void mk_log_set_journal(int on);
+/* Where lines go: stderr as "prog: level: module: text" (the default),
+ * stderr with <N> priority prefixes for systemd's journal, or syslog. */
+enum mk_log_target {
+	MK_LOG_STDERR,
+	MK_LOG_JOURNAL,
+	MK_LOG_SYSLOG,
+};
+void mk_log_set_target(enum mk_log_target target);
 
 void mk_log(enum mk_log_level level, const char *module, const char *fmt, ...)
     MK_PRINTF(3, 4);

@@ -35,7 +35,7 @@ struct mk_folder_usage {
 	int64_t new_mtime_ns; /* mtimes of new/ and cur/ before listing */
 	int64_t cur_mtime_ns;
 	struct mk_usage usage;
-	uint64_t unsized;	/* messages whose name lacks ,S= or ,W= */
+	uint64_t unsized; /* messages whose name lacks ,S= or ,W= */
 };
 
 struct mk_mailbox_usage {
@@ -83,6 +83,13 @@ struct mk_scan_hooks {
 int mk_scan_mailbox(int rootfd, const char *relpath, const char *address,
     char sep, const struct mk_scan_hooks *hooks,
     struct mk_mailbox_usage **usage_r, struct mk_err *err);
+
+/*
+ * The virtual size of dirfd/name, read through once (not following a
+ * symbolic link).  Returns 0, 1 when the file is gone, or -1 with errno
+ * set on a read error.
+ */
+int mk_scan_read_vsize(int dirfd, const char *name, uint64_t *vsize_r);
 
 void mk_mailbox_usage_free(struct mk_mailbox_usage **usagep);
 

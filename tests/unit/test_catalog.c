@@ -59,7 +59,7 @@ put(struct mk_catalog *cat, struct mk_mailbox_usage *mu, int64_t now)
 	struct mk_err err;
 
 	assert_int_equal(mk_catalog_begin(cat, &err), 0);
-	if (mk_catalog_put_usage(cat, mu, now, &err) < 0)
+	if (mk_catalog_put_usage(cat, mu, now, now, &err) < 0)
 		fail_msg("%s", err.msg);
 	assert_int_equal(mk_catalog_commit(cat, &err), 0);
 }
@@ -176,17 +176,17 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(
-		test_catalog_usage_round_trip_and_folder_removal, cat_setup,
-		cat_teardown),
-	    cmocka_unit_test_setup_teardown(
-		test_catalog_mark_removed_after_full_scan, cat_setup,
-		cat_teardown),
-	    cmocka_unit_test_setup_teardown(
-		test_catalog_refuses_newer_schema_and_garbage, cat_setup,
-		cat_teardown),
-	    cmocka_unit_test_setup_teardown(
-		test_catalog_reopen_keeps_data, cat_setup, cat_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_catalog_usage_round_trip_and_folder_removal, cat_setup,
+		    cat_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_catalog_mark_removed_after_full_scan, cat_setup,
+		    cat_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_catalog_refuses_newer_schema_and_garbage, cat_setup,
+		    cat_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_catalog_reopen_keeps_data, cat_setup, cat_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,17 +21,18 @@ test_hmap_put_get_remove_many(void **state)
 	(void)state;
 	for (i = 0; i < 5000; i++) {
 		snprintf(names[i], sizeof(names[i]), "n%zu", i);
-		mk_hmap_put(map, mk_hmap_hash(names[i], strlen(names[i])),
-		    names[i]);
+		mk_hmap_put(
+		    map, mk_hmap_hash(names[i], strlen(names[i])), names[i]);
 	}
 	assert_int_equal(mk_hmap_count(map), 5000);
 	for (i = 0; i < 5000; i += 2)
-		assert_true(mk_hmap_remove(map, mk_hmap_hash(names[i],
-		    strlen(names[i])), names[i]));
+		assert_true(mk_hmap_remove(
+		    map, mk_hmap_hash(names[i], strlen(names[i])), names[i]));
 	assert_int_equal(mk_hmap_count(map), 2500);
 	for (i = 0; i < 5000; i++) {
-		void *v = mk_hmap_get(map, mk_hmap_hash(names[i],
-		    strlen(names[i])), str_match, names[i]);
+		void *v =
+		    mk_hmap_get(map, mk_hmap_hash(names[i], strlen(names[i])),
+			str_match, names[i]);
 
 		assert_true((v != NULL) == (i % 2 == 1));
 	}

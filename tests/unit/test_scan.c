@@ -186,7 +186,8 @@ test_scan_symlinks_are_not_followed(void **state)
 	assert_int_equal(
 	    symlink(fx_path(root, "outside"), fx_path(root, "L")), 0);
 	fd = open(root, O_RDONLY | O_DIRECTORY);
-	assert_int_equal(mk_scan_mailbox(fd, "L", "u@d", '/', NULL, &mu, &err), -1);
+	assert_int_equal(
+	    mk_scan_mailbox(fd, "L", "u@d", '/', NULL, &mu, &err), -1);
 	assert_non_null(strstr(err.msg, "symbolic link"));
 	assert_null(mu);
 	close(fd);
@@ -284,23 +285,26 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(
-		test_scan_sizes_from_names_and_stat, scan_setup, scan_teardown),
-	    cmocka_unit_test_setup_teardown(
-		test_scan_folders_in_imap_names, scan_setup, scan_teardown),
-	    cmocka_unit_test_setup_teardown(
-		test_scan_symlinks_are_not_followed, scan_setup, scan_teardown),
-	    cmocka_unit_test_setup_teardown(
-		test_scan_malformed_names_are_counted_and_sized_by_stat,
-		scan_setup, scan_teardown),
-	    cmocka_unit_test_setup_teardown(
-		test_scan_file_deleted_during_scan_is_not_counted, scan_setup,
-		scan_teardown),
-	    cmocka_unit_test_setup_teardown(
-		test_scan_message_moved_to_cur_during_scan_counts_once,
-		scan_setup, scan_teardown),
-	    cmocka_unit_test_setup_teardown(
-		test_scan_missing_subdirs_are_empty, scan_setup, scan_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_scan_sizes_from_names_and_stat, scan_setup,
+		    scan_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_scan_folders_in_imap_names, scan_setup, scan_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_scan_symlinks_are_not_followed, scan_setup,
+		    scan_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_scan_malformed_names_are_counted_and_sized_by_stat,
+		    scan_setup, scan_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_scan_file_deleted_during_scan_is_not_counted,
+		    scan_setup, scan_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_scan_message_moved_to_cur_during_scan_counts_once,
+		    scan_setup, scan_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_scan_missing_subdirs_are_empty, scan_setup,
+		    scan_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,60 @@
+/*
+ * The daemon's one shared object: every module of mailkeepd gets a
+ * struct mk_daemon, and only the event loop thread touches it.
+ */
+#ifndef MAILKEEPD_DAEMON_H
+#define MAILKEEPD_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "mailkeep/conf.h"
+#include "mailkeep/store.h"
+
+struct mk_httpd;
+struct mk_live;
+struct mk_pool;
+struct mk_watch;
+
+/* Counters exported in /v1/status and /metrics. */
+struct mk_stats {
+	uint64_t events; /* inotify events handled */
+	uint64_t overflows; /* inotify queue overflows */
+	uint64_t scans; /* mailbox scans finished */
+	uint64_t rescans; /* scans caused by events or faults */
+	uint64_t scan_errors;
+	uint64_t audits; /* audit passes finished */
+	uint64_t audit_drift_bytes; /* |live - scanned| of the last pass */
+	uint64_t audit_drift_mailboxes;
+	uint64_t http_requests;
+	uint64_t http_errors; /* answered 4xx or 5xx */
+	uint64_t persist_errors;
+};
+
+struct mk_daemon {
+	struct event_base *base;
+	struct mk_conf *conf;
+	struct mk_store *store;
+	int rootfd; /* the store root, O_DIRECTORY */
+	struct mk_pool *pool;
+	struct mk_live *live;
+	struct mk_watch *watch;
+	struct mk_httpd *httpd;
+	struct mk_stats stats;
+	int64_t started_ns;
+	bool ready; /* the first reconcile is done */
+	bool stopping;
+};
+
+/* Wall clock in ns since the epoch. */
+int64_t mk_daemon_now_ns(void);
+
+/* Tell systemd (no-op outside systemd): "STATUS=..." lines. */
+void mk_daemon_notify_status(struct mk_daemon *d);
+
+/* Re-read the configuration (SIGHUP, POST /v1/reload); 0 or -1. */
+int mk_daemon_reload(struct mk_daemon *d, struct mk_err *err);
+
+#endif

@@ -1,0 +1,802 @@
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <jansson.h>
+
+#include "mailkeep/catalog.h"
+#include "mailkeep/fsutil.h"
+#include "mailkeep/hmap.h"
+#include "mailkeep/log.h"
+#include "mailkeep/mem.h"
+#include "mailkeep/str.h"
+
+#include "httpd.h"
+#include "live.h"
+
+#define HTTPD_MAX_HEADERS 8192
+#define HTTPD_MAX_BODY 65536
+#define HTTPD_TIMEOUT 10
+#define HTTPD_PAGE_MAX 1000
+#define HTTPD_HISTORY_DAYS 90
+#define HTTPD_TOP_DOMAINS 10
+
+enum httpd_role {
+	HTTPD_STATUS, /* read-only */
+	HTTPD_CONTROL, /* read-write, for administrators */
+	HTTPD_METRICS, /* /metrics only, maybe with a bearer token */
+};
+
+struct httpd_server {
+	struct mk_httpd *httpd;
+	enum httpd_role role;
+	struct evhttp *http;
+	char *path; /* a UNIX socket to unlink at stop */
+};
+
+struct mk_httpd {
+	struct mk_daemon *d;
+	struct httpd_server servers[3];
+	size_t nservers;
+	struct mk_catalog *catalog; /* short reads: history */
+	gid_t admin_gid;
+	bool have_admin_gid;
+	char *token;
+};
+
+/* Answers */
+
+static void
+httpd_send(struct httpd_server *srv, struct evhttp_request *req, int code,
+    const char *reason, const char *type, struct evbuffer *body)
+{
+	evhttp_add_header(
+	    evhttp_request_get_output_headers(req), "Content-Type", type);
+	if (code >= 400)
+		srv->httpd->d->stats.http_errors++;
+	evhttp_send_reply(req, code, reason, body);
+}
+
+static void
+httpd_send_json(struct httpd_server *srv, struct evhttp_request *req, int code,
+    const char *reason, json_t *doc)
+{
+	struct evbuffer *body = evbuffer_new();
+	char *s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+	if (body == NULL || s == NULL)
+		mk_fatal("httpd", "out of memory");
+	evbuffer_add(body, s, strlen(s));
+	evbuffer_add(body, "\n", 1);
+	httpd_send(srv, req, code, reason, "application/json", body);
+	evbuffer_free(body);
+	free(s);
+	json_decref(doc);
+}
+
+static void
+httpd_error(struct httpd_server *srv, struct evhttp_request *req, int code,
+    const char *reason, const char *msg)
+{
+	httpd_send_json(
+	    srv, req, code, reason, json_pack("{s:s}", "error", msg));
+}
+
+static json_t *
+httpd_usage_json(const struct mk_usage *u)
+{
+	return json_pack("{s:I, s:I, s:I}", "bytes", (json_int_t)u->bytes,
+	    "vbytes", (json_int_t)u->vbytes, "messages",
+	    (json_int_t)u->messages);
+}
+
+static json_t *
+httpd_time_json(int64_t ns)
+{
+	time_t t = (time_t)(ns / 1000000000);
+	struct tm tm;
+	char buf[32];
+
+	if (ns <= 0 || gmtime_r(&t, &tm) == NULL)
+		return json_null();
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_string(buf);
+}
+
+/* The mailbox object, the same as `mailkeep --json scan` prints. */
+static json_t *
+httpd_mailbox_json(const struct mk_live_mailbox *mb, bool detail)
+{
+	json_t *obj = httpd_usage_json(&mb->total), *folders = json_array();
+	size_t i;
+
+	json_object_set_new(obj, "address", json_string(mb->address));
+	for (i = 0; i < mb->nfolders; i++) {
+		json_t *f = httpd_usage_json(&mb->folders[i]->usage);
+
+		json_object_set_new(
+		    f, "name", json_string(mb->folders[i]->name));
+		json_array_append_new(folders, f);
+	}
+	json_object_set_new(obj, "folders", folders);
+	json_object_set_new(obj, "stale", json_boolean(mb->stale));
+	json_object_set_new(obj, "polled", json_boolean(mb->polled));
+	json_object_set_new(obj, "scanned_at", httpd_time_json(mb->scanned_ns));
+	if (detail)
+		json_object_set_new(obj, "path", json_string(mb->relpath));
+	return obj;
+}
+
+/* Handlers */
+
+static void
+httpd_history_cb(int64_t day, const struct mk_usage *u, void *arg)
+{
+	json_t *h = httpd_usage_json(u);
+
+	json_object_set_new(
+	    h, "date", httpd_time_json(day * 86400 * 1000000000LL));
+	json_array_append_new(arg, h);
+}
+
+static void
+httpd_get_mailbox(
+    struct httpd_server *srv, struct evhttp_request *req, const char *encoded)
+{
+	struct mk_httpd *httpd = srv->httpd;
+	const struct mk_live_mailbox *mb;
+	char *address = evhttp_uridecode(encoded, 0, NULL);
+	json_t *obj, *history;
+	struct mk_err err;
+
+	if (address == NULL || strlen(address) > 320 || address[0] == '\0') {
+		free(address);
+		httpd_error(
+		    srv, req, 400, "Bad Request", "bad mailbox address");
+		return;
+	}
+	mk_str_lower(address);
+	if ((mb = mk_live_find(httpd->d->live, address)) == NULL) {
+		httpd_error(srv, req, 404, "Not Found", "no such mailbox");
+		free(address);
+		return;
+	}
+	obj = httpd_mailbox_json(mb, true);
+	history = json_array();
+	if (httpd->catalog != NULL &&
+	    mk_catalog_get_history(httpd->catalog, address, HTTPD_HISTORY_DAYS,
+		httpd_history_cb, history, &err) < 0)
+		mk_log_warn("httpd", "%s", err.msg);
+	json_object_set_new(obj, "history", history);
+	free(address);
+	httpd_send_json(srv, req, 200, "OK", obj);
+}
+
+static int
+httpd_cmp_address(const void *a, const void *b)
+{
+	const struct mk_live_mailbox *x =
+	    *(const struct mk_live_mailbox *const *)a;
+	const struct mk_live_mailbox *y =
+	    *(const struct mk_live_mailbox *const *)b;
+
+	return strcmp(x->address, y->address);
+}
+
+static int
+httpd_cmp_bytes(const void *a, const void *b)
+{
+	const struct mk_live_mailbox *x =
+	    *(const struct mk_live_mailbox *const *)a;
+	const struct mk_live_mailbox *y =
+	    *(const struct mk_live_mailbox *const *)b;
+
+	if (x->total.bytes != y->total.bytes)
+		return x->total.bytes > y->total.bytes ? -1 : 1;
+	return strcmp(x->address, y->address);
+}
+
+static int
+httpd_cmp_messages(const void *a, const void *b)
+{
+	const struct mk_live_mailbox *x =
+	    *(const struct mk_live_mailbox *const *)a;
+	const struct mk_live_mailbox *y =
+	    *(const struct mk_live_mailbox *const *)b;
+
+	if (x->total.messages != y->total.messages)
+		return x->total.messages > y->total.messages ? -1 : 1;
+	return strcmp(x->address, y->address);
+}
+
+/* Read an unsigned query parameter; -1 when malformed. */
+static int
+httpd_query_u64(
+    const struct evkeyvalq *q, const char *key, uint64_t def, uint64_t *value_r)
+{
+	const char *v = evhttp_find_header(q, key);
+	struct mk_err err;
+
+	*value_r = def;
+	if (v == NULL)
+		return 0;
+	return mk_str_parse_u64(v, value_r, &err);
+}
+
+static void
+httpd_get_mailboxes(struct httpd_server *srv, struct evhttp_request *req,
+    const struct evkeyvalq *q)
+{
+	static const struct {
+		const char *name;
+		int (*cmp)(const void *, const void *);
+	} sorts[] = {
+		{ "address", httpd_cmp_address },
+		{ "bytes", httpd_cmp_bytes },
+		{ "usage", httpd_cmp_bytes },
+		{ "messages", httpd_cmp_messages },
+	};
+	const char *sort = evhttp_find_header(q, "sort");
+	int (*cmp)(const void *, const void *) = NULL;
+	const struct mk_live_mailbox **all;
+	uint64_t offset, limit;
+	json_t *doc, *list;
+	size_t n, i;
+
+	if (sort == NULL)
+		sort = "address";
+	for (i = 0; i < sizeof(sorts) / sizeof(sorts[0]); i++)
+		if (strcmp(sort, sorts[i].name) == 0)
+			cmp = sorts[i].cmp;
+	if (cmp == NULL || httpd_query_u64(q, "offset", 0, &offset) < 0 ||
+	    httpd_query_u64(q, "limit", 100, &limit) < 0 || limit == 0 ||
+	    limit > HTTPD_PAGE_MAX) {
+		httpd_error(srv, req, 400, "Bad Request",
+		    "use sort=address|bytes|messages, offset=N, limit=1..1000");
+		return;
+	}
+	all = mk_live_all(srv->httpd->d->live, &n);
+	qsort(all, n, sizeof(*all), cmp);
+	list = json_array();
+	for (i = offset; i < n && i < offset + limit; i++)
+		json_array_append_new(list, httpd_mailbox_json(all[i], false));
+	free(all);
+	doc = json_pack("{s:I, s:I, s:I, s:o}", "total", (json_int_t)n,
+	    "offset", (json_int_t)offset, "limit", (json_int_t)limit,
+	    "mailboxes", list);
+	httpd_send_json(srv, req, 200, "OK", doc);
+}
+
+static void
+httpd_get_status(struct httpd_server *srv, struct evhttp_request *req)
+{
+	struct mk_daemon *d = srv->httpd->d;
+	const struct mk_stats *s = &d->stats;
+	struct mk_live_counts c;
+	json_t *doc;
+
+	mk_live_counts(d->live, &c);
+	doc = json_pack("{s:s, s:I, s:o, s:I, s:b, s:{s:s, s:s}}", "version",
+	    MK_VERSION, "pid", (json_int_t)getpid(), "started",
+	    httpd_time_json(d->started_ns), "uptime_seconds",
+	    (json_int_t)((mk_daemon_now_ns() - d->started_ns) / 1000000000),
+	    "ready", d->ready, "store", "root", d->conf->store_root, "template",
+	    d->conf->store_template);
+	json_object_set_new(doc, "usage",
+	    json_pack("{s:I, s:I, s:I, s:I, s:I}", "mailboxes",
+		(json_int_t)c.mailboxes, "stale", (json_int_t)c.stale, "polled",
+		(json_int_t)c.polled, "bytes", (json_int_t)c.bytes, "messages",
+		(json_int_t)c.messages));
+	json_object_set_new(doc, "watch",
+	    json_pack("{s:s, s:I, s:I, s:I}", "mode",
+		c.polled > 0 ? "inotify+poll" : "inotify", "watches",
+		(json_int_t)c.watches, "events", (json_int_t)s->events,
+		"overflows", (json_int_t)s->overflows));
+	json_object_set_new(doc, "scans",
+	    json_pack("{s:I, s:I, s:I, s:I, s:I}", "queued",
+		(json_int_t)c.queued, "running", (json_int_t)c.scanning, "done",
+		(json_int_t)s->scans, "rescans", (json_int_t)s->rescans,
+		"errors", (json_int_t)s->scan_errors));
+	json_object_set_new(doc, "audit",
+	    json_pack("{s:I, s:I, s:I}", "passes", (json_int_t)s->audits,
+		"drift_bytes", (json_int_t)s->audit_drift_bytes,
+		"drift_mailboxes", (json_int_t)s->audit_drift_mailboxes));
+	httpd_send_json(srv, req, 200, "OK", doc);
+}
+
+/* A metric line with its HELP and TYPE. */
+static void
+httpd_metric(struct evbuffer *b, const char *name, const char *type,
+    const char *help, uint64_t value)
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name,
+	    help, name, type, name, (unsigned long long)value);
+}
+
+struct httpd_domain {
+	const char *name;
+	size_t len;
+	uint64_t bytes;
+};
+
+static int
+httpd_cmp_domain(const void *a, const void *b)
+{
+	const struct httpd_domain *x = a, *y = b;
+
+	if (x->bytes != y->bytes)
+		return x->bytes > y->bytes ? -1 : 1;
+	return 0;
+}
+
+static bool
+httpd_domain_match(const void *value, const void *ctx)
+{
+	const struct httpd_domain *dm = value;
+	const char *name = ctx;
+
+	return strlen(name) == dm->len && memcmp(dm->name, name, dm->len) == 0;
+}
+
+/* Usage of the largest domains (no per-mailbox series). */
+static void
+httpd_metrics_domains(struct mk_httpd *httpd, struct evbuffer *b)
+{
+	struct httpd_domain *doms = NULL, *dm;
+	struct mk_hmap *index = mk_hmap_new();
+	const struct mk_live_mailbox **all;
+	size_t n, i, ndoms = 0;
+
+	all = mk_live_all(httpd->d->live, &n);
+	doms = mk_xcalloc(n + 1, sizeof(*doms));
+	for (i = 0; i < n; i++) {
+		const char *at = strrchr(all[i]->address, '@');
+		const char *name = at != NULL ? at + 1 : "";
+		uint64_t key = mk_hmap_hash(name, strlen(name));
+
+		if ((dm = mk_hmap_get(index, key, httpd_domain_match, name)) ==
+		    NULL) {
+			dm = &doms[ndoms++];
+			dm->name = name;
+			dm->len = strlen(name);
+			mk_hmap_put(index, key, dm);
+		}
+		dm->bytes += all[i]->total.bytes;
+	}
+	mk_hmap_free(&index);
+	qsort(doms, ndoms, sizeof(*doms), httpd_cmp_domain);
+	evbuffer_add_printf(b,
+	    "# HELP mailkeep_domain_usage_bytes Usage of the %d largest "
+	    "domains.\n# TYPE mailkeep_domain_usage_bytes gauge\n",
+	    HTTPD_TOP_DOMAINS);
+	for (i = 0; i < ndoms && i < HTTPD_TOP_DOMAINS; i++)
+		evbuffer_add_printf(b,
+		    "mailkeep_domain_usage_bytes{domain=\"%.*s\"} %llu\n",
+		    (int)doms[i].len, doms[i].name,
+		    (unsigned long long)doms[i].bytes);
+	free(doms);
+	free(all);
+}
+
+static void
+httpd_get_metrics(struct httpd_server *srv, struct evhttp_request *req)
+{
+	struct mk_daemon *d = srv->httpd->d;
+	const struct mk_stats *s = &d->stats;
+	struct evbuffer *b = evbuffer_new();
+	struct mk_live_counts c;
+
+	if (b == NULL)
+		mk_fatal("httpd", "out of memory");
+	mk_live_counts(d->live, &c);
+	httpd_metric(b, "mailkeep_up", "gauge", "The daemon answers.", 1);
+	httpd_metric(b, "mailkeep_ready", "gauge",
+	    "1 once the startup reconcile is done.", d->ready);
+	httpd_metric(b, "mailkeep_mailboxes", "gauge", "Mailboxes watched.",
+	    c.mailboxes);
+	httpd_metric(b, "mailkeep_mailboxes_stale", "gauge",
+	    "Mailboxes whose usage is being recounted.", c.stale);
+	httpd_metric(b, "mailkeep_mailboxes_polled", "gauge",
+	    "Mailboxes polled because the inotify watch limit was hit.",
+	    c.polled);
+	httpd_metric(
+	    b, "mailkeep_watches", "gauge", "inotify watches held.", c.watches);
+	httpd_metric(b, "mailkeep_usage_bytes", "gauge",
+	    "Physical size of all mail.", c.bytes);
+	httpd_metric(b, "mailkeep_usage_messages", "gauge",
+	    "Messages in all mailboxes.", c.messages);
+	httpd_metric(b, "mailkeep_events_total", "counter",
+	    "inotify events handled.", s->events);
+	httpd_metric(b, "mailkeep_watch_overflows_total", "counter",
+	    "inotify queue overflows (each causes a full rescan).",
+	    s->overflows);
+	httpd_metric(b, "mailkeep_scans_total", "counter",
+	    "Mailbox scans finished.", s->scans);
+	httpd_metric(b, "mailkeep_rescans_total", "counter",
+	    "Scans caused by changes during a scan or by faults.", s->rescans);
+	httpd_metric(b, "mailkeep_scan_errors_total", "counter",
+	    "Scans that failed.", s->scan_errors);
+	httpd_metric(b, "mailkeep_scans_queued", "gauge",
+	    "Scans waiting for a worker.", c.queued);
+	httpd_metric(b, "mailkeep_audits_total", "counter",
+	    "Audit passes finished.", s->audits);
+	httpd_metric(b, "mailkeep_audit_drift_bytes", "gauge",
+	    "Bytes by which live usage differed from a fresh scan in the last "
+	    "audit.",
+	    s->audit_drift_bytes);
+	httpd_metric(b, "mailkeep_audit_drift_mailboxes", "gauge",
+	    "Mailboxes whose live usage differed in the last audit.",
+	    s->audit_drift_mailboxes);
+	httpd_metric(b, "mailkeep_http_requests_total", "counter",
+	    "HTTP requests answered.", s->http_requests);
+	httpd_metric(b, "mailkeep_catalog_errors_total", "counter",
+	    "Failed catalog writes.", s->persist_errors);
+	if (srv->role != HTTPD_METRICS || srv->httpd->token != NULL)
+		httpd_metrics_domains(srv->httpd, b);
+	httpd_send(srv, req, 200, "OK", "text/plain; version=0.0.4", b);
+	evbuffer_free(b);
+}
+
+static void
+httpd_post(struct httpd_server *srv, struct evhttp_request *req,
+    const char *path, const struct evkeyvalq *q)
+{
+	struct mk_daemon *d = srv->httpd->d;
+	struct mk_err err;
+
+	if (strcmp(path, "/v1/rescan") == 0) {
+		const char *mailbox = evhttp_find_header(q, "mailbox");
+		char *address = mailbox != NULL ? mk_xstrdup(mailbox) : NULL;
+
+		if (address != NULL)
+			mk_str_lower(address);
+		if (mk_live_rescan(d->live, address) == 0)
+			httpd_error(
+			    srv, req, 404, "Not Found", "no such mailbox");
+		else
+			httpd_send_json(srv, req, 202, "Accepted",
+			    json_pack("{s:s}", "rescan",
+				address != NULL ? address : "all"));
+		free(address);
+		return;
+	}
+	if (strcmp(path, "/v1/reload") == 0) {
+		if (mk_daemon_reload(d, &err) < 0)
+			httpd_error(srv, req, 400, "Bad Request", err.msg);
+		else
+			httpd_send_json(srv, req, 200, "OK",
+			    json_pack("{s:s}", "reload", "done"));
+		return;
+	}
+	httpd_error(srv, req, 404, "Not Found", "no such endpoint");
+}
+
+/* Is the peer root, the daemon's user, or in the admin group? */
+static bool
+httpd_peer_is_admin(struct mk_httpd *httpd, struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	struct bufferevent *bev;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	gid_t groups[256];
+	int fd, i, n;
+
+	if (conn == NULL ||
+	    (bev = evhttp_connection_get_bufferevent(conn)) == NULL ||
+	    (fd = bufferevent_getfd(bev)) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return false;
+	if (cred.uid == 0 || cred.uid == geteuid())
+		return true;
+	if (!httpd->have_admin_gid)
+		return false;
+	if (cred.gid == httpd->admin_gid)
+		return true;
+	len = sizeof(groups);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+		return false;
+	n = (int)(len / sizeof(gid_t));
+	for (i = 0; i < n; i++)
+		if (groups[i] == httpd->admin_gid)
+			return true;
+	return false;
+}
+
+/* Does the request carry the bearer token? */
+static bool
+httpd_token_ok(struct mk_httpd *httpd, struct evhttp_request *req)
+{
+	const char *auth = evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "Authorization");
+
+	return auth != NULL && strncmp(auth, "Bearer ", 7) == 0 &&
+	    strcmp(auth + 7, httpd->token) == 0;
+}
+
+static void
+httpd_request_cb(struct evhttp_request *req, void *arg)
+{
+	struct httpd_server *srv = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	struct evkeyvalq query;
+	const char *path;
+
+	srv->httpd->d->stats.http_requests++;
+	TAILQ_INIT(&query);
+	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	if (path == NULL ||
+	    (evhttp_uri_get_query(uri) != NULL &&
+		evhttp_parse_query_str(evhttp_uri_get_query(uri), &query) <
+		    0)) {
+		httpd_error(srv, req, 400, "Bad Request", "bad request target");
+		goto out;
+	}
+	if (srv->role == HTTPD_CONTROL &&
+	    !httpd_peer_is_admin(srv->httpd, req)) {
+		httpd_error(srv, req, 403, "Forbidden",
+		    "the control socket is for administrators");
+		goto out;
+	}
+	if (srv->role == HTTPD_METRICS) {
+		if (srv->httpd->token != NULL &&
+		    !httpd_token_ok(srv->httpd, req))
+			httpd_error(srv, req, 401, "Unauthorized",
+			    "bearer token required");
+		else if (cmd == EVHTTP_REQ_GET && strcmp(path, "/metrics") == 0)
+			httpd_get_metrics(srv, req);
+		else
+			httpd_error(srv, req, 404, "Not Found",
+			    "only /metrics is served here");
+		goto out;
+	}
+	if (cmd == EVHTTP_REQ_POST) {
+		if (srv->role != HTTPD_CONTROL)
+			httpd_error(srv, req, 405, "Method Not Allowed",
+			    "use the control socket");
+		else
+			httpd_post(srv, req, path, &query);
+		goto out;
+	}
+	if (strcmp(path, "/v1/status") == 0)
+		httpd_get_status(srv, req);
+	else if (strcmp(path, "/v1/mailboxes") == 0)
+		httpd_get_mailboxes(srv, req, &query);
+	else if (strncmp(path, "/v1/mailboxes/", 14) == 0)
+		httpd_get_mailbox(srv, req, path + 14);
+	else if (strcmp(path, "/metrics") == 0)
+		httpd_get_metrics(srv, req);
+	else
+		httpd_error(srv, req, 404, "Not Found", "no such endpoint");
+out:
+	evhttp_clear_headers(&query);
+}
+
+/* Listening sockets */
+
+/* Bind a UNIX socket, refusing when another daemon answers on it. */
+static int
+httpd_unix_socket(const char *path, mode_t mode, struct mk_err *err)
+{
+	struct sockaddr_un sun;
+	mode_t old;
+	int fd, probe;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (mk_strlcpy(sun.sun_path, path, sizeof(sun.sun_path)) >=
+	    sizeof(sun.sun_path))
+		return mk_err_set(err, "%s: socket path too long", path);
+	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (probe >= 0 &&
+	    connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		close(probe);
+		return mk_err_set(
+		    err, "%s: another daemon answers there", path);
+	}
+	if (probe >= 0)
+		close(probe);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return mk_err_sys(err, "unlink(%s)", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return mk_err_sys(err, "socket(%s)", path);
+	old = umask(~mode & 0777);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		umask(old);
+		mk_err_sys(err, "bind(%s)", path);
+		close(fd);
+		return -1;
+	}
+	umask(old);
+	if (listen(fd, 128) < 0) {
+		mk_err_sys(err, "listen(%s)", path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* A server with its bounds; the caller binds it. */
+static struct httpd_server *
+httpd_server_new(
+    struct mk_httpd *httpd, enum httpd_role role, struct mk_err *err)
+{
+	struct httpd_server *srv = &httpd->servers[httpd->nservers];
+
+	srv->httpd = httpd;
+	srv->role = role;
+	srv->http = evhttp_new(httpd->d->base);
+	if (srv->http == NULL) {
+		mk_err_set(err, "evhttp_new failed");
+		return NULL;
+	}
+	httpd->nservers++;
+	evhttp_set_max_headers_size(srv->http, HTTPD_MAX_HEADERS);
+	evhttp_set_max_body_size(srv->http, HTTPD_MAX_BODY);
+	evhttp_set_timeout(srv->http, HTTPD_TIMEOUT);
+	evhttp_set_allowed_methods(srv->http,
+	    role == HTTPD_CONTROL ? EVHTTP_REQ_GET | EVHTTP_REQ_POST
+				  : EVHTTP_REQ_GET);
+	evhttp_set_gencb(srv->http, httpd_request_cb, srv);
+	return srv;
+}
+
+static int
+httpd_add_unix(struct mk_httpd *httpd, enum httpd_role role, const char *path,
+    mode_t mode, struct mk_err *err)
+{
+	struct httpd_server *srv;
+	struct evconnlistener *lev;
+	int fd;
+
+	if ((srv = httpd_server_new(httpd, role, err)) == NULL)
+		return -1;
+	if ((fd = httpd_unix_socket(path, mode, err)) < 0)
+		return -1;
+	srv->path = mk_xstrdup(path);
+	lev = evconnlistener_new(httpd->d->base, NULL, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (lev == NULL) {
+		close(fd);
+		return mk_err_set(err, "%s: evconnlistener_new failed", path);
+	}
+	if (evhttp_bind_listener(srv->http, lev) == NULL) {
+		evconnlistener_free(lev);
+		return mk_err_set(err, "%s: evhttp_bind_listener failed", path);
+	}
+	return 0;
+}
+
+/* The TCP listener for /metrics: "127.0.0.1:PORT" (or any address with a
+ * bearer token). */
+static int
+httpd_add_metrics(struct mk_httpd *httpd, struct mk_err *err)
+{
+	const char *listen = httpd->d->conf->metrics_listen;
+	const char *colon = strrchr(listen, ':');
+	struct httpd_server *srv;
+	char host[64];
+	uint64_t port;
+
+	if (colon == NULL || colon == listen ||
+	    (size_t)(colon - listen) >= sizeof(host) ||
+	    mk_str_parse_u64(colon + 1, &port, err) < 0 || port == 0 ||
+	    port > 65535)
+		return mk_err_set(
+		    err, "metrics_listen '%s': use ADDRESS:PORT", listen);
+	memcpy(host, listen, (size_t)(colon - listen));
+	host[colon - listen] = '\0';
+	if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "::1") != 0 &&
+	    httpd->token == NULL)
+		return mk_err_set(err,
+		    "metrics_listen '%s': an address other than 127.0.0.1 or "
+		    "::1 needs metrics_token_file",
+		    listen);
+	if ((srv = httpd_server_new(httpd, HTTPD_METRICS, err)) == NULL)
+		return -1;
+	if (evhttp_bind_socket_with_handle(
+		srv->http, host, (ev_uint16_t)port) == NULL)
+		return mk_err_sys(err, "bind(%s)", listen);
+	return 0;
+}
+
+/* Read the bearer token: one line, at least 16 characters. */
+static int
+httpd_read_token(struct mk_httpd *httpd, const char *path, struct mk_err *err)
+{
+	size_t len;
+	char *data;
+
+	if (mk_fs_read_file(path, 4096, &data, &len, err) < 0)
+		return -1;
+	while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+		data[--len] = '\0';
+	if (len < 16 || strchr(data, '\n') != NULL) {
+		free(data);
+		return mk_err_set(err,
+		    "%s: the token must be one line of at least 16 characters",
+		    path);
+	}
+	httpd->token = data;
+	return 0;
+}
+
+int
+mk_httpd_start(
+    struct mk_daemon *d, struct mk_httpd **httpd_r, struct mk_err *err)
+{
+	struct mk_httpd *httpd = mk_xcalloc(1, sizeof(*httpd));
+	const struct mk_conf *conf = d->conf;
+	struct mk_err cerr;
+
+	*httpd_r = NULL;
+	httpd->d = d;
+	if (conf->admin_group != NULL) {
+		struct group *gr = getgrnam(conf->admin_group);
+
+		if (gr == NULL) {
+			mk_err_set(err, "admin_group '%s': no such group",
+			    conf->admin_group);
+			goto fail;
+		}
+		httpd->admin_gid = gr->gr_gid;
+		httpd->have_admin_gid = true;
+	}
+	if (conf->metrics_token_file != NULL &&
+	    httpd_read_token(httpd, conf->metrics_token_file, err) < 0)
+		goto fail;
+	if (mk_catalog_open(conf->catalog, &httpd->catalog, &cerr) < 0)
+		mk_log_warn("httpd", "%s: no usage history", cerr.msg);
+	if (httpd_add_unix(
+		httpd, HTTPD_STATUS, conf->status_socket, 0660, err) < 0 ||
+	    httpd_add_unix(
+		httpd, HTTPD_CONTROL, conf->control_socket, 0666, err) < 0 ||
+	    (conf->metrics_listen != NULL && httpd_add_metrics(httpd, err) < 0))
+		goto fail;
+	*httpd_r = httpd;
+	return 0;
+fail:
+	mk_httpd_stop(&httpd);
+	return -1;
+}
+
+void
+mk_httpd_stop(struct mk_httpd **httpdp)
+{
+	struct mk_httpd *httpd = *httpdp;
+	size_t i;
+
+	if (httpd == NULL)
+		return;
+	for (i = 0; i < httpd->nservers; i++) {
+		struct httpd_server *srv = &httpd->servers[i];
+
+		evhttp_free(srv->http);
+		if (srv->path != NULL) {
+			unlink(srv->path);
+			free(srv->path);
+		}
+	}
+	mk_catalog_close(&httpd->catalog);
+	if (httpd->token != NULL) {
+		explicit_bzero(httpd->token, strlen(httpd->token));
+		free(httpd->token);
+	}
+	free(httpd);
+	*httpdp = NULL;
+}
