@@ -28,5 +28,6 @@ int cmd_conf(struct cmd_ctx *ctx, struct mk_conf **conf_r);
 int cmd_usage(struct cmd_ctx *ctx);
 
 int cmd_scan(struct cmd_ctx *ctx, int argc, char **argv);
+int cmd_status(struct cmd_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -17,6 +17,8 @@ static const struct cmd_entry cmd_table[] = {
 	{ "scan", cmd_scan, "scan [MAILBOX...]",
 	    "Read usage from the store (no daemon needed) and record it in\n"
 	    "the catalog.  With mailboxes named, folders are listed too." },
+	{ "status", cmd_status, "status",
+	    "Ask mailkeepd how it is: mailboxes, watches, scans, audit." },
 	{ "help", NULL, "help [COMMAND]",
 	    "Show the commands, or one in full." },
 };

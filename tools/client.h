@@ -1,0 +1,23 @@
+/*
+ * client: one HTTP/1.1 request to mailkeepd over a UNIX socket, blocking,
+ * for the command line.
+ */
+#ifndef MAILKEEP_CLIENT_H
+#define MAILKEEP_CLIENT_H
+
+#include "mailkeep/err.h"
+
+struct mk_client_reply {
+	int status;	/* HTTP status code */
+	char *body;	/* NUL ended; the caller frees it */
+};
+
+/*
+ * Send method and path (and body, or NULL) to the daemon at sock and read
+ * the whole answer.  Returns 0, or -1 with err set when the daemon cannot
+ * be reached or answers something that is not HTTP.
+ */
+int mk_client_request(const char *sock, const char *method, const char *path,
+    const char *body, struct mk_client_reply *reply, struct mk_err *err);
+
+#endif
