@@ -1,0 +1,352 @@
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "mailkeep/fsutil.h"
+#include "mailkeep/log.h"
+#include "mailkeep/mem.h"
+#include "mailkeep/repo.h"
+#include "mailkeep/str.h"
+
+#include "cmd.h"
+
+/* The options of "repo init" and "repo info". */
+struct repo_args {
+	const char *location; /* --repository */
+	const char *key_file; /* --key-file */
+	const char *pass_file; /* --passphrase-file */
+	bool no_encryption; /* --no-encryption (init) */
+};
+
+/* What the options and the configuration resolve to. */
+struct repo_cli {
+	struct cmd_ctx *ctx;
+	struct mk_conf *conf;
+	char *location;
+	const char *key_file;
+	bool key_file_given;
+	bool no_encryption;
+	char *passphrase; /* from the environment or a file; wiped */
+};
+
+static void
+repo_cli_free(struct repo_cli *cli)
+{
+	free(cli->location);
+	mk_repo_passphrase_free(&cli->passphrase);
+	mk_conf_free(&cli->conf);
+}
+
+/* A location option made absolute, unless it names a scheme. */
+static char *
+repo_absolute(const char *location)
+{
+	char cwd[4096];
+
+	if (location[0] == '/' || strchr(location, ':') != NULL ||
+	    getcwd(cwd, sizeof(cwd)) == NULL)
+		return mk_xstrdup(location);
+	return mk_xasprintf("%s/%s", cwd, location);
+}
+
+/*
+ * Parse the subcommand's options and settle the location, key file and
+ * passphrase.  Returns CMD_OK, CMD_USAGE or CMD_FAIL (logged).
+ */
+static int
+repo_setup(
+    struct cmd_ctx *ctx, int argc, char **argv, bool init, struct repo_cli *cli)
+{
+	static const struct option longopts[] = {
+		{ "repository", required_argument, NULL, 'r' },
+		{ "key-file", required_argument, NULL, 'k' },
+		{ "passphrase-file", required_argument, NULL, 'p' },
+		{ "no-encryption", no_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct repo_args a = { NULL, NULL, NULL, false };
+	const char *env;
+	struct mk_err err;
+	int ch;
+
+	memset(cli, 0, sizeof(*cli));
+	cli->ctx = ctx;
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'r':
+			a.location = optarg;
+			break;
+		case 'k':
+			a.key_file = optarg;
+			break;
+		case 'p':
+			a.pass_file = optarg;
+			break;
+		case 'n':
+			if (!init)
+				return cmd_usage(ctx);
+			a.no_encryption = true;
+			break;
+		case 'j':
+			ctx->json = true;
+			break;
+		default:
+			return cmd_usage(ctx);
+		}
+	}
+	env = getenv(MK_REPO_PASSPHRASE_ENV);
+	if (optind != argc)
+		return cmd_usage(ctx);
+	if (a.no_encryption &&
+	    (a.key_file != NULL || a.pass_file != NULL || env != NULL)) {
+		mk_log_error("repo",
+		    "--no-encryption takes no key file and no passphrase "
+		    "(%s is %s)",
+		    MK_REPO_PASSPHRASE_ENV, env != NULL ? "set" : "unset");
+		return CMD_USAGE;
+	}
+	cli->no_encryption = a.no_encryption;
+	if (cmd_conf(ctx, &cli->conf) < 0)
+		return CMD_FAIL;
+	cli->location = repo_absolute(
+	    a.location != NULL ? a.location : cli->conf->repo_location);
+	cli->key_file_given = a.key_file != NULL;
+	cli->key_file =
+	    a.key_file != NULL ? a.key_file : cli->conf->repo_key_file;
+	if (a.pass_file != NULL) {
+		if (mk_repo_passphrase_read(
+			a.pass_file, &cli->passphrase, &err) < 0) {
+			mk_log_error("repo", "%s", err.msg);
+			return CMD_FAIL;
+		}
+	} else if (env != NULL) {
+		if (env[0] == '\0') {
+			mk_log_error(
+			    "repo", "%s is empty", MK_REPO_PASSPHRASE_ENV);
+			return CMD_FAIL;
+		}
+		cli->passphrase = mk_xstrdup(env);
+	}
+	return CMD_OK;
+}
+
+/*
+ * Make the key file (and its directory) unless it exists; *created_r says
+ * whether this run made it.
+ */
+static int
+repo_key_file_ensure(const char *path, bool *created_r, struct mk_err *err)
+{
+	char dir[4096];
+
+	*created_r = false;
+	if (mk_strlcpy(dir, path, sizeof(dir)) >= sizeof(dir))
+		return mk_err_set(err, "%s: path too long", path);
+	if (mk_fs_mkdir_p(dirname(dir), 0700, err) < 0)
+		return -1;
+	return mk_repo_key_file_create(path, created_r, err);
+}
+
+static int
+repo_init(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct mk_repo_init_opts opts;
+	struct mk_repo_key key = { MK_REPO_KEY_FILE, NULL, NULL, NULL };
+	struct mk_repo_key pass = { MK_REPO_KEY_PASSPHRASE, NULL, NULL, NULL };
+	char pass_slot[MK_REPO_SLOT_ID_LEN + 1] = "";
+	struct mk_repo *repo = NULL;
+	struct mk_repo_info info;
+	struct repo_cli cli;
+	struct mk_err err;
+	bool created = false;
+	int rc, status = CMD_FAIL;
+
+	if ((rc = repo_setup(ctx, argc, argv, true, &cli)) != CMD_OK) {
+		repo_cli_free(&cli);
+		return rc;
+	}
+	memset(&opts, 0, sizeof(opts));
+	opts.no_encryption = cli.no_encryption;
+	opts.level = (int)cli.conf->repo_compression_level;
+	key.key_file = cli.key_file;
+	if (!opts.no_encryption &&
+	    repo_key_file_ensure(cli.key_file, &created, &err) < 0)
+		goto fail;
+	if (mk_repo_init(cli.location, opts.no_encryption ? NULL : &key, &opts,
+		&repo, &err) < 0) {
+		/* A key made for a repository that was not made is noise. */
+		if (created)
+			unlink(cli.key_file);
+		goto fail;
+	}
+	if (created)
+		fprintf(stderr,
+		    "\n"
+		    "  WARNING: a new repository key was written to\n"
+		    "      %s\n"
+		    "  Copy this file off this machine now (a password "
+		    "manager, a safe).\n"
+		    "  If the machine is lost with the only copy, every "
+		    "backup is lost.\n"
+		    "\n",
+		    cli.key_file);
+	/* A passphrase, when there is one, becomes a recovery slot. */
+	if (cli.passphrase != NULL) {
+		pass.passphrase = cli.passphrase;
+		if (mk_repo_key_add(repo, &pass, pass_slot, &err) < 0)
+			goto fail;
+	}
+	if (mk_repo_info(repo, &info, &err) < 0)
+		goto fail;
+	if (ctx->json) {
+		json_t *obj = json_pack("{s:s, s:s, s:b, s:I}", "location",
+		    info.location, "id", info.id, "encrypted", info.encrypted,
+		    "slots", (json_int_t)info.slots);
+		char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+		printf("%s\n", s);
+		free(s);
+		json_decref(obj);
+	} else {
+		printf(
+		    "created repository %s\n  at %s\n", info.id, info.location);
+		if (info.encrypted)
+			printf("  key file slot %s: %s\n", info.slot_id,
+			    cli.key_file);
+		else
+			printf("  without encryption (blobs are stored in "
+			       "clear)\n");
+		if (pass_slot[0] != '\0')
+			printf("  passphrase slot %s\n", pass_slot);
+	}
+	if (info.encrypted && info.slots == 1)
+		mk_log_warn("repo",
+		    "only one key slot: keep a copy of %s off this machine "
+		    "(with %s set, init also adds a passphrase slot)",
+		    cli.key_file, MK_REPO_PASSPHRASE_ENV);
+	status = CMD_OK;
+	goto out;
+fail:
+	mk_log_error("repo", "%s", err.msg);
+out:
+	mk_repo_close(&repo);
+	repo_cli_free(&cli);
+	return status;
+}
+
+static void
+repo_print_info(const struct mk_repo_info *info)
+{
+	char a[32], b[32], c[32];
+
+	printf("location:     %s\n", info->location);
+	printf("id:           %s\n", info->id);
+	printf(
+	    "version:      %u.%u\n", info->version_major, info->version_minor);
+	printf("created:      %s\n", info->created);
+	if (info->encrypted) {
+		printf("encryption:   AES-256-GCM, blob ids HMAC-SHA-256\n");
+		printf("key slots:    %zu (opened with %s)\n", info->slots,
+		    info->slot_id);
+	} else {
+		printf("encryption:   none, blob ids SHA-256\n");
+		printf("key slots:    %zu\n", info->slots);
+	}
+	mk_str_format_size(info->pack_bytes, a, sizeof(a));
+	printf("packs:        %llu (%s)\n", (unsigned long long)info->packs, a);
+	mk_str_format_size(info->pack_size, a, sizeof(a));
+	printf("compression:  zstd level %d, packs of %s\n", info->level, a);
+	mk_str_format_size(info->chunker.min, a, sizeof(a));
+	mk_str_format_size(info->chunker.avg, b, sizeof(b));
+	mk_str_format_size(info->chunker.max, c, sizeof(c));
+	printf("chunking:     FastCDC %s / %s / %s\n", a, b, c);
+}
+
+static void
+repo_print_info_json(const struct mk_repo_info *info, const char *warning)
+{
+	json_t *obj;
+	char *s;
+
+	obj = json_pack("{s:s, s:s, s:i, s:i, s:s, s:b, s:I, s:s?, s:I, s:I, "
+			"s:i, s:I, s:{s:I, s:I, s:I}, s:s?}",
+	    "location", info->location, "id", info->id, "version_major",
+	    (int)info->version_major, "version_minor", (int)info->version_minor,
+	    "created", info->created, "encrypted", info->encrypted, "slots",
+	    (json_int_t)info->slots, "slot",
+	    info->encrypted ? info->slot_id : NULL, "packs",
+	    (json_int_t)info->packs, "pack_bytes", (json_int_t)info->pack_bytes,
+	    "compression_level", info->level, "pack_size",
+	    (json_int_t)info->pack_size, "chunker", "min",
+	    (json_int_t)info->chunker.min, "avg", (json_int_t)info->chunker.avg,
+	    "max", (json_int_t)info->chunker.max, "warning", warning);
+	s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	printf("%s\n", s);
+	free(s);
+	json_decref(obj);
+}
+
+static int
+repo_info(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct mk_repo_key key = { MK_REPO_KEY_NONE, NULL, NULL, NULL };
+	const char *warning = NULL;
+	struct mk_repo *repo = NULL;
+	struct mk_repo_info info;
+	struct repo_cli cli;
+	struct mk_err err;
+	int rc;
+
+	if ((rc = repo_setup(ctx, argc, argv, false, &cli)) != CMD_OK) {
+		repo_cli_free(&cli);
+		return rc;
+	}
+	/* A passphrase if given, else the key file if there is one. */
+	if (cli.passphrase != NULL) {
+		key.kind = MK_REPO_KEY_PASSPHRASE;
+		key.passphrase = cli.passphrase;
+	} else if (cli.key_file_given || access(cli.key_file, F_OK) == 0) {
+		key.kind = MK_REPO_KEY_FILE;
+		key.key_file = cli.key_file;
+	}
+	if (mk_repo_open(cli.location, &key, &repo, &err) < 0 ||
+	    mk_repo_info(repo, &info, &err) < 0) {
+		mk_log_error("repo", "%s", err.msg);
+		rc = CMD_FAIL;
+		goto out;
+	}
+	if (info.encrypted && info.slots == 1)
+		warning =
+		    "only one key slot: losing its key loses every backup";
+	if (ctx->json)
+		repo_print_info_json(&info, warning);
+	else
+		repo_print_info(&info);
+	if (warning != NULL)
+		mk_log_warn("repo", "%s", warning);
+	rc = CMD_OK;
+out:
+	mk_repo_close(&repo);
+	repo_cli_free(&cli);
+	return rc;
+}
+
+int
+cmd_repo(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	if (argc < 2)
+		return cmd_usage(ctx);
+	if (strcmp(argv[1], "init") == 0)
+		return repo_init(ctx, argc - 1, argv + 1);
+	if (strcmp(argv[1], "info") == 0)
+		return repo_info(ctx, argc - 1, argv + 1);
+	return cmd_usage(ctx);
+}
