@@ -13,7 +13,9 @@
 #include "mailkeep/conf.h"
 #include "mailkeep/store.h"
 
+struct mk_enforce;
 struct mk_httpd;
+struct mk_postfix;
 struct mk_live;
 struct mk_pool;
 struct mk_watch;
@@ -31,6 +33,12 @@ struct mk_stats {
 	uint64_t http_requests;
 	uint64_t http_errors; /* answered 4xx or 5xx */
 	uint64_t persist_errors;
+	uint64_t policy_requests;
+	uint64_t policy_refused;
+	uint64_t policy_errors; /* bad requests: connection closed */
+	uint64_t policy_reasons[16]; /* by enum mk_policy_reason */
+	uint64_t policy_latency[8]; /* histogram, see postfix.c */
+	uint64_t policy_latency_sum_ns;
 };
 
 struct mk_daemon {
@@ -42,6 +50,8 @@ struct mk_daemon {
 	struct mk_live *live;
 	struct mk_watch *watch;
 	struct mk_httpd *httpd;
+	struct mk_enforce *enforce;
+	struct mk_postfix *postfix;
 	struct mk_stats stats;
 	int64_t started_ns;
 	bool ready; /* the first reconcile is done */

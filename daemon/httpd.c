@@ -20,12 +20,15 @@
 #include "mailkeep/catalog.h"
 #include "mailkeep/fsutil.h"
 #include "mailkeep/hmap.h"
+#include "mailkeep/limits.h"
 #include "mailkeep/log.h"
 #include "mailkeep/mem.h"
 #include "mailkeep/str.h"
 
+#include "enforce.h"
 #include "httpd.h"
 #include "live.h"
+#include "postfix.h"
 
 #define HTTPD_MAX_HEADERS 8192
 #define HTTPD_MAX_BODY 65536
@@ -116,9 +119,41 @@ httpd_time_json(int64_t ns)
 	return json_string(buf);
 }
 
-/* The mailbox object, the same as `mailkeep --json scan` prints. */
+/* A limit, or null for unlimited. */
 static json_t *
-httpd_mailbox_json(const struct mk_live_mailbox *mb, bool detail)
+httpd_limit_json(uint64_t v, enum mk_quota_source from)
+{
+	return from == MK_QUOTA_SOURCE_NONE || v == 0
+	    ? json_null()
+	    : json_integer((json_int_t)v);
+}
+
+/* Limits, counted usage, percent and warning state of a mailbox. */
+static json_t *
+httpd_quota_json(const struct mk_daemon *d, const struct mk_live_mailbox *mb)
+{
+	struct mk_enforce_view v;
+	char state[MK_WARN_STATE_MAX];
+	json_t *q;
+
+	mk_enforce_view(d->enforce, mb, &v);
+	mk_warn_state_format(&v.warn, state, sizeof(state));
+	q = json_pack("{s:o, s:s, s:o, s:s, s:I, s:I, s:i, s:I, s:s}",
+	    "storage", httpd_limit_json(v.limits.bytes, v.limits.bytes_from),
+	    "storage_from", mk_quota_source_name(v.limits.bytes_from),
+	    "messages",
+	    httpd_limit_json(v.limits.messages, v.limits.messages_from),
+	    "messages_from", mk_quota_source_name(v.limits.messages_from),
+	    "counted_bytes", (json_int_t)v.bytes, "counted_messages",
+	    (json_int_t)v.messages, "percent", (int)v.percent, "reserved_bytes",
+	    (json_int_t)v.resv_bytes, "warnings", state);
+	return q;
+}
+
+/* The mailbox object, the same as `mailkeep --json scan` prints, and more. */
+static json_t *
+httpd_mailbox_json(
+    const struct mk_daemon *d, const struct mk_live_mailbox *mb, bool detail)
 {
 	json_t *obj = httpd_usage_json(&mb->total), *folders = json_array();
 	size_t i;
@@ -135,6 +170,7 @@ httpd_mailbox_json(const struct mk_live_mailbox *mb, bool detail)
 	json_object_set_new(obj, "stale", json_boolean(mb->stale));
 	json_object_set_new(obj, "polled", json_boolean(mb->polled));
 	json_object_set_new(obj, "scanned_at", httpd_time_json(mb->scanned_ns));
+	json_object_set_new(obj, "quota", httpd_quota_json(d, mb));
 	if (detail)
 		json_object_set_new(obj, "path", json_string(mb->relpath));
 	return obj;
@@ -174,7 +210,7 @@ httpd_get_mailbox(
 		free(address);
 		return;
 	}
-	obj = httpd_mailbox_json(mb, true);
+	obj = httpd_mailbox_json(httpd->d, mb, true);
 	history = json_array();
 	if (httpd->catalog != NULL &&
 	    mk_catalog_get_history(httpd->catalog, address, HTTPD_HISTORY_DAYS,
@@ -185,41 +221,48 @@ httpd_get_mailbox(
 	httpd_send_json(srv, req, 200, "OK", obj);
 }
 
+/* A mailbox with what it is sorted by. */
+struct httpd_row {
+	const struct mk_live_mailbox *mb;
+	unsigned percent;
+};
+
 static int
 httpd_cmp_address(const void *a, const void *b)
 {
-	const struct mk_live_mailbox *x =
-	    *(const struct mk_live_mailbox *const *)a;
-	const struct mk_live_mailbox *y =
-	    *(const struct mk_live_mailbox *const *)b;
+	const struct httpd_row *x = a, *y = b;
 
-	return strcmp(x->address, y->address);
+	return strcmp(x->mb->address, y->mb->address);
 }
 
 static int
 httpd_cmp_bytes(const void *a, const void *b)
 {
-	const struct mk_live_mailbox *x =
-	    *(const struct mk_live_mailbox *const *)a;
-	const struct mk_live_mailbox *y =
-	    *(const struct mk_live_mailbox *const *)b;
+	const struct httpd_row *x = a, *y = b;
 
-	if (x->total.bytes != y->total.bytes)
-		return x->total.bytes > y->total.bytes ? -1 : 1;
-	return strcmp(x->address, y->address);
+	if (x->mb->total.bytes != y->mb->total.bytes)
+		return x->mb->total.bytes > y->mb->total.bytes ? -1 : 1;
+	return httpd_cmp_address(a, b);
 }
 
 static int
 httpd_cmp_messages(const void *a, const void *b)
 {
-	const struct mk_live_mailbox *x =
-	    *(const struct mk_live_mailbox *const *)a;
-	const struct mk_live_mailbox *y =
-	    *(const struct mk_live_mailbox *const *)b;
+	const struct httpd_row *x = a, *y = b;
 
-	if (x->total.messages != y->total.messages)
-		return x->total.messages > y->total.messages ? -1 : 1;
-	return strcmp(x->address, y->address);
+	if (x->mb->total.messages != y->mb->total.messages)
+		return x->mb->total.messages > y->mb->total.messages ? -1 : 1;
+	return httpd_cmp_address(a, b);
+}
+
+static int
+httpd_cmp_percent(const void *a, const void *b)
+{
+	const struct httpd_row *x = a, *y = b;
+
+	if (x->percent != y->percent)
+		return x->percent > y->percent ? -1 : 1;
+	return httpd_cmp_bytes(a, b);
 }
 
 /* Read an unsigned query parameter; -1 when malformed. */
@@ -248,13 +291,16 @@ httpd_get_mailboxes(struct httpd_server *srv, struct evhttp_request *req,
 		{ "bytes", httpd_cmp_bytes },
 		{ "usage", httpd_cmp_bytes },
 		{ "messages", httpd_cmp_messages },
+		{ "percent", httpd_cmp_percent },
 	};
+	struct mk_daemon *d = srv->httpd->d;
 	const char *sort = evhttp_find_header(q, "sort");
 	int (*cmp)(const void *, const void *) = NULL;
 	const struct mk_live_mailbox **all;
-	uint64_t offset, limit;
+	uint64_t offset, limit, over;
+	struct httpd_row *rows;
 	json_t *doc, *list;
-	size_t n, i;
+	size_t n, i, nrows = 0;
 
 	if (sort == NULL)
 		sort = "address";
@@ -263,18 +309,34 @@ httpd_get_mailboxes(struct httpd_server *srv, struct evhttp_request *req,
 			cmp = sorts[i].cmp;
 	if (cmp == NULL || httpd_query_u64(q, "offset", 0, &offset) < 0 ||
 	    httpd_query_u64(q, "limit", 100, &limit) < 0 || limit == 0 ||
-	    limit > HTTPD_PAGE_MAX) {
+	    limit > HTTPD_PAGE_MAX ||
+	    httpd_query_u64(q, "over", 0, &over) < 0) {
 		httpd_error(srv, req, 400, "Bad Request",
-		    "use sort=address|bytes|messages, offset=N, limit=1..1000");
+		    "use sort=address|bytes|messages|percent, offset=N, "
+		    "limit=1..1000, over=PERCENT");
 		return;
 	}
-	all = mk_live_all(srv->httpd->d->live, &n);
-	qsort(all, n, sizeof(*all), cmp);
+	all = mk_live_all(d->live, &n);
+	rows = mk_xcalloc(n + 1, sizeof(*rows));
+	for (i = 0; i < n; i++) {
+		struct mk_enforce_view v;
+
+		mk_enforce_view(d->enforce, all[i], &v);
+		if (over > 0 &&
+		    (v.percent < over ||
+			(v.limits.bytes == 0 && v.limits.messages == 0)))
+			continue;
+		rows[nrows].mb = all[i];
+		rows[nrows++].percent = v.percent;
+	}
+	qsort(rows, nrows, sizeof(*rows), cmp);
 	list = json_array();
-	for (i = offset; i < n && i < offset + limit; i++)
-		json_array_append_new(list, httpd_mailbox_json(all[i], false));
+	for (i = offset; i < nrows && i < offset + limit; i++)
+		json_array_append_new(
+		    list, httpd_mailbox_json(d, rows[i].mb, false));
+	free(rows);
 	free(all);
-	doc = json_pack("{s:I, s:I, s:I, s:o}", "total", (json_int_t)n,
+	doc = json_pack("{s:I, s:I, s:I, s:o}", "total", (json_int_t)nrows,
 	    "offset", (json_int_t)offset, "limit", (json_int_t)limit,
 	    "mailboxes", list);
 	httpd_send_json(srv, req, 200, "OK", doc);
@@ -391,6 +453,69 @@ httpd_metrics_domains(struct mk_httpd *httpd, struct evbuffer *b)
 	free(all);
 }
 
+/* The policy service and the quota thresholds. */
+static void
+httpd_metrics_policy(struct mk_daemon *d, struct evbuffer *b)
+{
+	const struct mk_stats *s = &d->stats;
+	unsigned thresholds[MK_WARN_THRESHOLDS_MAX];
+	size_t counts[MK_WARN_THRESHOLDS_MAX], n, i;
+	uint64_t cum = 0;
+
+	httpd_metric(b, "mailkeep_policy_requests_total", "counter",
+	    "Policy requests answered.", s->policy_requests);
+	httpd_metric(b, "mailkeep_policy_refused_total", "counter",
+	    "Policy requests answered with a refusal.", s->policy_refused);
+	httpd_metric(b, "mailkeep_policy_bad_requests_total", "counter",
+	    "Malformed policy requests (the connection was closed).",
+	    s->policy_errors);
+	httpd_metric(b, "mailkeep_policy_connections", "gauge",
+	    "Policy connections open.",
+	    d->postfix != NULL ? mk_postfix_connections(d->postfix) : 0);
+	evbuffer_add_printf(b,
+	    "# HELP mailkeep_policy_answers_total Policy "
+	    "answers by reason.\n# TYPE mailkeep_policy_answers_total "
+	    "counter\n");
+	for (i = 0; i <= MK_POLICY_TOO_LARGE; i++)
+		evbuffer_add_printf(b,
+		    "mailkeep_policy_answers_total{reason="
+		    "\"%s\"} %llu\n",
+		    mk_policy_reason_name((enum mk_policy_reason)i),
+		    (unsigned long long)s->policy_reasons[i]);
+	evbuffer_add_printf(b,
+	    "# HELP mailkeep_policy_latency_seconds Time "
+	    "from a complete request to its answer.\n# TYPE "
+	    "mailkeep_policy_latency_seconds histogram\n");
+	for (i = 0; i < MK_POSTFIX_LATENCY_BUCKETS; i++) {
+		cum += s->policy_latency[i];
+		if (mk_postfix_latency_us[i] != 0)
+			evbuffer_add_printf(b,
+			    "mailkeep_policy_latency_seconds_"
+			    "bucket{le=\"%g\"} %llu\n",
+			    mk_postfix_latency_us[i] / 1e6,
+			    (unsigned long long)cum);
+		else
+			evbuffer_add_printf(b,
+			    "mailkeep_policy_latency_seconds_"
+			    "bucket{le=\"+Inf\"} %llu\n",
+			    (unsigned long long)cum);
+	}
+	evbuffer_add_printf(b,
+	    "mailkeep_policy_latency_seconds_sum %.9f\n"
+	    "mailkeep_policy_latency_seconds_count %llu\n",
+	    s->policy_latency_sum_ns / 1e9, (unsigned long long)cum);
+	n = mk_enforce_thresholds(d->enforce, thresholds, counts);
+	evbuffer_add_printf(b,
+	    "# HELP mailkeep_quota_mailboxes_over Limited "
+	    "mailboxes at or over each warning threshold (percent).\n# TYPE "
+	    "mailkeep_quota_mailboxes_over gauge\n");
+	for (i = 0; i < n; i++)
+		evbuffer_add_printf(b,
+		    "mailkeep_quota_mailboxes_over{percent="
+		    "\"%u\"} %zu\n",
+		    thresholds[i], counts[i]);
+}
+
 static void
 httpd_get_metrics(struct httpd_server *srv, struct evhttp_request *req)
 {
@@ -444,10 +569,55 @@ httpd_get_metrics(struct httpd_server *srv, struct evhttp_request *req)
 	    "HTTP requests answered.", s->http_requests);
 	httpd_metric(b, "mailkeep_catalog_errors_total", "counter",
 	    "Failed catalog writes.", s->persist_errors);
+	httpd_metrics_policy(d, b);
 	if (srv->role != HTTPD_METRICS || srv->httpd->token != NULL)
 		httpd_metrics_domains(srv->httpd, b);
 	httpd_send(srv, req, 200, "OK", "text/plain; version=0.0.4", b);
 	evbuffer_free(b);
+}
+
+/* POST /v1/quota?target=T&storage=SIZE&messages=N */
+static void
+httpd_post_quota(struct httpd_server *srv, struct evhttp_request *req,
+    const struct evkeyvalq *q)
+{
+	const char *target = evhttp_find_header(q, "target");
+	const char *storage = evhttp_find_header(q, "storage");
+	const char *messages = evhttp_find_header(q, "messages");
+	struct mk_quota_limits l;
+	char args[2][128], *argv[2];
+	struct mk_err err;
+	char *t;
+	int argc = 0;
+
+	if (storage != NULL) {
+		snprintf(args[argc], sizeof(args[argc]), "storage=%s", storage);
+		argv[argc] = args[argc];
+		argc++;
+	}
+	if (messages != NULL) {
+		snprintf(
+		    args[argc], sizeof(args[argc]), "messages=%s", messages);
+		argv[argc] = args[argc];
+		argc++;
+	}
+	if (target == NULL || strlen(target) > 320) {
+		httpd_error(srv, req, 400, "Bad Request", "give target=");
+		return;
+	}
+	t = mk_xstrdup(target);
+	mk_str_lower(t);
+	if (mk_limits_parse_set(argc, argv, &l, &err) < 0 ||
+	    mk_enforce_set_limit(srv->httpd->d->enforce, t, &l, &err) < 0)
+		httpd_error(srv, req, 400, "Bad Request", err.msg);
+	else
+		httpd_send_json(srv, req, 200, "OK",
+		    json_pack("{s:s, s:o, "
+			      "s:o}",
+			"target", t, "storage",
+			httpd_limit_json(l.bytes, l.bytes_from), "messages",
+			httpd_limit_json(l.messages, l.messages_from)));
+	free(t);
 }
 
 static void
@@ -471,6 +641,10 @@ httpd_post(struct httpd_server *srv, struct evhttp_request *req,
 			    json_pack("{s:s}", "rescan",
 				address != NULL ? address : "all"));
 		free(address);
+		return;
+	}
+	if (strcmp(path, "/v1/quota") == 0) {
+		httpd_post_quota(srv, req, q);
 		return;
 	}
 	if (strcmp(path, "/v1/reload") == 0) {

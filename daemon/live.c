@@ -15,6 +15,7 @@
 #include "mailkeep/maildir.h"
 #include "mailkeep/mem.h"
 
+#include "enforce.h"
 #include "live.h"
 #include "pool.h"
 #include "watch.h"
@@ -552,6 +553,8 @@ live_scan_apply(
 		}
 	}
 	mk_mailbox_usage_free(&mb->prev);
+	if (live->d->enforce != NULL)
+		mk_enforce_changed(live->d->enforce, mb, false);
 }
 
 static void
@@ -971,6 +974,7 @@ live_message_event(
     struct mk_live *live, struct live_wd *w, uint32_t mask, const char *name)
 {
 	bool in_cur = w->kind == WD_CUR;
+	bool arrived = !in_cur && (mask & (IN_MOVED_TO | IN_CREATE));
 
 	if (mask & IN_IGNORED) {
 		/* new/ or cur/ went away under a folder we still count. */
@@ -987,6 +991,9 @@ live_message_event(
 		live_arrive(live, w->mb, w->f, in_cur, name);
 	if (mask & IN_CLOSE_WRITE)
 		live_rewrite(live, w->mb, w->f, in_cur, name);
+	/* A message landing in new/ is a delivery. */
+	if (live->d->enforce != NULL)
+		mk_enforce_changed(live->d->enforce, w->mb, arrived);
 }
 
 static void

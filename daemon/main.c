@@ -20,9 +20,11 @@
 #include "mailkeep/mem.h"
 
 #include "daemon.h"
+#include "enforce.h"
 #include "httpd.h"
 #include "live.h"
 #include "pool.h"
+#include "postfix.h"
 #include "watch.h"
 #include "worker.h"
 
@@ -69,6 +71,14 @@ mk_daemon_reload(struct mk_daemon *d, struct mk_err *err)
 		mk_log_warn("main",
 		    "reload: store, state, socket and worker settings take "
 		    "effect at the next restart");
+	if (mk_enforce_reload(d->enforce, conf, err) < 0) {
+		mk_log_error("main",
+		    "reload: %s; keeping the running "
+		    "configuration",
+		    err->msg);
+		mk_conf_free(&conf);
+		return -1;
+	}
 	/* What can change while running. */
 	old->log_level = conf->log_level;
 	mk_log_init("mailkeepd", (enum mk_log_level)conf->log_level);
@@ -197,7 +207,9 @@ main_run(struct mk_daemon *d, bool foreground)
 	if (mk_watch_start(d, &d->watch, &err) < 0 ||
 	    mk_pool_new(d->base, conf->workers, mk_worker_new, mk_worker_free,
 		conf->catalog, &d->pool, &err) < 0 ||
-	    mk_httpd_start(d, &d->httpd, &err) < 0) {
+	    mk_enforce_new(d, cat, &d->enforce, &err) < 0 ||
+	    mk_httpd_start(d, &d->httpd, &err) < 0 ||
+	    mk_postfix_start(d, &d->postfix, &err) < 0) {
 		mk_log_error("main", "%s", err.msg);
 		goto out;
 	}
@@ -233,8 +245,10 @@ main_run(struct mk_daemon *d, bool foreground)
 	rc = 0;
 out:
 	d->stopping = true;
+	mk_postfix_stop(&d->postfix);
 	mk_httpd_stop(&d->httpd);
 	mk_pool_free(&d->pool);
+	mk_enforce_free(&d->enforce);
 	if (d->live != NULL && cat != NULL)
 		mk_live_persist_sync(d->live, cat);
 	mk_watch_stop(&d->watch);
@@ -315,6 +329,11 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
+		if (mk_enforce_check_conf(d.conf, &err) < 0) {
+			mk_log_error("conf", "%s", err.msg);
+			mk_conf_free(&d.conf);
+			return 1;
+		}
 		printf("configuration OK\n");
 		mk_conf_free(&d.conf);
 		return 0;

@@ -23,6 +23,11 @@ enum catalog_stmt {
 	STMT_FOLDERS_GET,
 	STMT_MAILBOXES_ALL,
 	STMT_HISTORY_GET,
+	STMT_LIMIT_PUT,
+	STMT_LIMIT_DELETE,
+	STMT_LIMITS_ALL,
+	STMT_WARN_PUT,
+	STMT_WARNS_ALL,
 	STMT_COUNT,
 };
 
@@ -60,6 +65,15 @@ static const char *const catalog_sql[STMT_COUNT] = {
 	    "SELECT h.day, h.bytes, h.vbytes, h.messages FROM usage_history h "
 	    "JOIN mailbox m ON m.id = h.mailbox_id WHERE m.address = ?1 ORDER "
 	    "BY h.day DESC LIMIT ?2",
+	[STMT_LIMIT_PUT] =
+	    "INSERT OR REPLACE INTO quota_limit (target, bytes, messages, "
+	    "bytes_set, messages_set) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[STMT_LIMIT_DELETE] = "DELETE FROM quota_limit WHERE target = ?1",
+	[STMT_LIMITS_ALL] = "SELECT target, bytes, messages, bytes_set, "
+			    "messages_set FROM quota_limit",
+	[STMT_WARN_PUT] = "INSERT OR REPLACE INTO warn_state (address, state) "
+			  "VALUES (?1, ?2)",
+	[STMT_WARNS_ALL] = "SELECT address, state FROM warn_state",
 };
 
 /* Schema steps; step i brings user_version from i to i + 1. */
@@ -78,6 +92,16 @@ static const char *const catalog_migrations[MK_CATALOG_VERSION] = {
 	"CASCADE,  day INTEGER NOT NULL,  bytes INTEGER NOT NULL,  vbytes "
 	"INTEGER NOT NULL,  messages INTEGER NOT NULL,  PRIMARY KEY "
 	"(mailbox_id, day)) WITHOUT ROWID;",
+	/* 2: limits set at run time, warning states */
+	"CREATE TABLE quota_limit ("
+	"  target TEXT PRIMARY KEY,"
+	"  bytes INTEGER NOT NULL,"
+	"  messages INTEGER NOT NULL,"
+	"  bytes_set INTEGER NOT NULL,"
+	"  messages_set INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE TABLE warn_state ("
+	"  address TEXT PRIMARY KEY,"
+	"  state TEXT NOT NULL) WITHOUT ROWID;",
 };
 
 struct mk_catalog {
@@ -461,5 +485,78 @@ mk_catalog_get_history(struct mk_catalog *cat, const char *address,
 	sqlite3_clear_bindings(st);
 	if (r != SQLITE_DONE)
 		return catalog_error(cat, err, "history");
+	return 0;
+}
+
+int
+mk_catalog_limit_put(struct mk_catalog *cat, const char *target,
+    const struct mk_quota_limits *l, struct mk_err *err)
+{
+	sqlite3_stmt *st;
+
+	if (l->bytes_from == MK_QUOTA_SOURCE_NONE &&
+	    l->messages_from == MK_QUOTA_SOURCE_NONE) {
+		st = cat->stmts[STMT_LIMIT_DELETE];
+		sqlite3_bind_text(st, 1, target, -1, SQLITE_STATIC);
+		return catalog_step_done(cat, st, err);
+	}
+	st = cat->stmts[STMT_LIMIT_PUT];
+	sqlite3_bind_text(st, 1, target, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (int64_t)l->bytes);
+	sqlite3_bind_int64(st, 3, (int64_t)l->messages);
+	sqlite3_bind_int(st, 4, l->bytes_from != MK_QUOTA_SOURCE_NONE);
+	sqlite3_bind_int(st, 5, l->messages_from != MK_QUOTA_SOURCE_NONE);
+	return catalog_step_done(cat, st, err);
+}
+
+int
+mk_catalog_limits_load(struct mk_catalog *cat, mk_catalog_limit_cb *cb,
+    void *arg, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_LIMITS_ALL];
+	int r;
+
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		struct mk_quota_limits l;
+
+		memset(&l, 0, sizeof(l));
+		l.bytes = (uint64_t)sqlite3_column_int64(st, 1);
+		l.messages = (uint64_t)sqlite3_column_int64(st, 2);
+		if (sqlite3_column_int(st, 3))
+			l.bytes_from = MK_QUOTA_SOURCE_CATALOG;
+		if (sqlite3_column_int(st, 4))
+			l.messages_from = MK_QUOTA_SOURCE_CATALOG;
+		cb((const char *)sqlite3_column_text(st, 0), &l, arg);
+	}
+	sqlite3_reset(st);
+	if (r != SQLITE_DONE)
+		return catalog_error(cat, err, "limits");
+	return 0;
+}
+
+int
+mk_catalog_warn_put(struct mk_catalog *cat, const char *address,
+    const char *state, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_WARN_PUT];
+
+	sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
+	return catalog_step_done(cat, st, err);
+}
+
+int
+mk_catalog_warns_load(struct mk_catalog *cat, mk_catalog_warn_cb *cb, void *arg,
+    struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_WARNS_ALL];
+	int r;
+
+	while ((r = sqlite3_step(st)) == SQLITE_ROW)
+		cb((const char *)sqlite3_column_text(st, 0),
+		    (const char *)sqlite3_column_text(st, 1), arg);
+	sqlite3_reset(st);
+	if (r != SQLITE_DONE)
+		return catalog_error(cat, err, "warning states");
 	return 0;
 }

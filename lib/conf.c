@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "mailkeep/conf.h"
@@ -19,7 +20,12 @@ enum conf_type {
 	CONF_UINT, /* a number from min to max */
 	CONF_DURATION, /* seconds, with s m h d, from min to max */
 	CONF_ENUM, /* one word of allowed ("a|b|c"), stored as its index */
+	CONF_BOOL, /* yes/no, true/false, on/off, 1/0 */
 };
+
+/* Sections whose keys are names (domains, addresses), not settings. */
+static const char *const conf_free_sections[] = { "quota.domain", "quota.pool",
+	"quota.mailbox" };
 
 struct conf_key {
 	const char *section;
@@ -59,6 +65,41 @@ static const struct conf_key conf_keys[] = {
 	    "6h", NULL, 60, 30 * 86400 },
 	{ "daemon", "poll_interval", CONF_DURATION, CONF_AT(poll_interval),
 	    "60s", NULL, 1, 86400 },
+	{ "quota", "default", CONF_STRING, CONF_AT(quota_default), NULL, NULL },
+	{ "quota", "grace", CONF_STRING, CONF_AT(quota_grace), "10%", NULL },
+	{ "quota", "basis", CONF_ENUM, CONF_AT(quota_basis), "physical",
+	    "physical|virtual" },
+	{ "quota", "folder_rules", CONF_STRING, CONF_AT(quota_folder_rules),
+	    NULL, NULL },
+	{ "quota", "import_passwd_file", CONF_PATH, CONF_AT(quota_import), NULL,
+	    NULL },
+	{ "quota", "maildirsize", CONF_BOOL, CONF_AT(quota_maildirsize), "yes",
+	    NULL },
+	{ "quota", "warn_thresholds", CONF_STRING, CONF_AT(warn_thresholds),
+	    "80 90 100", NULL },
+	{ "quota", "warn_repeat", CONF_DURATION, CONF_AT(warn_repeat), "24h",
+	    NULL, 0, 365 * 86400 },
+	{ "quota", "warn_template", CONF_PATH, CONF_AT(warn_template), NULL,
+	    NULL },
+	{ "quota", "warn_from", CONF_STRING, CONF_AT(warn_from), NULL, NULL },
+	{ "quota", "warn_hook", CONF_PATH, CONF_AT(warn_hook), NULL, NULL },
+	{ "policy", "socket", CONF_PATH, CONF_AT(policy_socket), NULL, NULL },
+	{ "policy", "listen", CONF_STRING, CONF_AT(policy_listen), NULL, NULL },
+	{ "policy", "refusal", CONF_ENUM, CONF_AT(policy_refusal), "permanent",
+	    "permanent|temporary" },
+	{ "policy", "text", CONF_STRING, CONF_AT(policy_text),
+	    "Mailbox is full", NULL },
+	{ "policy", "aliases", CONF_PATH, CONF_AT(policy_aliases), NULL, NULL },
+	{ "policy", "recipient_delimiter", CONF_STRING,
+	    CONF_AT(policy_delimiter), "+", NULL },
+	{ "policy", "alias_policy", CONF_ENUM, CONF_AT(policy_alias_policy),
+	    "all", "all|any" },
+	{ "repository", "location", CONF_STRING, CONF_AT(repo_location), NULL,
+	    NULL },
+	{ "repository", "key_file", CONF_PATH, CONF_AT(repo_key_file), NULL,
+	    NULL },
+	{ "repository", "compression_level", CONF_UINT,
+	    CONF_AT(repo_compression_level), "3", NULL, 1, 19 },
 };
 
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -136,6 +177,18 @@ conf_set(struct mk_conf *conf, const struct conf_key *k, const char *value,
 		return 0;
 	case CONF_ENUM:
 		return conf_set_enum(conf, k, value, err);
+	case CONF_BOOL:
+		if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 ||
+		    strcmp(value, "on") == 0 || strcmp(value, "1") == 0)
+			*(bool *)conf_field(conf, k) = true;
+		else if (strcmp(value, "no") == 0 ||
+		    strcmp(value, "false") == 0 || strcmp(value, "off") == 0 ||
+		    strcmp(value, "0") == 0)
+			*(bool *)conf_field(conf, k) = false;
+		else
+			return mk_err_set(
+			    err, "%s: '%s' is not yes or no", k->name, value);
+		return 0;
 	}
 	return mk_err_set(err, "%s: unknown type", k->name);
 }
@@ -167,6 +220,13 @@ mk_conf_free(struct mk_conf **confp)
 		if (conf_keys[i].type == CONF_STRING ||
 		    conf_keys[i].type == CONF_PATH)
 			free(*(char **)conf_field(conf, &conf_keys[i]));
+	for (i = 0; i < conf->nentries; i++) {
+		free(conf->entries[i].section);
+		free(conf->entries[i].key);
+		free(conf->entries[i].value);
+		free(conf->entries[i].where);
+	}
+	free(conf->entries);
 	free(conf);
 	*confp = NULL;
 }
@@ -198,10 +258,49 @@ conf_find(const char *section, const char *name)
 }
 
 static bool
+conf_section_free(const char *section)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(conf_free_sections) / sizeof(char *); i++)
+		if (strcmp(conf_free_sections[i], section) == 0)
+			return true;
+	return false;
+}
+
+/* A key of a free section: a name and its value, once each. */
+static int
+conf_add_entry(struct mk_conf *conf, const char *section, const char *key,
+    const char *value, const char *where, struct mk_err *err)
+{
+	struct mk_conf_entry *e;
+	size_t i;
+
+	if (key[0] == '\0' || value[0] == '\0')
+		return mk_err_set(err, "empty name or value in [%s]", section);
+	for (i = 0; i < conf->nentries; i++)
+		if (strcmp(conf->entries[i].section, section) == 0 &&
+		    strcasecmp(conf->entries[i].key, key) == 0)
+			return mk_err_set(
+			    err, "'%s' in [%s] given twice", key, section);
+	mk_xgrow(&conf->entries, &conf->entcap, conf->nentries + 1,
+	    sizeof(*conf->entries));
+	e = &conf->entries[conf->nentries++];
+	e->section = mk_xstrdup(section);
+	e->key = mk_xstrdup(key);
+	mk_str_lower(e->key);
+	e->value = mk_xstrdup(value);
+	e->where = mk_xstrdup(where);
+	return 0;
+}
+
+static bool
 conf_section_known(const char *section)
 {
 	size_t i;
 
+	if (conf_section_free(section))
+		return true;
 	for (i = 0; i < CONF_NKEYS; i++)
 		if (strcmp(conf_keys[i].section, section) == 0)
 			return true;
@@ -211,7 +310,7 @@ conf_section_known(const char *section)
 /* Parse one line; section holds the current section. */
 static int
 conf_line(struct mk_conf *conf, char *line, char *section, size_t ssize,
-    bool *seen, struct mk_err *err)
+    bool *seen, const char *where, struct mk_err *err)
 {
 	const struct conf_key *k;
 	char *s = conf_trim(line), *eq, *key, *value, *hash;
@@ -243,6 +342,8 @@ conf_line(struct mk_conf *conf, char *line, char *section, size_t ssize,
 	value = conf_trim(value);
 	if (section[0] == '\0')
 		return mk_err_set(err, "'%s' outside a [section]", key);
+	if (conf_section_free(section))
+		return conf_add_entry(conf, section, key, value, where, err);
 	if ((k = conf_find(section, key)) == NULL)
 		return mk_err_set(
 		    err, "unknown key '%s' in [%s]", key, section);
@@ -257,6 +358,7 @@ int
 mk_conf_load(struct mk_conf *conf, const char *path, struct mk_err *err)
 {
 	bool seen[CONF_NKEYS] = { false };
+	char where[4200];
 	char section[64] = "", *line = NULL;
 	unsigned lineno = 0;
 	size_t cap = 0;
@@ -277,8 +379,9 @@ mk_conf_load(struct mk_conf *conf, const char *path, struct mk_err *err)
 			mk_err_set(err, "%s:%u: NUL byte", path, lineno);
 			goto out;
 		}
-		if (conf_line(conf, line, section, sizeof(section), seen, err) <
-		    0) {
+		snprintf(where, sizeof(where), "%s:%u", path, lineno);
+		if (conf_line(conf, line, section, sizeof(section), seen, where,
+			err) < 0) {
 			mk_err_prefix(err, "%s:%u", path, lineno);
 			goto out;
 		}
@@ -355,6 +458,14 @@ mk_conf_setup(const struct mk_conf_args *args, struct mk_conf **conf_r,
 		conf->status_socket = mk_xasprintf("%s/status.sock", sockdir);
 	if (conf->control_socket == NULL)
 		conf->control_socket = mk_xasprintf("%s/control.sock", sockdir);
+	if (conf->policy_socket == NULL)
+		conf->policy_socket = mk_xasprintf("%s/policy.sock", sockdir);
+	if (conf->repo_location == NULL)
+		conf->repo_location =
+		    mk_xasprintf("%s/repository", conf->state_dir);
+	if (conf->repo_key_file == NULL)
+		conf->repo_key_file =
+		    mk_xasprintf("%s/repo.key", conf->state_dir);
 	*conf_r = conf;
 	return 0;
 fail:

@@ -92,15 +92,18 @@ mk_client_request(const char *sock, const char *method, const char *path,
 		return mk_err_sys(err, "socket");
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		if (errno == ENOENT || errno == ECONNREFUSED)
-			mk_err_set(err, "mailkeepd is not running (nothing "
-			    "answers on %s)", sock);
+			mk_err_set(err,
+			    "mailkeepd is not running (nothing "
+			    "answers on %s)",
+			    sock);
 		else
 			mk_err_sys(err, "connect(%s)", sock);
 		goto out;
 	}
 	req = mk_xasprintf("%s %s HTTP/1.1\r\nHost: mailkeepd\r\n"
-	    "Connection: close\r\nContent-Length: %zu\r\n\r\n%s", method,
-	    path, body != NULL ? strlen(body) : 0, body != NULL ? body : "");
+			   "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
+	    method, path, body != NULL ? strlen(body) : 0,
+	    body != NULL ? body : "");
 	if (client_write_all(fd, req, strlen(req), err) < 0 ||
 	    client_read_all(fd, &raw, &len, err) < 0)
 		goto out;
@@ -116,4 +119,26 @@ out:
 	free(raw);
 	close(fd);
 	return rc;
+}
+
+char *
+mk_client_escape(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *out = mk_xmalloc(strlen(s) * 3 + 1), *p = out;
+
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || strchr("-._~@", c) != NULL) {
+			*p++ = (char)c;
+			continue;
+		}
+		*p++ = '%';
+		*p++ = hex[c >> 4];
+		*p++ = hex[c & 15];
+	}
+	*p = '\0';
+	return out;
 }

@@ -8,8 +8,8 @@
 #include "mailkeep/err.h"
 
 struct mk_client_reply {
-	int status;	/* HTTP status code */
-	char *body;	/* NUL ended; the caller frees it */
+	int status; /* HTTP status code */
+	char *body; /* NUL ended; the caller frees it */
 };
 
 /*
@@ -19,5 +19,9 @@ struct mk_client_reply {
  */
 int mk_client_request(const char *sock, const char *method, const char *path,
     const char *body, struct mk_client_reply *reply, struct mk_err *err);
+
+/* s with every byte but A-Z a-z 0-9 - . _ ~ @ percent-encoded, for a
+ * path or query; free() the result. */
+char *mk_client_escape(const char *s);
 
 #endif

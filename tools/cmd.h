@@ -29,5 +29,7 @@ int cmd_usage(struct cmd_ctx *ctx);
 
 int cmd_scan(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_status(struct cmd_ctx *ctx, int argc, char **argv);
+int cmd_quota(struct cmd_ctx *ctx, int argc, char **argv);
+int cmd_repo(struct cmd_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -17,8 +17,32 @@ static const struct cmd_entry cmd_table[] = {
 	{ "scan", cmd_scan, "scan [MAILBOX...]",
 	    "Read usage from the store (no daemon needed) and record it in\n"
 	    "the catalog.  With mailboxes named, folders are listed too." },
+	{ "quota", cmd_quota,
+	    "quota get MAILBOX | quota list [--over PERCENT]\n"
+	    "       quota set MAILBOX|@DOMAIN|default [storage=SIZE] "
+	    "[messages=N]\n"
+	    "       quota recalc [MAILBOX...]",
+	    "Limits, usage and percent as mailkeepd enforces them.  SIZE is "
+	    "like 500M\nor 2G; 0 means unlimited.  set goes through the "
+	    "control socket, or\nstraight into the catalog when mailkeepd "
+	    "is not running.  recalc\ncounts mailboxes again from the "
+	    "store." },
 	{ "status", cmd_status, "status",
 	    "Ask mailkeepd how it is: mailboxes, watches, scans, audit." },
+	{ "repo", cmd_repo, "repo init | info",
+	    "Create the backup repository, or describe it.\n"
+	    "  repo init [--repository LOC] [--key-file FILE] "
+	    "[--passphrase-file FILE]\n"
+	    "            [--no-encryption]\n"
+	    "  repo info [--repository LOC] [--key-file FILE] "
+	    "[--passphrase-file FILE] [--json]\n"
+	    "LOC is a directory (default <state_dir>/repository).  init "
+	    "creates the key\n"
+	    "file (default <state_dir>/repo.key) if it is missing: copy it "
+	    "off the machine.\n"
+	    "A passphrase comes from $MAILKEEP_PASSPHRASE or "
+	    "--passphrase-file, never\n"
+	    "from the command line; at init it adds a recovery key slot." },
 	{ "help", NULL, "help [COMMAND]",
 	    "Show the commands, or one in full." },
 };

@@ -13,12 +13,13 @@
 #include <stdint.h>
 
 #include "mailkeep/err.h"
+#include "mailkeep/quota.h"
 #include "mailkeep/scan.h"
 
 struct mk_catalog;
 
 /* The schema version this build writes. */
-#define MK_CATALOG_VERSION 1
+#define MK_CATALOG_VERSION 2
 
 /*
  * Open (creating with mode 0600) and migrate the catalog at path.
@@ -73,5 +74,24 @@ typedef void mk_catalog_history_cb(
 int mk_catalog_get_history(struct mk_catalog *cat, const char *address,
     unsigned max_days, mk_catalog_history_cb *cb, void *arg,
     struct mk_err *err);
+
+/*
+ * Limits set at run time ("quota set"), by target: an address, "@domain"
+ * or "default".  Limits with no resource set delete the target's row.
+ */
+int mk_catalog_limit_put(struct mk_catalog *cat, const char *target,
+    const struct mk_quota_limits *l, struct mk_err *err);
+typedef void mk_catalog_limit_cb(
+    const char *target, const struct mk_quota_limits *l, void *arg);
+int mk_catalog_limits_load(struct mk_catalog *cat, mk_catalog_limit_cb *cb,
+    void *arg, struct mk_err *err);
+
+/* Warning states (mk_warn_state_format text) by address. */
+int mk_catalog_warn_put(struct mk_catalog *cat, const char *address,
+    const char *state, struct mk_err *err);
+typedef void mk_catalog_warn_cb(
+    const char *address, const char *state, void *arg);
+int mk_catalog_warns_load(struct mk_catalog *cat, mk_catalog_warn_cb *cb,
+    void *arg, struct mk_err *err);
 
 #endif

@@ -9,11 +9,21 @@
 #ifndef MAILKEEP_CONF_H
 #define MAILKEEP_CONF_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mailkeep/err.h"
 
 #define MK_CONF_DEFAULT_PATH MK_SYSCONFDIR "/mailkeep/mailkeep.conf"
+
+/* A key of a section whose keys are names (a domain, an address). */
+struct mk_conf_entry {
+	char *section;
+	char *key; /* lower case */
+	char *value;
+	char *where; /* "FILE:LINE", for errors found later */
+};
 
 struct mk_conf {
 	/* [store] */
@@ -36,6 +46,37 @@ struct mk_conf {
 	uint64_t workers;
 	uint64_t audit_interval; /* seconds */
 	uint64_t poll_interval; /* seconds */
+
+	/* [quota] */
+	char *quota_default; /* limits for every mailbox */
+	char *quota_grace;
+	int quota_basis; /* enum mk_quota_basis */
+	char *quota_folder_rules; /* "Junk:ignore Trash:+10%" */
+	char *quota_import; /* a Dovecot passwd-file with quota rules */
+	bool quota_maildirsize; /* keep maildirsize in limited mailboxes */
+	char *warn_thresholds; /* "80 90 100" */
+	uint64_t warn_repeat; /* seconds */
+	char *warn_template;
+	char *warn_from;
+	char *warn_hook;
+
+	/* [policy] */
+	char *policy_socket;
+	char *policy_listen;
+	int policy_refusal; /* enum mk_policy_refusal */
+	char *policy_text;
+	char *policy_aliases;
+	char *policy_delimiter;
+	int policy_alias_policy; /* enum mk_aliases_policy */
+
+	/* [quota.domain], [quota.pool], [quota.mailbox]: names as keys */
+	struct mk_conf_entry *entries;
+	size_t nentries, entcap;
+
+	/* [repository] */
+	char *repo_location; /* default: <state_dir>/repository */
+	char *repo_key_file; /* default: <state_dir>/repo.key */
+	uint64_t repo_compression_level; /* zstd level of a new repository */
 };
 
 /* A configuration holding every default. */

@@ -1,0 +1,953 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "mailkeep/fsutil.h"
+#include "mailkeep/hmap.h"
+#include "mailkeep/limits.h"
+#include "mailkeep/log.h"
+#include "mailkeep/maildirsize.h"
+#include "mailkeep/mem.h"
+#include "mailkeep/str.h"
+
+#include "enforce.h"
+#include "live.h"
+#include "pool.h"
+#include "worker.h"
+
+extern char **environ;
+
+/* How long a mailbox must be quiet before its maildirsize is checked. */
+#define ENFORCE_QUIET_NS 2000000000LL
+#define ENFORCE_HOOK_TIMEOUT 30
+
+static const char enforce_default_template[] =
+    "Subject: Your mailbox is %{percent}% full\n"
+    "\n"
+    "Your mailbox %{address} holds %{usage} of %{limit} bytes\n"
+    "(%{percent}%). It passed %{threshold}% of its quota.\n"
+    "\n"
+    "When it is full, new mail to you is refused. Please delete mail you\n"
+    "no longer need, and empty the Trash folder.\n";
+
+/* What enforce remembers of a limited mailbox. */
+struct enforce_mb {
+	char *address;
+	struct mk_warn_state warn;
+	int64_t changed_ns;
+	bool check_pending; /* maildirsize to check after quiet */
+	bool check_running;
+	bool warn_unsaved;
+};
+
+struct mk_enforce {
+	struct mk_daemon *d;
+	struct mk_limits *limits;
+	struct mk_aliases *aliases;
+	struct mk_policy_config pconf;
+	char *ptext;
+	char *pdelims;
+	struct mk_warn_config wconf;
+	char *tmpl;
+	size_t tmpl_len;
+	char *warn_from;
+	char *warn_hook;
+	bool maildirsize;
+	struct mk_quota_resv *resv;
+	struct mk_hmap *mbs; /* address -> struct enforce_mb */
+	char **pending; /* addresses with a check due */
+	size_t npending, pcap;
+	struct event *tick;
+	bool saving;
+};
+
+static const struct timeval enforce_tick_tv = { 1, 0 };
+
+static bool
+enforce_match(const void *value, const void *ctx)
+{
+	return strcmp(((const struct enforce_mb *)value)->address, ctx) == 0;
+}
+
+static uint64_t
+enforce_key(const char *s)
+{
+	return mk_hmap_hash(s, strlen(s));
+}
+
+static struct enforce_mb *
+enforce_mb_get(const struct mk_enforce *e, const char *address)
+{
+	return mk_hmap_get(
+	    e->mbs, enforce_key(address), enforce_match, address);
+}
+
+static struct enforce_mb *
+enforce_mb_make(struct mk_enforce *e, const char *address)
+{
+	struct enforce_mb *em = enforce_mb_get(e, address);
+
+	if (em == NULL) {
+		em = mk_xcalloc(1, sizeof(*em));
+		em->address = mk_xstrdup(address);
+		mk_hmap_put(e->mbs, enforce_key(address), em);
+	}
+	return em;
+}
+
+static int64_t
+enforce_now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+/* The usage that counts: the basis, without ignored folders. */
+static void
+enforce_count(const struct mk_enforce *e, const struct mk_live_mailbox *mb,
+    enum mk_quota_basis basis, uint64_t *bytes_r, uint64_t *messages_r)
+{
+	const struct mk_quota_rules *rules = mk_limits_rules(e->limits);
+	size_t i;
+
+	*bytes_r = *messages_r = 0;
+	for (i = 0; i < mb->nfolders; i++) {
+		const struct mk_live_folder *f = mb->folders[i];
+
+		if (mk_quota_rules_ignored(rules, f->name))
+			continue;
+		*bytes_r += basis == MK_QUOTA_BASIS_VIRTUAL ? f->usage.vbytes
+							    : f->usage.bytes;
+		*messages_r += f->usage.messages;
+	}
+}
+
+static bool
+enforce_limited(const struct mk_quota_limits *l)
+{
+	return l->bytes != 0 || l->messages != 0;
+}
+
+/* The usage and limit of the resource nearest to its limit. */
+static void
+enforce_fullest(const struct mk_quota_limits *l, uint64_t bytes,
+    uint64_t messages, uint64_t *usage_r, uint64_t *limit_r)
+{
+	unsigned pb = mk_warn_percent(bytes, l->bytes);
+	unsigned pm = mk_warn_percent(messages, l->messages);
+
+	if (l->messages != 0 && (l->bytes == 0 || pm > pb)) {
+		*usage_r = messages;
+		*limit_r = l->messages;
+	} else {
+		*usage_r = bytes;
+		*limit_r = l->bytes;
+	}
+}
+
+/* Warning mails, written in the pool */
+
+struct enforce_warn_job {
+	struct mk_job job;
+	struct mk_enforce *e;
+	char *address;
+	char *relpath;
+	int rootfd;
+	char *msg;
+	size_t len;
+	char *hook;
+	unsigned threshold;
+	uint64_t usage, limit;
+	bool append;
+	int rc;
+	struct mk_err err;
+};
+
+/* Write the message into new/ the Maildir way: tmp/, fsync, rename. */
+static int
+enforce_deliver(int mdfd, const char *msg, size_t len, struct mk_err *err)
+{
+	char name[256], tmpname[300];
+	struct timespec ts;
+	char host[128];
+	int tmpfd = -1, newfd = -1, fd = -1, rc = -1;
+	struct stat st;
+	size_t done = 0;
+	uint64_t lf = 0;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		lf += msg[i] == '\n';
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (gethostname(host, sizeof(host)) < 0)
+		mk_strlcpy(host, "localhost", sizeof(host));
+	host[strcspn(host, "/:,")] = '\0';
+	snprintf(name, sizeof(name), "%lld.M%ldP%ldQmailkeep.%s,S=%zu,W=%llu",
+	    (long long)ts.tv_sec, ts.tv_nsec / 1000, (long)getpid(), host, len,
+	    (unsigned long long)(len + lf));
+	snprintf(tmpname, sizeof(tmpname), "%s", name);
+	if (fstat(mdfd, &st) < 0)
+		return mk_err_sys(err, "fstat(Maildir)");
+	if ((tmpfd = mk_fs_openat_dir(mdfd, "tmp")) < 0 ||
+	    (newfd = mk_fs_openat_dir(mdfd, "new")) < 0) {
+		mk_err_sys(err, "open(tmp/ or new/)");
+		goto out;
+	}
+	fd = openat(tmpfd, tmpname,
+	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		mk_err_sys(err, "open(tmp/%s)", tmpname);
+		goto out;
+	}
+	while (done < len) {
+		ssize_t n = write(fd, msg + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			mk_err_sys(err, "write(tmp/%s)", tmpname);
+			goto fail;
+		}
+		done += (size_t)n;
+	}
+	if ((fchown(fd, st.st_uid, st.st_gid) < 0 && errno != EPERM) ||
+	    fsync(fd) < 0) {
+		mk_err_sys(err, "fchown/fsync(tmp/%s)", tmpname);
+		goto fail;
+	}
+	if (renameat(tmpfd, tmpname, newfd, name) < 0) {
+		mk_err_sys(err, "rename(tmp/%s, new/)", tmpname);
+		goto fail;
+	}
+	if (fsync(newfd) < 0) {
+		mk_err_sys(err, "fsync(new/)");
+		goto out;
+	}
+	rc = 0;
+	goto out;
+fail:
+	unlinkat(tmpfd, tmpname, 0);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmpfd >= 0)
+		close(tmpfd);
+	if (newfd >= 0)
+		close(newfd);
+	return rc;
+}
+
+/* Run the hook with the mailbox, threshold, usage and limit; bounded. */
+static void
+enforce_run_hook(struct enforce_warn_job *j)
+{
+	char thr[16], usage[32], limit[32];
+	char *argv[] = { j->hook, j->address, thr, usage, limit, NULL };
+	int status, i;
+	pid_t pid;
+
+	snprintf(thr, sizeof(thr), "%u", j->threshold);
+	snprintf(usage, sizeof(usage), "%llu", (unsigned long long)j->usage);
+	snprintf(limit, sizeof(limit), "%llu", (unsigned long long)j->limit);
+	if ((errno = posix_spawn(&pid, j->hook, NULL, NULL, argv, environ)) !=
+	    0) {
+		mk_log_error(
+		    "enforce", "warn_hook %s: %s", j->hook, strerror(errno));
+		return;
+	}
+	for (i = 0; i < ENFORCE_HOOK_TIMEOUT * 10; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				mk_log_warn("enforce",
+				    "warn_hook %s for %s "
+				    "failed (status %d)",
+				    j->hook, j->address, status);
+			return;
+		}
+		usleep(100000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	mk_log_warn("enforce", "warn_hook %s for %s killed after %d s", j->hook,
+	    j->address, ENFORCE_HOOK_TIMEOUT);
+}
+
+static void
+enforce_warn_run(struct mk_job *job, void *ctx)
+{
+	struct enforce_warn_job *j = (struct enforce_warn_job *)job;
+	int fd;
+
+	(void)ctx;
+	j->rc = -1;
+	fd = mk_fs_open_dir_beneath(j->rootfd, j->relpath, &j->err);
+	if (fd < 0)
+		return;
+	if (enforce_deliver(fd, j->msg, j->len, &j->err) == 0) {
+		j->rc = 0;
+		/* We wrote it: our own delta, as Maildir++ asks. */
+		if (j->append &&
+		    mk_maildirsize_append(fd, (int64_t)j->len, 1, &j->err) < 0)
+			mk_log_warn(
+			    "enforce", "%s: %s", j->address, j->err.msg);
+	}
+	close(fd);
+	if (j->hook != NULL)
+		enforce_run_hook(j);
+}
+
+static void
+enforce_warn_done(struct mk_job *job)
+{
+	struct enforce_warn_job *j = (struct enforce_warn_job *)job;
+
+	if (j->rc < 0)
+		mk_log_error(
+		    "enforce", "%s: warning mail: %s", j->address, j->err.msg);
+	else
+		mk_log_info(
+		    "enforce", "%s: warned at %u%%", j->address, j->threshold);
+	free(j->address);
+	free(j->relpath);
+	free(j->msg);
+	free(j->hook);
+	free(j);
+}
+
+static void
+enforce_warn(struct mk_enforce *e, const struct mk_live_mailbox *mb,
+    unsigned threshold, uint64_t usage, uint64_t limit, bool append)
+{
+	struct enforce_warn_job *j;
+	struct mk_warn_message m;
+	char host[128], unique[64], from[256];
+	struct timespec ts;
+	struct mk_err err;
+	char *msg;
+	size_t len;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (gethostname(host, sizeof(host)) < 0)
+		mk_strlcpy(host, "localhost", sizeof(host));
+	snprintf(unique, sizeof(unique), "%lld.%ld.%u", (long long)ts.tv_sec,
+	    ts.tv_nsec, threshold);
+	snprintf(from, sizeof(from), "%s",
+	    e->warn_from != NULL ? e->warn_from : "Mail system <postmaster>");
+	memset(&m, 0, sizeof(m));
+	m.from = from;
+	m.to = mb->address;
+	m.hostname = host;
+	m.unique = unique;
+	m.date = ts.tv_sec;
+	m.usage = usage;
+	m.limit = limit;
+	m.threshold = threshold;
+	if (mk_warn_render(e->tmpl != NULL ? e->tmpl : enforce_default_template,
+		e->tmpl != NULL ? e->tmpl_len
+				: strlen(enforce_default_template),
+		&m, &msg, &len, &err) < 0) {
+		mk_log_error("enforce", "%s: warning template: %s", mb->address,
+		    err.msg);
+		return;
+	}
+	j = mk_xcalloc(1, sizeof(*j));
+	j->job.run = enforce_warn_run;
+	j->job.done = enforce_warn_done;
+	j->e = e;
+	j->address = mk_xstrdup(mb->address);
+	j->relpath = mk_xstrdup(mb->relpath);
+	j->rootfd = e->d->rootfd;
+	j->msg = msg;
+	j->len = len;
+	j->hook = e->warn_hook != NULL ? mk_xstrdup(e->warn_hook) : NULL;
+	j->threshold = threshold;
+	j->usage = usage;
+	j->limit = limit;
+	j->append = append;
+	mk_pool_submit(e->d->pool, &j->job);
+}
+
+/* maildirsize, checked in the pool */
+
+struct enforce_mds_job {
+	struct mk_job job;
+	struct mk_enforce *e;
+	char *address;
+	char *relpath;
+	int rootfd;
+	uint64_t bytes_limit, count_limit;
+	uint64_t bytes, messages;
+	enum mk_maildirsize_rebuild why;
+	bool differs;
+	int rc;
+	struct mk_err err;
+};
+
+static void
+enforce_mds_run(struct mk_job *job, void *ctx)
+{
+	struct enforce_mds_job *j = (struct enforce_mds_job *)job;
+	char buf[MK_MAILDIRSIZE_FORMAT_MAX];
+	struct mk_maildirsize ms;
+	bool corrupt = false;
+	int fd, r;
+	size_t len;
+
+	(void)ctx;
+	j->rc = -1;
+	if ((fd = mk_fs_open_dir_beneath(j->rootfd, j->relpath, &j->err)) < 0)
+		return;
+	r = mk_maildirsize_read(fd, &ms, &corrupt, &j->err);
+	if (r < 0)
+		goto out;
+	j->why = mk_maildirsize_rebuild_due(r == 1 ? &ms : NULL, corrupt,
+	    j->bytes_limit, j->count_limit, enforce_now_s());
+	j->differs = r == 1 && !corrupt && !ms.partial &&
+	    (ms.bytes != (int64_t)j->bytes || ms.count != (int64_t)j->messages);
+	if (j->why != MK_MAILDIRSIZE_KEEP || j->differs) {
+		len = mk_maildirsize_format(j->bytes_limit, j->count_limit,
+		    j->bytes, j->messages, buf, sizeof(buf));
+		if (mk_maildirsize_write(fd, buf, len, &j->err) < 0)
+			goto out;
+	}
+	j->rc = 0;
+out:
+	close(fd);
+}
+
+static void
+enforce_mds_done(struct mk_job *job)
+{
+	struct enforce_mds_job *j = (struct enforce_mds_job *)job;
+	struct enforce_mb *em = enforce_mb_get(j->e, j->address);
+
+	if (em != NULL)
+		em->check_running = false;
+	if (j->rc < 0)
+		mk_log_error(
+		    "enforce", "%s: maildirsize: %s", j->address, j->err.msg);
+	else if (j->why != MK_MAILDIRSIZE_KEEP || j->differs)
+		mk_log_info("enforce", "%s: maildirsize rewritten (%s)",
+		    j->address,
+		    j->differs && j->why == MK_MAILDIRSIZE_KEEP
+			? "sum differs from the live usage"
+			: mk_maildirsize_rebuild_name(j->why));
+	free(j->address);
+	free(j->relpath);
+	free(j);
+}
+
+static void
+enforce_mds_submit(struct mk_enforce *e, const struct mk_live_mailbox *mb,
+    struct enforce_mb *em, const struct mk_quota_limits *l)
+{
+	struct enforce_mds_job *j = mk_xcalloc(1, sizeof(*j));
+
+	j->job.run = enforce_mds_run;
+	j->job.done = enforce_mds_done;
+	j->e = e;
+	j->address = mk_xstrdup(mb->address);
+	j->relpath = mk_xstrdup(mb->relpath);
+	j->rootfd = e->d->rootfd;
+	j->bytes_limit = l->bytes;
+	j->count_limit = l->messages;
+	/* maildirsize counts file sizes, as Dovecot's maildir backend. */
+	enforce_count(e, mb, MK_QUOTA_BASIS_PHYSICAL, &j->bytes, &j->messages);
+	em->check_running = true;
+	mk_pool_submit(e->d->pool, &j->job);
+}
+
+static void
+enforce_pending_add(struct mk_enforce *e, struct enforce_mb *em)
+{
+	if (em->check_pending)
+		return;
+	em->check_pending = true;
+	mk_xgrow(&e->pending, &e->pcap, e->npending + 1, sizeof(*e->pending));
+	e->pending[e->npending++] = mk_xstrdup(em->address);
+}
+
+/* Warning states, saved in the pool */
+
+struct enforce_save_job {
+	struct mk_job job;
+	struct mk_enforce *e;
+	char **addresses;
+	char **states;
+	size_t n;
+	int rc;
+	struct mk_err err;
+};
+
+static void
+enforce_save_run(struct mk_job *job, void *ctx)
+{
+	struct enforce_save_job *j = (struct enforce_save_job *)job;
+	struct mk_worker *w = ctx;
+	size_t i;
+
+	j->rc = -1;
+	if (w->catalog == NULL) {
+		mk_err_set(&j->err, "no catalog connection");
+		return;
+	}
+	if (mk_catalog_begin(w->catalog, &j->err) < 0)
+		return;
+	for (i = 0; i < j->n; i++)
+		if (mk_catalog_warn_put(w->catalog, j->addresses[i],
+			j->states[i], &j->err) < 0) {
+			mk_catalog_rollback(w->catalog);
+			return;
+		}
+	j->rc = mk_catalog_commit(w->catalog, &j->err);
+}
+
+static void
+enforce_save_done(struct mk_job *job)
+{
+	struct enforce_save_job *j = (struct enforce_save_job *)job;
+	size_t i;
+
+	j->e->saving = false;
+	if (j->rc < 0)
+		mk_log_error(
+		    "enforce", "saving warning states: %s", j->err.msg);
+	for (i = 0; i < j->n; i++) {
+		free(j->addresses[i]);
+		free(j->states[i]);
+	}
+	free(j->addresses);
+	free(j->states);
+	free(j);
+}
+
+static void
+enforce_save(struct mk_enforce *e)
+{
+	struct enforce_save_job *j;
+	struct enforce_mb *em;
+	size_t pos = 0, cap = 0, scap = 0;
+	char buf[MK_WARN_STATE_MAX];
+
+	if (e->saving)
+		return;
+	j = mk_xcalloc(1, sizeof(*j));
+	while ((em = mk_hmap_next(e->mbs, &pos)) != NULL) {
+		if (!em->warn_unsaved)
+			continue;
+		em->warn_unsaved = false;
+		mk_warn_state_format(&em->warn, buf, sizeof(buf));
+		mk_xgrow(&j->addresses, &cap, j->n + 1, sizeof(char *));
+		mk_xgrow(&j->states, &scap, j->n + 1, sizeof(char *));
+		j->addresses[j->n] = mk_xstrdup(em->address);
+		j->states[j->n++] = mk_xstrdup(buf);
+	}
+	if (j->n == 0) {
+		free(j);
+		return;
+	}
+	j->job.run = enforce_save_run;
+	j->job.done = enforce_save_done;
+	j->e = e;
+	e->saving = true;
+	mk_pool_submit(e->d->pool, &j->job);
+}
+
+/* Once a second: expire reservations, check quiet maildirsize files,
+ * save warning states. */
+static void
+enforce_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mk_enforce *e = arg;
+	int64_t now = mk_daemon_now_ns();
+	size_t i, out = 0;
+
+	(void)fd;
+	(void)what;
+	mk_quota_resv_expire(e->resv, now / 1000000000);
+	for (i = 0; i < e->npending; i++) {
+		char *address = e->pending[i];
+		struct enforce_mb *em = enforce_mb_get(e, address);
+		const struct mk_live_mailbox *mb =
+		    mk_live_find(e->d->live, address);
+		struct mk_quota_limits l;
+
+		if (em == NULL || mb == NULL) {
+			free(address);
+			continue;
+		}
+		if (em->check_running || mb->scanning ||
+		    now - em->changed_ns < ENFORCE_QUIET_NS) {
+			e->pending[out++] = address;
+			continue;
+		}
+		em->check_pending = false;
+		free(address);
+		mk_limits_lookup(e->limits, mb->address, &l);
+		if (enforce_limited(&l))
+			enforce_mds_submit(e, mb, em, &l);
+	}
+	e->npending = out;
+	enforce_save(e);
+}
+
+void
+mk_enforce_changed(
+    struct mk_enforce *e, struct mk_live_mailbox *mb, bool arrived)
+{
+	struct mk_quota_limits l;
+	struct enforce_mb *em;
+	uint64_t bytes, messages, usage, limit;
+	unsigned threshold;
+
+	if (arrived)
+		mk_quota_resv_release(e->resv, mb->address);
+	mk_limits_lookup(e->limits, mb->address, &l);
+	em = enforce_mb_get(e, mb->address);
+	if (!enforce_limited(&l) && em == NULL)
+		return;
+	if (em == NULL)
+		em = enforce_mb_make(e, mb->address);
+	em->changed_ns = mk_daemon_now_ns();
+	if (e->maildirsize && enforce_limited(&l))
+		enforce_pending_add(e, em);
+	if (!enforce_limited(&l) || mb->stale)
+		return;
+	enforce_count(e, mb, mk_limits_basis(e->limits), &bytes, &messages);
+	enforce_fullest(&l, bytes, messages, &usage, &limit);
+	if (mk_warn_update(&e->wconf, &em->warn, usage, limit, enforce_now_s(),
+		&threshold))
+		enforce_warn(e, mb, threshold, usage, limit,
+		    e->maildirsize && l.bytes != 0);
+	em->warn_unsaved = true;
+}
+
+void
+mk_enforce_view(const struct mk_enforce *e, const struct mk_live_mailbox *mb,
+    struct mk_enforce_view *v)
+{
+	const struct enforce_mb *em = enforce_mb_get(e, mb->address);
+	uint64_t usage, limit, msgs;
+
+	memset(v, 0, sizeof(*v));
+	mk_limits_lookup(e->limits, mb->address, &v->limits);
+	enforce_count(
+	    e, mb, mk_limits_basis(e->limits), &v->bytes, &v->messages);
+	enforce_fullest(&v->limits, v->bytes, v->messages, &usage, &limit);
+	v->percent = mk_warn_percent(usage, limit);
+	if (em != NULL)
+		v->warn = em->warn;
+	mk_quota_resv_get(
+	    e->resv, mb->address, NULL, NULL, &v->resv_bytes, &msgs, NULL);
+}
+
+int
+mk_enforce_lookup(void *arg, const char *address,
+    struct mk_policy_mailbox *mb_r, struct mk_err *err)
+{
+	struct mk_enforce *e = arg;
+	const struct mk_live_mailbox *mb = mk_live_find(e->d->live, address);
+	const struct mk_live_mailbox **all;
+	struct mk_quota_limits pool;
+	size_t n, i;
+
+	(void)err;
+	memset(mb_r, 0, sizeof(*mb_r));
+	if (mb == NULL)
+		return 0;
+	mb_r->usage_known = mb->scanned_ns != 0;
+	mk_limits_lookup(e->limits, address, &mb_r->mailbox.limits);
+	enforce_count(e, mb, mk_limits_basis(e->limits), &mb_r->mailbox.bytes,
+	    &mb_r->mailbox.messages);
+	if (mk_limits_pool(e->limits, address, &pool) == 1) {
+		const char *at = strrchr(address, '@');
+
+		mb_r->has_pool = true;
+		mb_r->pool.limits = pool;
+		all = mk_live_all(e->d->live, &n);
+		for (i = 0; i < n; i++) {
+			const char *oat = strrchr(all[i]->address, '@');
+			uint64_t b, m;
+
+			if (oat == NULL || strcmp(oat, at) != 0)
+				continue;
+			enforce_count(
+			    e, all[i], mk_limits_basis(e->limits), &b, &m);
+			mb_r->pool.bytes += b;
+			mb_r->pool.messages += m;
+		}
+		free(all);
+	}
+	return 1;
+}
+
+int
+mk_enforce_set_limit(struct mk_enforce *e, const char *target,
+    const struct mk_quota_limits *l, struct mk_err *err)
+{
+	struct mk_catalog *cat = NULL;
+	const struct mk_live_mailbox **all;
+	size_t n, i;
+	int rc;
+
+	if (mk_limits_set(e->limits, target, l, err) < 0)
+		return -1;
+	/* A single row: short enough for the loop. */
+	if (mk_catalog_open(e->d->conf->catalog, &cat, err) < 0)
+		return -1;
+	rc = mk_catalog_limit_put(cat, target, l, err);
+	mk_catalog_close(&cat);
+	if (rc < 0)
+		return -1;
+	all = mk_live_all(e->d->live, &n);
+	for (i = 0; i < n; i++)
+		mk_enforce_changed(e, (struct mk_live_mailbox *)all[i], false);
+	free(all);
+	return 0;
+}
+
+int
+mk_enforce_get_set(
+    const struct mk_enforce *e, const char *target, struct mk_quota_limits *l_r)
+{
+	return mk_limits_get_set(e->limits, target, l_r);
+}
+
+const struct mk_policy_config *
+mk_enforce_policy_config(const struct mk_enforce *e)
+{
+	return &e->pconf;
+}
+
+const struct mk_aliases *
+mk_enforce_aliases(const struct mk_enforce *e)
+{
+	return e->aliases;
+}
+
+struct mk_quota_resv *
+mk_enforce_resv(struct mk_enforce *e)
+{
+	return e->resv;
+}
+
+size_t
+mk_enforce_thresholds(const struct mk_enforce *e,
+    unsigned thresholds_r[MK_WARN_THRESHOLDS_MAX],
+    size_t counts_r[MK_WARN_THRESHOLDS_MAX])
+{
+	const struct mk_live_mailbox **all;
+	size_t n, i, k;
+
+	for (k = 0; k < e->wconf.nthresholds; k++) {
+		thresholds_r[k] = e->wconf.thresholds[k];
+		counts_r[k] = 0;
+	}
+	all = mk_live_all(e->d->live, &n);
+	for (i = 0; i < n; i++) {
+		struct mk_enforce_view v;
+
+		mk_enforce_view(e, all[i], &v);
+		for (k = 0; k < e->wconf.nthresholds; k++)
+			if (enforce_limited(&v.limits) &&
+			    v.percent >= thresholds_r[k])
+				counts_r[k]++;
+	}
+	free(all);
+	return e->wconf.nthresholds;
+}
+
+static void
+enforce_limit_load_cb(
+    const char *target, const struct mk_quota_limits *l, void *arg)
+{
+	struct mk_err err;
+
+	if (mk_limits_set(arg, target, l, &err) < 0)
+		mk_log_warn("enforce", "catalog limit: %s", err.msg);
+}
+
+static void
+enforce_warn_load_cb(const char *address, const char *state, void *arg)
+{
+	struct mk_enforce *e = arg;
+	struct enforce_mb *em = enforce_mb_make(e, address);
+	struct mk_err err;
+
+	if (mk_warn_state_parse(state, &em->warn, &err) < 0)
+		mk_log_warn(
+		    "enforce", "%s: warning state: %s", address, err.msg);
+}
+
+/* Settings built from a configuration, before they are taken. */
+struct enforce_settings {
+	struct mk_limits *limits;
+	struct mk_aliases *aliases;
+	struct mk_warn_config wconf;
+	char *tmpl;
+	size_t tmpl_len;
+};
+
+static void
+enforce_settings_clear(struct enforce_settings *s)
+{
+	mk_limits_free(&s->limits);
+	mk_aliases_free(&s->aliases);
+	free(s->tmpl);
+	s->tmpl = NULL;
+}
+
+/* Build and check everything conf says about quota. */
+static int
+enforce_prepare(
+    const struct mk_conf *conf, struct enforce_settings *s, struct mk_err *err)
+{
+	struct mk_warnings warnings;
+
+	memset(s, 0, sizeof(*s));
+	memset(&warnings, 0, sizeof(warnings));
+	mk_warn_config_init(&s->wconf);
+	s->wconf.repeat = (int64_t)conf->warn_repeat;
+	if (mk_limits_new(conf, &s->limits, &warnings, err) < 0 ||
+	    mk_warn_config_set_thresholds(
+		&s->wconf, conf->warn_thresholds, err) < 0 ||
+	    mk_policy_check_text(conf->policy_text, err) < 0 ||
+	    (conf->policy_aliases != NULL &&
+		mk_aliases_load(
+		    conf->policy_aliases, &s->aliases, &warnings, err) < 0) ||
+	    (conf->warn_template != NULL &&
+		mk_warn_template_load(
+		    conf->warn_template, &s->tmpl, &s->tmpl_len, err) < 0)) {
+		enforce_settings_clear(s);
+		return -1;
+	}
+	if (warnings.count > 0)
+		mk_log_warn("enforce",
+		    "%llu quota or alias lines skipped, "
+		    "first: %s",
+		    warnings.count, warnings.first);
+	return 0;
+}
+
+int
+mk_enforce_check_conf(const struct mk_conf *conf, struct mk_err *err)
+{
+	struct enforce_settings s;
+
+	if (enforce_prepare(conf, &s, err) < 0)
+		return -1;
+	enforce_settings_clear(&s);
+	return 0;
+}
+
+int
+mk_enforce_reload(
+    struct mk_enforce *e, const struct mk_conf *conf, struct mk_err *err)
+{
+	struct enforce_settings s;
+	struct mk_catalog *cat = NULL;
+	int rc = -1;
+
+	if (enforce_prepare(conf, &s, err) < 0)
+		return -1;
+	/* Limits set at run time come back from the catalog. */
+	if (mk_catalog_open(conf->catalog, &cat, err) < 0 ||
+	    mk_catalog_limits_load(cat, enforce_limit_load_cb, s.limits, err) <
+		0)
+		goto out;
+	mk_limits_free(&e->limits);
+	e->limits = s.limits;
+	s.limits = NULL;
+	mk_aliases_free(&e->aliases);
+	e->aliases = s.aliases;
+	s.aliases = NULL;
+	free(e->tmpl);
+	e->tmpl = s.tmpl;
+	e->tmpl_len = s.tmpl_len;
+	s.tmpl = NULL;
+	e->wconf = s.wconf;
+	e->maildirsize = conf->quota_maildirsize;
+	free(e->warn_from);
+	e->warn_from =
+	    conf->warn_from != NULL ? mk_xstrdup(conf->warn_from) : NULL;
+	free(e->warn_hook);
+	e->warn_hook =
+	    conf->warn_hook != NULL ? mk_xstrdup(conf->warn_hook) : NULL;
+	free(e->ptext);
+	e->ptext = mk_xstrdup(conf->policy_text);
+	free(e->pdelims);
+	e->pdelims = mk_xstrdup(conf->policy_delimiter);
+	mk_policy_config_init(&e->pconf);
+	e->pconf.refusal = (enum mk_policy_refusal)conf->policy_refusal;
+	e->pconf.text = e->ptext;
+	e->pconf.delimiters = e->pdelims;
+	e->pconf.alias_policy =
+	    (enum mk_aliases_policy)conf->policy_alias_policy;
+	e->pconf.rules = mk_limits_rules(e->limits);
+	rc = 0;
+out:
+	mk_catalog_close(&cat);
+	enforce_settings_clear(&s);
+	return rc;
+}
+
+int
+mk_enforce_new(struct mk_daemon *d, struct mk_catalog *cat,
+    struct mk_enforce **enforce_r, struct mk_err *err)
+{
+	struct mk_enforce *e = mk_xcalloc(1, sizeof(*e));
+
+	*enforce_r = NULL;
+	e->d = d;
+	e->mbs = mk_hmap_new();
+	e->resv = mk_quota_resv_new();
+	if (mk_enforce_reload(e, d->conf, err) < 0 ||
+	    mk_catalog_warns_load(cat, enforce_warn_load_cb, e, err) < 0) {
+		mk_enforce_free(&e);
+		return -1;
+	}
+	e->tick = event_new(d->base, -1, EV_PERSIST, enforce_tick_cb, e);
+	if (e->tick == NULL || evtimer_add(e->tick, &enforce_tick_tv) < 0)
+		mk_fatal("enforce", "cannot start the timer");
+	*enforce_r = e;
+	return 0;
+}
+
+void
+mk_enforce_free(struct mk_enforce **enforcep)
+{
+	struct mk_enforce *e = *enforcep;
+	struct enforce_mb *em;
+	size_t pos = 0, i;
+
+	if (e == NULL)
+		return;
+	while ((em = mk_hmap_next(e->mbs, &pos)) != NULL) {
+		free(em->address);
+		free(em);
+	}
+	mk_hmap_free(&e->mbs);
+	for (i = 0; i < e->npending; i++)
+		free(e->pending[i]);
+	free(e->pending);
+	if (e->tick != NULL)
+		event_free(e->tick);
+	mk_quota_resv_free(&e->resv);
+	mk_limits_free(&e->limits);
+	mk_aliases_free(&e->aliases);
+	free(e->tmpl);
+	free(e->warn_from);
+	free(e->warn_hook);
+	free(e->ptext);
+	free(e->pdelims);
+	free(e);
+	*enforcep = NULL;
+}

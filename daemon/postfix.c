@@ -1,0 +1,344 @@
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "mailkeep/log.h"
+#include "mailkeep/mem.h"
+#include "mailkeep/policy.h"
+#include "mailkeep/str.h"
+
+#include "enforce.h"
+#include "postfix.h"
+
+/* Postfix keeps a policy connection for max_idle (300 s) at most. */
+#define POSTFIX_IDLE_TIMEOUT 330
+#define POSTFIX_CONNECTIONS_MAX 20000
+
+const unsigned mk_postfix_latency_us[MK_POSTFIX_LATENCY_BUCKETS] = { 10, 25, 50,
+	100, 250, 1000, 10000, 0 };
+
+struct postfix_conn {
+	struct mk_postfix *pf;
+	struct bufferevent *bev;
+	struct mk_policy_parser *parser;
+	struct postfix_conn *next, *prev;
+};
+
+struct mk_postfix {
+	struct mk_daemon *d;
+	struct evconnlistener *listeners[2];
+	size_t nlisteners;
+	char *path;
+	struct postfix_conn *conns;
+	size_t nconns;
+};
+
+static void
+postfix_close(struct postfix_conn *c)
+{
+	struct mk_postfix *pf = c->pf;
+
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		pf->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	pf->nconns--;
+	bufferevent_free(c->bev);
+	mk_policy_parser_free(&c->parser);
+	free(c);
+}
+
+static int64_t
+postfix_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Answer one complete request. */
+static void
+postfix_answer(struct postfix_conn *c, int64_t start)
+{
+	struct mk_daemon *d = c->pf->d;
+	const struct mk_policy_request *req;
+	struct mk_policy_decision dec;
+	char reply[MK_POLICY_REPLY_MAX];
+	struct mk_err err;
+	size_t len, i;
+	int64_t took;
+
+	req = mk_policy_parser_request(c->parser);
+	if (mk_policy_decide(mk_enforce_policy_config(d->enforce), req,
+		mk_enforce_aliases(d->enforce), mk_enforce_resv(d->enforce),
+		mk_enforce_lookup, d->enforce, &dec, &err) < 0)
+		mk_log_warn("policy", "%s: %s",
+		    req->recipient != NULL ? req->recipient : "-", err.msg);
+	if (!dec.refuse)
+		mk_policy_reserve(&dec, mk_enforce_resv(d->enforce),
+		    mk_daemon_now_ns() / 1000000000);
+	else
+		mk_log_info("policy", "refused %s (%s) from %s: %s",
+		    req->recipient != NULL ? req->recipient : "-",
+		    req->protocol_state != NULL ? req->protocol_state : "-",
+		    req->sender != NULL && req->sender[0] != '\0' ? req->sender
+								  : "<>",
+		    mk_policy_reason_name(dec.reason));
+	len = mk_policy_format_reply(
+	    mk_enforce_policy_config(d->enforce), &dec, reply, sizeof(reply));
+	bufferevent_write(c->bev, reply, len);
+	d->stats.policy_requests++;
+	d->stats.policy_refused += dec.refuse;
+	if ((size_t)dec.reason < sizeof(d->stats.policy_reasons) /
+		sizeof(d->stats.policy_reasons[0]))
+		d->stats.policy_reasons[dec.reason]++;
+	mk_policy_decision_clear(&dec);
+	took = postfix_mono_ns() - start;
+	d->stats.policy_latency_sum_ns += (uint64_t)took;
+	for (i = 0; i < MK_POSTFIX_LATENCY_BUCKETS - 1 &&
+	     took > (int64_t)mk_postfix_latency_us[i] * 1000;
+	     i++)
+		;
+	d->stats.policy_latency[i]++;
+}
+
+static void
+postfix_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct postfix_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct mk_err err;
+
+	while (evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		enum mk_policy_status st;
+		size_t used = 0;
+		int64_t start = postfix_mono_ns();
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		st = mk_policy_parser_feed(
+		    c->parser, v.iov_base, v.iov_len, &used, &err);
+		evbuffer_drain(in, used);
+		if (st == MK_POLICY_ERROR) {
+			c->pf->d->stats.policy_errors++;
+			mk_log_warn(
+			    "policy", "bad request, closing: %s", err.msg);
+			postfix_close(c);
+			return;
+		}
+		if (st == MK_POLICY_DONE) {
+			postfix_answer(c, start);
+			mk_policy_parser_reset(c->parser);
+		}
+	}
+}
+
+static void
+postfix_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct postfix_conn *c = arg;
+
+	(void)bev;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+		postfix_close(c);
+}
+
+static void
+postfix_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int socklen, void *arg)
+{
+	struct mk_postfix *pf = arg;
+	struct timeval idle = { POSTFIX_IDLE_TIMEOUT, 0 };
+	struct postfix_conn *c;
+
+	(void)lev;
+	(void)sa;
+	(void)socklen;
+	if (pf->nconns >= POSTFIX_CONNECTIONS_MAX) {
+		mk_log_warn("policy", "%d connections: refusing more",
+		    POSTFIX_CONNECTIONS_MAX);
+		evutil_closesocket(fd);
+		return;
+	}
+	c = mk_xcalloc(1, sizeof(*c));
+	c->pf = pf;
+	c->parser = mk_policy_parser_new();
+	c->bev = bufferevent_socket_new(pf->d->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		evutil_closesocket(fd);
+		mk_policy_parser_free(&c->parser);
+		free(c);
+		return;
+	}
+	bufferevent_setcb(c->bev, postfix_read_cb, NULL, postfix_event_cb, c);
+	bufferevent_set_timeouts(c->bev, &idle, &idle);
+	/* A request is bounded by the parser; do not buffer far beyond. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, MK_POLICY_REQUEST_MAX);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->next = pf->conns;
+	if (pf->conns != NULL)
+		pf->conns->prev = c;
+	pf->conns = c;
+	pf->nconns++;
+}
+
+static void
+postfix_accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+	(void)lev;
+	(void)arg;
+	mk_log_warn("policy", "accept: %s", strerror(errno));
+}
+
+static int
+postfix_listen(struct mk_postfix *pf, int fd, struct mk_err *err)
+{
+	struct evconnlistener *lev;
+
+	lev = evconnlistener_new(pf->d->base, postfix_accept_cb, pf,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (lev == NULL) {
+		close(fd);
+		return mk_err_set(err, "policy: evconnlistener_new failed");
+	}
+	evconnlistener_set_error_cb(lev, postfix_accept_error_cb);
+	pf->listeners[pf->nlisteners++] = lev;
+	return 0;
+}
+
+/* The UNIX socket, for Postfix on this host (mode 0666: smtpd runs as
+ * postfix). */
+static int
+postfix_unix(struct mk_postfix *pf, const char *path, struct mk_err *err)
+{
+	struct sockaddr_un sun;
+	mode_t old;
+	int fd, probe;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (mk_strlcpy(sun.sun_path, path, sizeof(sun.sun_path)) >=
+	    sizeof(sun.sun_path))
+		return mk_err_set(err, "%s: socket path too long", path);
+	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (probe >= 0 &&
+	    connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		close(probe);
+		return mk_err_set(
+		    err, "%s: another daemon answers there", path);
+	}
+	if (probe >= 0)
+		close(probe);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return mk_err_sys(err, "unlink(%s)", path);
+	if ((fd = socket(
+		 AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
+		return mk_err_sys(err, "socket(%s)", path);
+	old = umask(0);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    listen(fd, 512) < 0) {
+		umask(old);
+		mk_err_sys(err, "bind/listen(%s)", path);
+		close(fd);
+		return -1;
+	}
+	umask(old);
+	pf->path = mk_xstrdup(path);
+	return postfix_listen(pf, fd, err);
+}
+
+/* The TCP listener: "127.0.0.1:PORT" or "[::1]:PORT" only. */
+static int
+postfix_tcp(struct mk_postfix *pf, const char *listen_on, struct mk_err *err)
+{
+	struct sockaddr_storage ss;
+	int sslen = sizeof(ss), fd, one = 1;
+
+	memset(&ss, 0, sizeof(ss));
+	if (evutil_parse_sockaddr_port(
+		listen_on, (struct sockaddr *)&ss, &sslen) < 0)
+		return mk_err_set(
+		    err, "[policy] listen '%s': use ADDRESS:PORT", listen_on);
+	if (!((ss.ss_family == AF_INET &&
+		  ((struct sockaddr_in *)&ss)->sin_addr.s_addr ==
+		      htonl(INADDR_LOOPBACK)) ||
+		(ss.ss_family == AF_INET6 &&
+		    memcmp(&((struct sockaddr_in6 *)&ss)->sin6_addr,
+			&in6addr_loopback, sizeof(in6addr_loopback)) == 0)))
+		return mk_err_set(err,
+		    "[policy] listen '%s': only 127.0.0.1 "
+		    "or [::1]: the service answers anyone who connects",
+		    listen_on);
+	fd =
+	    socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return mk_err_sys(err, "socket(%s)", listen_on);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen) < 0 ||
+	    listen(fd, 512) < 0) {
+		mk_err_sys(err, "bind(%s)", listen_on);
+		close(fd);
+		return -1;
+	}
+	return postfix_listen(pf, fd, err);
+}
+
+int
+mk_postfix_start(
+    struct mk_daemon *d, struct mk_postfix **pf_r, struct mk_err *err)
+{
+	struct mk_postfix *pf = mk_xcalloc(1, sizeof(*pf));
+
+	*pf_r = NULL;
+	pf->d = d;
+	if (postfix_unix(pf, d->conf->policy_socket, err) < 0 ||
+	    (d->conf->policy_listen != NULL &&
+		postfix_tcp(pf, d->conf->policy_listen, err) < 0)) {
+		mk_postfix_stop(&pf);
+		return -1;
+	}
+	*pf_r = pf;
+	return 0;
+}
+
+void
+mk_postfix_stop(struct mk_postfix **pfp)
+{
+	struct mk_postfix *pf = *pfp;
+	size_t i;
+
+	if (pf == NULL)
+		return;
+	while (pf->conns != NULL)
+		postfix_close(pf->conns);
+	for (i = 0; i < pf->nlisteners; i++)
+		evconnlistener_free(pf->listeners[i]);
+	if (pf->path != NULL) {
+		unlink(pf->path);
+		free(pf->path);
+	}
+	free(pf);
+	*pfp = NULL;
+}
+
+size_t
+mk_postfix_connections(const struct mk_postfix *pf)
+{
+	return pf->nconns;
+}
