@@ -6,7 +6,6 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +22,7 @@
 #include "mailkeep/limits.h"
 #include "mailkeep/log.h"
 #include "mailkeep/mem.h"
+#include "mailkeep/sock.h"
 #include "mailkeep/str.h"
 
 #include "enforce.h"
@@ -762,49 +762,6 @@ out:
 
 /* Listening sockets */
 
-/* Bind a UNIX socket, refusing when another daemon answers on it. */
-static int
-httpd_unix_socket(const char *path, mode_t mode, struct mk_err *err)
-{
-	struct sockaddr_un sun;
-	mode_t old;
-	int fd, probe;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (mk_strlcpy(sun.sun_path, path, sizeof(sun.sun_path)) >=
-	    sizeof(sun.sun_path))
-		return mk_err_set(err, "%s: socket path too long", path);
-	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (probe >= 0 &&
-	    connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
-		close(probe);
-		return mk_err_set(
-		    err, "%s: another daemon answers there", path);
-	}
-	if (probe >= 0)
-		close(probe);
-	if (unlink(path) < 0 && errno != ENOENT)
-		return mk_err_sys(err, "unlink(%s)", path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return mk_err_sys(err, "socket(%s)", path);
-	old = umask(~mode & 0777);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		umask(old);
-		mk_err_sys(err, "bind(%s)", path);
-		close(fd);
-		return -1;
-	}
-	umask(old);
-	if (listen(fd, 128) < 0) {
-		mk_err_sys(err, "listen(%s)", path);
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* A server with its bounds; the caller binds it. */
 static struct httpd_server *
 httpd_server_new(
@@ -840,7 +797,7 @@ httpd_add_unix(struct mk_httpd *httpd, enum httpd_role role, const char *path,
 
 	if ((srv = httpd_server_new(httpd, role, err)) == NULL)
 		return -1;
-	if ((fd = httpd_unix_socket(path, mode, err)) < 0)
+	if ((fd = mk_sock_unix_listen(path, mode, err)) < 0)
 		return -1;
 	srv->path = mk_xstrdup(path);
 	lev = evconnlistener_new(httpd->d->base, NULL, NULL,

@@ -4,7 +4,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +15,7 @@
 
 #include "mailkeep/log.h"
 #include "mailkeep/mem.h"
+#include "mailkeep/sock.h"
 #include "mailkeep/policy.h"
 #include "mailkeep/str.h"
 
@@ -227,38 +227,10 @@ postfix_listen(struct mk_postfix *pf, int fd, struct mk_err *err)
 static int
 postfix_unix(struct mk_postfix *pf, const char *path, struct mk_err *err)
 {
-	struct sockaddr_un sun;
-	mode_t old;
-	int fd, probe;
+	int fd;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (mk_strlcpy(sun.sun_path, path, sizeof(sun.sun_path)) >=
-	    sizeof(sun.sun_path))
-		return mk_err_set(err, "%s: socket path too long", path);
-	probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (probe >= 0 &&
-	    connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
-		close(probe);
-		return mk_err_set(
-		    err, "%s: another daemon answers there", path);
-	}
-	if (probe >= 0)
-		close(probe);
-	if (unlink(path) < 0 && errno != ENOENT)
-		return mk_err_sys(err, "unlink(%s)", path);
-	if ((fd = socket(
-		 AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
-		return mk_err_sys(err, "socket(%s)", path);
-	old = umask(0);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-	    listen(fd, 512) < 0) {
-		umask(old);
-		mk_err_sys(err, "bind/listen(%s)", path);
-		close(fd);
+	if ((fd = mk_sock_unix_listen(path, 0666, err)) < 0)
 		return -1;
-	}
-	umask(old);
 	pf->path = mk_xstrdup(path);
 	return postfix_listen(pf, fd, err);
 }

@@ -263,38 +263,13 @@ static const char maildir_b64_chars[] =
 static int
 maildir_get_utf8(const unsigned char **pp, unsigned *cp_r)
 {
-	const unsigned char *p = *pp;
-	unsigned cp, min;
-	int n, i;
+	uint32_t cp;
+	size_t n = mk_str_utf8_decode(*pp, strnlen((const char *)*pp, 4), &cp);
 
-	if (p[0] < 0x80) {
-		*cp_r = p[0];
-		*pp = p + 1;
-		return 0;
-	}
-	if ((p[0] & 0xe0) == 0xc0) {
-		cp = p[0] & 0x1f;
-		n = 1;
-		min = 0x80;
-	} else if ((p[0] & 0xf0) == 0xe0) {
-		cp = p[0] & 0x0f;
-		n = 2;
-		min = 0x800;
-	} else if ((p[0] & 0xf8) == 0xf0) {
-		cp = p[0] & 0x07;
-		n = 3;
-		min = 0x10000;
-	} else
-		return -1;
-	for (i = 1; i <= n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return -1;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+	if (n == 0)
 		return -1;
 	*cp_r = cp;
-	*pp = p + n + 1;
+	*pp += n;
 	return 0;
 }
 

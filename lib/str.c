@@ -152,8 +152,8 @@ mk_str_parse_duration(const char *s, uint64_t *seconds_r, struct mk_err *err)
 void
 mk_str_format_size(uint64_t bytes, char *buf, size_t size)
 {
-	static const char *units[] = {
-	    "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB",
+		"EiB" };
 	double v = (double)bytes;
 	size_t u = 0;
 
@@ -165,4 +165,41 @@ mk_str_format_size(uint64_t bytes, char *buf, size_t size)
 		snprintf(buf, size, "%llu B", (unsigned long long)bytes);
 	else
 		snprintf(buf, size, "%.1f %s", v, units[u]);
+}
+
+size_t
+mk_str_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp_r)
+{
+	uint32_t cp;
+	size_t n, k;
+
+	if (len == 0)
+		return 0;
+	if (s[0] < 0x80) {
+		*cp_r = s[0];
+		return 1;
+	}
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		n = 1;
+		cp = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 2;
+		cp = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 3;
+		cp = s[0] & 0x07;
+	} else
+		return 0;
+	if (len <= n)
+		return 0;
+	for (k = 1; k <= n; k++) {
+		if ((s[k] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[k] & 0x3f);
+	}
+	if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	*cp_r = cp;
+	return n + 1;
 }

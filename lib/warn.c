@@ -301,44 +301,17 @@ static bool
 warn_text_valid(const char *s, size_t len, bool lines)
 {
 	const unsigned char *u = (const unsigned char *)s;
-	size_t i = 0;
+	size_t i = 0, n;
+	uint32_t cp;
 
 	while (i < len) {
-		unsigned char c = u[i];
-		size_t n, k;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			if (c == 0x7f ||
-			    (c < 0x20 && c != '\t' && !(lines && c == '\n') &&
-				!(lines && c == '\r' && i + 1 < len &&
-				    u[i + 1] == '\n')))
-				return false;
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			cp = c & 0x07;
-		} else
+		if ((n = mk_str_utf8_decode(u + i, len - i, &cp)) == 0 ||
+		    cp == 0x7f ||
+		    (cp < 0x20 && cp != '\t' && !(lines && cp == '\n') &&
+			!(lines && cp == '\r' && i + 1 < len &&
+			    u[i + 1] == '\n')))
 			return false;
-		if (len - i <= n)
-			return false;
-		for (k = 1; k <= n; k++) {
-			if ((u[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (u[i + k] & 0x3f);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += n + 1;
+		i += n;
 	}
 	return true;
 }

@@ -51,7 +51,7 @@ struct mk_conf {
 	char *quota_default; /* limits for every mailbox */
 	char *quota_grace;
 	int quota_basis; /* enum mk_quota_basis */
-	char *quota_folder_rules; /* "Junk:ignore Trash:+10%" */
+	char *quota_folder_rules; /* "Junk:ignore; Trash:+10%" */
 	char *quota_import; /* a Dovecot passwd-file with quota rules */
 	bool quota_maildirsize; /* keep maildirsize in limited mailboxes */
 	char *warn_thresholds; /* "80 90 100" */

@@ -35,6 +35,13 @@ int mk_str_parse_size(const char *s, uint64_t *value_r, struct mk_err *err);
 int mk_str_parse_duration(
     const char *s, uint64_t *seconds_r, struct mk_err *err);
 
+/*
+ * Decode one UTF-8 character at s (len bytes available): returns its
+ * length (1 to 4) with the code point in *cp_r, or 0 when it is not
+ * well-formed (overlong, a surrogate, above U+10FFFF, cut short).
+ */
+size_t mk_str_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp_r);
+
 /* Format bytes for people ("352.1 KiB") into buf. */
 void mk_str_format_size(uint64_t bytes, char *buf, size_t size);
 
