@@ -830,8 +830,14 @@ httpd_add_metrics(struct mk_httpd *httpd, struct mk_err *err)
 	    port > 65535)
 		return mk_err_set(
 		    err, "metrics_listen '%s': use ADDRESS:PORT", listen);
-	memcpy(host, listen, (size_t)(colon - listen));
-	host[colon - listen] = '\0';
+	/* "[::1]:PORT": the brackets are not part of the address. */
+	if (listen[0] == '[' && colon[-1] == ']') {
+		memcpy(host, listen + 1, (size_t)(colon - listen - 2));
+		host[colon - listen - 2] = '\0';
+	} else {
+		memcpy(host, listen, (size_t)(colon - listen));
+		host[colon - listen] = '\0';
+	}
 	if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "::1") != 0 &&
 	    httpd->token == NULL)
 		return mk_err_set(err,
