@@ -12,9 +12,12 @@ sockets, state, log and the mail tree. Only loopback addresses are used.
 Needs root (Dovecot's master switches to `nobody` for mail access).
 """
 
+import base64
 import contextlib
 import grp
+import http.client
 import imaplib
+import json
 import os
 import pwd
 import re
@@ -26,6 +29,7 @@ import stat
 import subprocess
 import tempfile
 import time
+import urllib.parse
 
 MAIL_USER, MAIL_GROUP = "nobody", "nogroup"
 LOOPBACK = "127.0.0.1"
@@ -145,6 +149,261 @@ class Checks:
     def equal(self, name, got, want):
         return self(name, got == want, f"got {got!r}, want {want!r}")
 
+
+
+def wait_for(predicate, timeout=1.0, interval=0.02):
+    """Call predicate() until it returns something true or `timeout`
+    seconds have passed (it is called once more at the deadline); returns
+    its last result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result or time.monotonic() >= deadline:
+            return result
+        time.sleep(interval)
+
+
+def maildir_usage(maildir):
+    """An independent count of a Maildir++ tree, in the shape of
+    Mailkeepd.usage(): regular files (not symbolic links) whose names do
+    not start with '.' in new/ and cur/ of INBOX and of each folder
+    directory (".Name", a real directory, not "..X", no empty part);
+    vbytes = size + the number of bare LFs.  None if the Maildir is gone."""
+    if not os.path.isdir(maildir) or os.path.islink(maildir):
+        return None
+    folders = {}
+    for entry in [""] + sorted(os.listdir(maildir)):
+        path = os.path.join(maildir, entry)
+        if entry and (not entry.startswith(".") or entry.startswith("..")
+                      or entry.endswith(".") or ".." in entry
+                      or os.path.islink(path) or not os.path.isdir(path)):
+            continue
+        name = "INBOX" if not entry else _mutf7_decode(entry[1:]).replace(".", "/")
+        count = [0, 0, 0]
+        for sub in ("new", "cur"):
+            d = os.path.join(path, sub)
+            if os.path.islink(d) or not os.path.isdir(d):
+                continue
+            for fn in os.listdir(d):
+                full = os.path.join(d, fn)
+                try:
+                    if fn.startswith(".") or not stat.S_ISREG(os.lstat(full).st_mode):
+                        continue
+                    with open(full, "rb") as f:
+                        data = f.read()
+                except FileNotFoundError:
+                    continue
+                count[0] += 1
+                count[1] += len(data)
+                count[2] += len(data) + data.count(b"\n") - data.count(b"\r\n")
+        folders[name] = tuple(count)
+    return _usage_shape(folders)
+
+
+def make_maildir(path, *folders):
+    """mkdir -p a Maildir++ (cur, new, tmp) and its folders (".Name")."""
+    for d in ["", *folders]:
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(path, d, sub), exist_ok=True)
+    return path
+
+
+def _get(doc, key):
+    return doc.get(key) if isinstance(doc, dict) else None
+
+
+def _usage_shape(folders):
+    return {"messages": sum(f[0] for f in folders.values()),
+            "bytes": sum(f[1] for f in folders.values()),
+            "vbytes": sum(f[2] for f in folders.values()),
+            "folders": folders}
+
+
+def _mutf7_decode(s):
+    def dec(m):
+        b64 = m.group(1).replace(",", "/")
+        return base64.b64decode(b64 + "=" * (-len(b64) % 4)).decode("utf-16-be")
+    return re.sub(r"&([^-]+)-", dec, s).replace("&-", "&")
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over a UNIX stream socket."""
+
+    def __init__(self, path, timeout=10):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.unix_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class MailkeepdError(RuntimeError):
+    pass
+
+
+class Mailkeepd:
+    """The build's mailkeepd in the foreground (-f), as our child.
+
+        with Mailkeepd().start(store, state) as mk:
+            code, doc = mk.get("/v1/mailboxes/alice@example.org")
+
+    Output goes to <state>/mailkeepd.log; sockets are <state>/status.sock
+    and <state>/control.sock unless given."""
+
+    def __init__(self):
+        self.proc = self.pid = self.log = None
+        self.status_socket = self.control_socket = None
+
+    def start(self, store, state, extra_args=(), timeout=30,
+              status_socket=None, control_socket=None, spawned=None):
+        """Run `mailkeepd -f --store STORE --state STATE EXTRA_ARGS` (with
+        store=None neither option is given: use -c FILE in extra_args; the
+        log still goes to STATE).  spawned(pid) is called right after the
+        fork.  Returns self once /v1/status answers ready=true; raises
+        MailkeepdError with the log tail otherwise."""
+        if self.alive():
+            raise MailkeepdError(f"mailkeepd {self.pid} is still running")
+        os.makedirs(state, 0o700, exist_ok=True)
+        self.log = os.path.join(state, "mailkeepd.log")
+        self.status_socket = status_socket or os.path.join(state, "status.sock")
+        self.control_socket = control_socket or os.path.join(state, "control.sock")
+        args = [os.path.join(BIN_DIR, "mailkeepd"), "-f"]
+        if store is not None:
+            args += ["--store", store, "--state", state]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(args + list(extra_args),
+                                         stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        if spawned is not None:
+            spawned(self.pid)
+        if not wait_for(lambda: not self.alive() or self.ready(), timeout, 0.05) \
+                or not self.alive():
+            how = (f"exited with status {self.proc.returncode}" if not self.alive()
+                   else f"not ready after {timeout} s")
+            self.stop()
+            raise MailkeepdError(f"mailkeepd {how}:\n{self.log_tail()}")
+        return self
+
+    def request(self, method, path, body=None, control=False, timeout=10):
+        """One request; returns (status, parsed JSON or text).  Connection
+        errors raise OSError."""
+        conn = UnixHTTPConnection(
+            self.control_socket if control else self.status_socket, timeout)
+        try:
+            conn.request(method, path, body)
+            resp = conn.getresponse()
+            data = resp.read().decode(errors="replace")
+            if resp.getheader("Content-Type", "").startswith("application/json"):
+                data = json.loads(data)
+            return resp.status, data
+        finally:
+            conn.close()
+
+    def get(self, path, control=False):
+        return self.request("GET", path, control=control)
+
+    def post(self, path, body=None):
+        return self.request("POST", path, body, control=True)
+
+    def status(self):
+        """The /v1/status document, or None when it does not answer 200."""
+        try:
+            code, doc = self.get("/v1/status")
+        except (OSError, http.client.HTTPException, ValueError):
+            return None
+        return doc if code == 200 and isinstance(doc, dict) else None
+
+    def ready(self):
+        doc = self.status()
+        return bool(doc and doc.get("ready"))
+
+    def usage(self, address):
+        """/v1/mailboxes/ADDRESS in the shape of maildir_usage(): None on
+        404; folders {name: (messages, bytes, vbytes)}."""
+        code, doc = self.get("/v1/mailboxes/" + urllib.parse.quote(address, safe="@"))
+        if code == 404:
+            return None
+        if code != 200:
+            raise MailkeepdError(f"GET /v1/mailboxes/{address}: {code} {doc!r}")
+        usage = _usage_shape({f["name"]: (f["messages"], f["bytes"], f["vbytes"])
+                              for f in doc["folders"]})
+        usage.update(messages=doc["messages"], bytes=doc["bytes"], vbytes=doc["vbytes"])
+        return usage
+
+    def sync(self, address, maildir, timeout=1.0):
+        """A barrier: put one more message into MAILDIR/cur (of a mailbox
+        nothing else touches) and wait until the daemon counts it; then
+        every inotify event from before has been handled.  True if seen."""
+        cur = os.path.join(maildir, "cur")
+        n = len(os.listdir(cur)) + 1
+        with open(os.path.join(cur, f"{n}.sync,S=1,W=2:2,S"), "wb") as f:
+            f.write(b"\n")
+        return bool(wait_for(
+            lambda: _get(self._try_usage(address), "messages") == n, timeout))
+
+    def _try_usage(self, address):
+        """usage(), or a string saying why the daemon did not answer."""
+        try:
+            return self.usage(address)
+        except (OSError, http.client.HTTPException) as exc:
+            state = "running" if self.alive() else f"exited: {self.proc.returncode}"
+            return f"no answer ({exc!r}; mailkeepd {state})"
+
+    def agrees(self, address, maildir, timeout=1.0):
+        """Walk maildir (maildir_usage), then poll up to `timeout` s until
+        usage(address) equals it; if it never does, walk once more (the
+        tree may have been settling).  Returns (equal, got, want)."""
+        want, got = maildir_usage(maildir), []
+
+        def same():
+            got[:] = [self._try_usage(address)]
+            return got[0] == want
+        if wait_for(same, timeout):
+            return True, got[0], want
+        want = maildir_usage(maildir)
+        return same(), got[0], want
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self, sig):
+        """Send sig to our daemon (only to its pid, and only while it is
+        our unreaped child)."""
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def stop(self, timeout=10):
+        """SIGTERM, wait, SIGKILL after `timeout`; returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log_text(self):
+        return _read(self.log) if self.log else ""
+
+    def log_tail(self, lines=30):
+        return _tail(self.log, lines) if self.log else ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 class DovecotError(RuntimeError):
