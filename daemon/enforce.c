@@ -29,6 +29,7 @@ extern char **environ;
 /* How long a mailbox must be quiet before its maildirsize is checked. */
 #define ENFORCE_QUIET_NS 2000000000LL
 #define ENFORCE_HOOK_TIMEOUT 30
+#define ENFORCE_COUNTS_NS 10000000000LL
 
 static const char enforce_default_template[] =
     "Subject: Your mailbox is %{percent}% full\n"
@@ -68,6 +69,10 @@ struct mk_enforce {
 	size_t npending, pcap;
 	struct event *tick;
 	bool saving;
+	/* Mailboxes over each threshold: a walk of every mailbox, so
+	 * computed at most every ENFORCE_COUNTS_NS. */
+	size_t over[MK_WARN_THRESHOLDS_MAX];
+	int64_t over_at;
 };
 
 static const struct timeval enforce_tick_tv = { 1, 0 };
@@ -700,6 +705,7 @@ mk_enforce_set_limit(struct mk_enforce *e, const char *target,
 
 	if (mk_limits_set(e->limits, target, l, err) < 0)
 		return -1;
+	e->over_at = 0;
 	/* A single row: short enough for the loop. */
 	if (mk_catalog_open(e->d->conf->catalog, &cat, err) < 0)
 		return -1;
@@ -740,28 +746,34 @@ mk_enforce_resv(struct mk_enforce *e)
 }
 
 size_t
-mk_enforce_thresholds(const struct mk_enforce *e,
+mk_enforce_thresholds(struct mk_enforce *e,
     unsigned thresholds_r[MK_WARN_THRESHOLDS_MAX],
     size_t counts_r[MK_WARN_THRESHOLDS_MAX])
 {
 	const struct mk_live_mailbox **all;
+	int64_t now = mk_daemon_now_ns();
 	size_t n, i, k;
 
+	if (e->over_at == 0 || now - e->over_at > ENFORCE_COUNTS_NS) {
+		memset(e->over, 0, sizeof(e->over));
+		all = mk_live_all(e->d->live, &n);
+		for (i = 0; i < n; i++) {
+			struct mk_enforce_view v;
+
+			mk_enforce_view(e, all[i], &v);
+			if (!enforce_limited(&v.limits))
+				continue;
+			for (k = 0; k < e->wconf.nthresholds; k++)
+				if (v.percent >= e->wconf.thresholds[k])
+					e->over[k]++;
+		}
+		free(all);
+		e->over_at = now;
+	}
 	for (k = 0; k < e->wconf.nthresholds; k++) {
 		thresholds_r[k] = e->wconf.thresholds[k];
-		counts_r[k] = 0;
+		counts_r[k] = e->over[k];
 	}
-	all = mk_live_all(e->d->live, &n);
-	for (i = 0; i < n; i++) {
-		struct mk_enforce_view v;
-
-		mk_enforce_view(e, all[i], &v);
-		for (k = 0; k < e->wconf.nthresholds; k++)
-			if (enforce_limited(&v.limits) &&
-			    v.percent >= thresholds_r[k])
-				counts_r[k]++;
-	}
-	free(all);
 	return e->wconf.nthresholds;
 }
 
@@ -874,6 +886,7 @@ mk_enforce_reload(
 	e->tmpl_len = s.tmpl_len;
 	s.tmpl = NULL;
 	e->wconf = s.wconf;
+	e->over_at = 0;
 	e->maildirsize = conf->quota_maildirsize;
 	free(e->warn_from);
 	e->warn_from =

@@ -70,8 +70,9 @@ struct mk_quota_resv *mk_enforce_resv(struct mk_enforce *e);
 int mk_enforce_lookup(void *arg, const char *address,
     struct mk_policy_mailbox *mb_r, struct mk_err *err);
 
-/* Mailboxes at or over each warning threshold, for /metrics. */
-size_t mk_enforce_thresholds(const struct mk_enforce *e,
+/* Limited mailboxes at or over each warning threshold, for /metrics
+ * (recounted at most every 10 s). */
+size_t mk_enforce_thresholds(struct mk_enforce *e,
     unsigned thresholds_r[MK_WARN_THRESHOLDS_MAX],
     size_t counts_r[MK_WARN_THRESHOLDS_MAX]);
 

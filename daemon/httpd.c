@@ -25,6 +25,7 @@
 #include "mailkeep/sock.h"
 #include "mailkeep/str.h"
 
+#include "accept.h"
 #include "enforce.h"
 #include "httpd.h"
 #include "live.h"
@@ -48,6 +49,7 @@ struct httpd_server {
 	enum httpd_role role;
 	struct evhttp *http;
 	char *path; /* a UNIX socket to unlink at stop */
+	struct mk_accept_guard *guard;
 };
 
 struct mk_httpd {
@@ -78,10 +80,18 @@ httpd_send_json(struct httpd_server *srv, struct evhttp_request *req, int code,
     const char *reason, json_t *doc)
 {
 	struct evbuffer *body = evbuffer_new();
-	char *s = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *s = doc != NULL
+	    ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER)
+	    : NULL;
 
-	if (body == NULL || s == NULL)
+	if (body == NULL)
 		mk_fatal("httpd", "out of memory");
+	if (s == NULL) {
+		/* Only a bug can get here: say so rather than die. */
+		code = 500;
+		reason = "Internal Server Error";
+		s = mk_xstrdup("{\"error\":\"cannot encode the answer\"}");
+	}
 	evbuffer_add(body, s, strlen(s));
 	evbuffer_add(body, "\n", 1);
 	httpd_send(srv, req, code, reason, "application/json", body);
@@ -90,12 +100,32 @@ httpd_send_json(struct httpd_server *srv, struct evhttp_request *req, int code,
 	json_decref(doc);
 }
 
+/* A JSON string of text that may not be UTF-8 (names from the disk, error
+ * messages quoting a file): bytes that do not fit become '?'. */
+static json_t *
+httpd_str(const char *text)
+{
+	json_t *j = json_string(text);
+	char *copy;
+	size_t i;
+
+	if (j != NULL)
+		return j;
+	copy = mk_xstrdup(text);
+	for (i = 0; copy[i] != '\0'; i++)
+		if ((unsigned char)copy[i] >= 0x80)
+			copy[i] = '?';
+	j = json_string(copy);
+	free(copy);
+	return j != NULL ? j : json_string("?");
+}
+
 static void
 httpd_error(struct httpd_server *srv, struct evhttp_request *req, int code,
     const char *reason, const char *msg)
 {
-	httpd_send_json(
-	    srv, req, code, reason, json_pack("{s:s}", "error", msg));
+	httpd_send_json(srv, req, code, reason,
+	    json_pack("{s:o}", "error", httpd_str(msg)));
 }
 
 static json_t *
@@ -158,12 +188,11 @@ httpd_mailbox_json(
 	json_t *obj = httpd_usage_json(&mb->total), *folders = json_array();
 	size_t i;
 
-	json_object_set_new(obj, "address", json_string(mb->address));
+	json_object_set_new(obj, "address", httpd_str(mb->address));
 	for (i = 0; i < mb->nfolders; i++) {
 		json_t *f = httpd_usage_json(&mb->folders[i]->usage);
 
-		json_object_set_new(
-		    f, "name", json_string(mb->folders[i]->name));
+		json_object_set_new(f, "name", httpd_str(mb->folders[i]->name));
 		json_array_append_new(folders, f);
 	}
 	json_object_set_new(obj, "folders", folders);
@@ -172,7 +201,7 @@ httpd_mailbox_json(
 	json_object_set_new(obj, "scanned_at", httpd_time_json(mb->scanned_ns));
 	json_object_set_new(obj, "quota", httpd_quota_json(d, mb));
 	if (detail)
-		json_object_set_new(obj, "path", json_string(mb->relpath));
+		json_object_set_new(obj, "path", httpd_str(mb->relpath));
 	return obj;
 }
 
@@ -612,10 +641,9 @@ httpd_post_quota(struct httpd_server *srv, struct evhttp_request *req,
 		httpd_error(srv, req, 400, "Bad Request", err.msg);
 	else
 		httpd_send_json(srv, req, 200, "OK",
-		    json_pack("{s:s, s:o, "
-			      "s:o}",
-			"target", t, "storage",
-			httpd_limit_json(l.bytes, l.bytes_from), "messages",
+		    json_pack("{s:o, s:o, s:o}", "target", httpd_str(t),
+			"storage", httpd_limit_json(l.bytes, l.bytes_from),
+			"messages",
 			httpd_limit_json(l.messages, l.messages_from)));
 	free(t);
 }
@@ -638,8 +666,8 @@ httpd_post(struct httpd_server *srv, struct evhttp_request *req,
 			    srv, req, 404, "Not Found", "no such mailbox");
 		else
 			httpd_send_json(srv, req, 202, "Accepted",
-			    json_pack("{s:s}", "rescan",
-				address != NULL ? address : "all"));
+			    json_pack("{s:o}", "rescan",
+				httpd_str(address != NULL ? address : "all")));
 		free(address);
 		return;
 	}
@@ -780,9 +808,8 @@ httpd_server_new(
 	evhttp_set_max_headers_size(srv->http, HTTPD_MAX_HEADERS);
 	evhttp_set_max_body_size(srv->http, HTTPD_MAX_BODY);
 	evhttp_set_timeout(srv->http, HTTPD_TIMEOUT);
-	evhttp_set_allowed_methods(srv->http,
-	    role == HTTPD_CONTROL ? EVHTTP_REQ_GET | EVHTTP_REQ_POST
-				  : EVHTTP_REQ_GET);
+	/* POST reaches the callback everywhere, to be told where it belongs. */
+	evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
 	evhttp_set_gencb(srv->http, httpd_request_cb, srv);
 	return srv;
 }
@@ -810,6 +837,7 @@ httpd_add_unix(struct mk_httpd *httpd, enum httpd_role role, const char *path,
 		evconnlistener_free(lev);
 		return mk_err_set(err, "%s: evhttp_bind_listener failed", path);
 	}
+	srv->guard = mk_accept_guard_new(httpd->d->base, lev, path);
 	return 0;
 }
 
@@ -820,6 +848,7 @@ httpd_add_metrics(struct mk_httpd *httpd, struct mk_err *err)
 {
 	const char *listen = httpd->d->conf->metrics_listen;
 	const char *colon = strrchr(listen, ':');
+	struct evhttp_bound_socket *bs;
 	struct httpd_server *srv;
 	char host[64];
 	uint64_t port;
@@ -846,9 +875,11 @@ httpd_add_metrics(struct mk_httpd *httpd, struct mk_err *err)
 		    listen);
 	if ((srv = httpd_server_new(httpd, HTTPD_METRICS, err)) == NULL)
 		return -1;
-	if (evhttp_bind_socket_with_handle(
-		srv->http, host, (ev_uint16_t)port) == NULL)
+	bs = evhttp_bind_socket_with_handle(srv->http, host, (ev_uint16_t)port);
+	if (bs == NULL)
 		return mk_err_sys(err, "bind(%s)", listen);
+	srv->guard = mk_accept_guard_new(
+	    httpd->d->base, evhttp_bound_socket_get_listener(bs), listen);
 	return 0;
 }
 
@@ -923,6 +954,7 @@ mk_httpd_stop(struct mk_httpd **httpdp)
 	for (i = 0; i < httpd->nservers; i++) {
 		struct httpd_server *srv = &httpd->servers[i];
 
+		mk_accept_guard_free(&srv->guard);
 		evhttp_free(srv->http);
 		if (srv->path != NULL) {
 			unlink(srv->path);

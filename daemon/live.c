@@ -44,6 +44,7 @@ struct live_sized {
 	uint64_t size;
 	uint64_t vsize;
 	uint64_t gen; /* matches the vsize job in flight */
+	bool skipped; /* not a regular file: counted as nothing */
 };
 
 /* A folder moved away from its name, deleted unless it reappears. */
@@ -79,7 +80,8 @@ struct mk_live {
 
 #define LIVE_MASK_SUB                                                          \
 	(IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |                 \
-	    IN_CLOSE_WRITE | IN_DONT_FOLLOW | IN_ONLYDIR | IN_EXCL_UNLINK)
+	    IN_CLOSE_WRITE | IN_MOVE_SELF | IN_DONT_FOLLOW | IN_ONLYDIR |      \
+	    IN_EXCL_UNLINK)
 #define LIVE_MASK_DIR                                                          \
 	(IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |                 \
 	    IN_DELETE_SELF | IN_MOVE_SELF | IN_DONT_FOLLOW | IN_ONLYDIR |      \
@@ -572,6 +574,19 @@ live_audit_count(struct mk_live *live, struct live_scan_job *j)
 	    (unsigned long long)live->audit_drift_bytes);
 }
 
+/* The first count of every mailbox is done: say so, once. */
+static void
+live_check_ready(struct mk_live *live)
+{
+	if (live->d->ready || live->qlen > 0 || live->scanning > 0 ||
+	    live->store_listing || evtimer_pending(live->store_timer, NULL))
+		return;
+	live->d->ready = true;
+	mk_log_info("live", "usage of %zu mailboxes is current",
+	    mk_hmap_count(live->mailboxes));
+	mk_daemon_notify_status(live->d);
+}
+
 static void
 live_scan_done(struct mk_job *job)
 {
@@ -624,13 +639,7 @@ live_scan_done(struct mk_job *job)
 	}
 out:
 	live_scan_job_free(j);
-	if (!live->d->ready && live->qlen == 0 && live->scanning == 0 &&
-	    !live->store_listing) {
-		live->d->ready = true;
-		mk_log_info("live", "usage of %zu mailboxes is current",
-		    mk_hmap_count(live->mailboxes));
-		mk_daemon_notify_status(live->d);
-	}
+	live_check_ready(live);
 	event_active(live->kick, EV_TIMEOUT, 0);
 }
 
@@ -895,24 +904,29 @@ live_arrive(struct mk_live *live, struct mk_live_mailbox *mb,
 	uint64_t size;
 
 	(void)mk_maildir_name_parse(name, &mn, &err);
+	/* One stat: links and directories are never messages (as in a
+	 * scan), and a name without ,S= takes its size from it. */
+	errno = 0;
+	if (live_stat(live, mb, f, in_cur, name, &st) < 0 ||
+	    !S_ISREG(st.st_mode)) {
+		if (errno == ELOOP || (errno == 0 && !S_ISREG(st.st_mode))) {
+			/* Remembered, so that its leaving subtracts nothing. */
+			if (live_sized_get(f, name, in_cur) == NULL)
+				live_sized_add(f, name, in_cur, 0, 0)->skipped =
+				    true;
+		} else if (errno != ENOENT)
+			live_queue_scan(live, mb, false);
+		return;
+	}
 	if (mn.has_size && mn.has_vsize) {
 		live_usage_change(mb, f, mn.size, mn.vsize, true);
 		return;
 	}
-	size = mn.size;
-	if (!mn.has_size) {
-		if (live_stat(live, mb, f, in_cur, name, &st) < 0) {
-			if (errno != ENOENT)
-				live_queue_scan(live, mb, false);
-			return;
-		}
-		if (!S_ISREG(st.st_mode))
-			return;
-		size = (uint64_t)st.st_size;
-	}
+	size = mn.has_size ? mn.size : (uint64_t)st.st_size;
 	/* A name arriving over an existing one replaces it. */
 	if ((s = live_sized_get(f, name, in_cur)) != NULL) {
-		live_usage_change(mb, f, s->size, s->vsize, false);
+		if (!s->skipped)
+			live_usage_change(mb, f, s->size, s->vsize, false);
 		live_sized_remove(f, s);
 	}
 	s = live_sized_add(
@@ -932,7 +946,8 @@ live_leave(struct mk_live *live, struct mk_live_mailbox *mb,
 	struct mk_err err;
 
 	if ((s = live_sized_get(f, name, in_cur)) != NULL) {
-		live_usage_change(mb, f, s->size, s->vsize, false);
+		if (!s->skipped)
+			live_usage_change(mb, f, s->size, s->vsize, false);
 		live_sized_remove(f, s);
 		return;
 	}
@@ -954,7 +969,7 @@ live_rewrite(struct mk_live *live, struct mk_live_mailbox *mb,
 	struct mk_err err;
 	struct stat st;
 
-	if (s == NULL)
+	if (s == NULL || s->skipped)
 		return;
 	(void)mk_maildir_name_parse(name, &mn, &err);
 	if (mn.has_size)
@@ -976,10 +991,18 @@ live_message_event(
 	bool in_cur = w->kind == WD_CUR;
 	bool arrived = !in_cur && (mask & (IN_MOVED_TO | IN_CREATE));
 
-	if (mask & IN_IGNORED) {
+	if (mask & (IN_IGNORED | IN_MOVE_SELF)) {
 		/* new/ or cur/ went away under a folder we still count. */
-		live_forget_wd(live, w->wd, false);
-		live_queue_scan(live, w->mb, false);
+		struct mk_live_mailbox *mb = w->mb;
+
+		if (mask & IN_IGNORED) {
+			if (w->f->wd_new == w->wd)
+				w->f->wd_new = -1;
+			if (w->f->wd_cur == w->wd)
+				w->f->wd_cur = -1;
+			live_forget_wd(live, w->wd, false);
+		}
+		live_queue_scan(live, mb, false);
 		return;
 	}
 	if (name[0] == '\0' || (mask & IN_ISDIR) ||
@@ -1158,7 +1181,7 @@ struct live_store_job {
 	bool limited;
 };
 
-/* Watch the root and every directory above a Maildir. */
+/* Watch the root or a directory above the Maildir level. */
 static void
 live_store_watch(struct live_store_job *j, const char *relpath, size_t len)
 {
@@ -1178,37 +1201,20 @@ live_store_watch(struct live_store_job *j, const char *relpath, size_t len)
 }
 
 static void
+live_store_dir_cb(const char *relpath, void *arg)
+{
+	live_store_watch(arg, relpath, strlen(relpath));
+}
+
+static void
 live_store_run(struct mk_job *job, void *ctx)
 {
 	struct live_store_job *j = (struct live_store_job *)job;
-	const char *prevdir = NULL;
-	size_t i, prevlen = 0;
 
 	(void)ctx;
-	j->rc = mk_store_list(j->store, &j->list, &j->err);
-	if (j->rc < 0)
-		return;
 	live_store_watch(j, "", 0);
-	for (i = 0; i < j->list->count; i++) {
-		const char *rel = j->list->mailboxes[i].relpath;
-		const char *slash;
-
-		/* Each directory above the Maildir, skipping repeats of the
-		 * previous mailbox's. */
-		for (slash = strchr(rel, '/'); slash != NULL;
-		     slash = strchr(slash + 1, '/')) {
-			size_t len = (size_t)(slash - rel);
-
-			if (prevdir != NULL && len <= prevlen &&
-			    strncmp(prevdir, rel, len) == 0 &&
-			    (prevdir[len] == '/' || prevdir[len] == '\0'))
-				continue;
-			live_store_watch(j, rel, len);
-		}
-		prevdir = rel;
-		slash = strrchr(rel, '/');
-		prevlen = slash != NULL ? (size_t)(slash - rel) : 0;
-	}
+	j->rc =
+	    mk_store_walk(j->store, live_store_dir_cb, j, &j->list, &j->err);
 }
 
 static bool
@@ -1231,6 +1237,8 @@ live_store_done(struct mk_job *job)
 	live->store_listing = false;
 	if (live->d->stopping)
 		goto out;
+	for (i = 0; i < j->nwds; i++)
+		live_set_wd(live, j->wds[i], WD_STORE, NULL, NULL);
 	if (j->rc < 0) {
 		mk_log_error("live", "%s", j->err.msg);
 		goto out;
@@ -1242,8 +1250,6 @@ live_store_done(struct mk_job *job)
 		mk_log_warn("live",
 		    "watch limit reached on store directories: new mailboxes "
 		    "are found by the audit");
-	for (i = 0; i < j->nwds; i++)
-		live_set_wd(live, j->wds[i], WD_STORE, NULL, NULL);
 	listed = mk_hmap_new();
 	for (i = 0; i < j->list->count; i++) {
 		const struct mk_store_mailbox *sm = &j->list->mailboxes[i];
@@ -1282,6 +1288,7 @@ out:
 		live->store_again = false;
 		mk_live_refresh_store(live);
 	}
+	live_check_ready(live);
 	event_active(live->kick, EV_TIMEOUT, 0);
 }
 

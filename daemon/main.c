@@ -180,6 +180,7 @@ main_run(struct mk_daemon *d, bool foreground)
 	    (lockfd = main_lock(conf->state_dir, &err)) < 0 ||
 	    main_socket_dir(conf->status_socket, &err) < 0 ||
 	    main_socket_dir(conf->control_socket, &err) < 0 ||
+	    main_socket_dir(conf->policy_socket, &err) < 0 ||
 	    mk_store_new(
 		conf->store_root, conf->store_template, &d->store, &err) < 0 ||
 	    (d->rootfd = mk_store_open_root(d->store, &err)) < 0 ||

@@ -19,6 +19,7 @@
 #include "mailkeep/policy.h"
 #include "mailkeep/str.h"
 
+#include "accept.h"
 #include "enforce.h"
 #include "postfix.h"
 
@@ -39,6 +40,7 @@ struct postfix_conn {
 struct mk_postfix {
 	struct mk_daemon *d;
 	struct evconnlistener *listeners[2];
+	struct mk_accept_guard *guards[2];
 	size_t nlisteners;
 	char *path;
 	struct postfix_conn *conns;
@@ -198,14 +200,6 @@ postfix_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	pf->nconns++;
 }
 
-static void
-postfix_accept_error_cb(struct evconnlistener *lev, void *arg)
-{
-	(void)lev;
-	(void)arg;
-	mk_log_warn("policy", "accept: %s", strerror(errno));
-}
-
 static int
 postfix_listen(struct mk_postfix *pf, int fd, struct mk_err *err)
 {
@@ -217,7 +211,8 @@ postfix_listen(struct mk_postfix *pf, int fd, struct mk_err *err)
 		close(fd);
 		return mk_err_set(err, "policy: evconnlistener_new failed");
 	}
-	evconnlistener_set_error_cb(lev, postfix_accept_error_cb);
+	pf->guards[pf->nlisteners] =
+	    mk_accept_guard_new(pf->d->base, lev, "policy");
 	pf->listeners[pf->nlisteners++] = lev;
 	return 0;
 }
@@ -299,8 +294,10 @@ mk_postfix_stop(struct mk_postfix **pfp)
 		return;
 	while (pf->conns != NULL)
 		postfix_close(pf->conns);
-	for (i = 0; i < pf->nlisteners; i++)
+	for (i = 0; i < pf->nlisteners; i++) {
+		mk_accept_guard_free(&pf->guards[i]);
 		evconnlistener_free(pf->listeners[i]);
+	}
 	if (pf->path != NULL) {
 		unlink(pf->path);
 		free(pf->path);

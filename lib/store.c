@@ -38,6 +38,8 @@ struct mk_store {
 /* Values captured while walking, one per variable. */
 struct store_walk {
 	const struct mk_store *store;
+	mk_store_dir_cb *dir_cb;
+	void *arg;
 	char values[4][NAME_MAX + 1];
 	struct mk_store_list *list;
 	size_t cap;
@@ -293,9 +295,12 @@ store_walk_enter(struct store_walk *w, int dirfd, size_t level,
 	if (level + 1 == w->store->ncomps) {
 		store_walk_found(w, relpath);
 		rc = 0;
-	} else
+	} else {
+		if (w->dir_cb != NULL)
+			w->dir_cb(relpath, w->arg);
 		rc = store_walk_level(
 		    w, fd, level + 1, relpath, rellen + n, err);
+	}
 	close(fd);
 	relpath[rellen] = '\0';
 	return rc;
@@ -351,6 +356,13 @@ int
 mk_store_list(const struct mk_store *store, struct mk_store_list **list_r,
     struct mk_err *err)
 {
+	return mk_store_walk(store, NULL, NULL, list_r, err);
+}
+
+int
+mk_store_walk(const struct mk_store *store, mk_store_dir_cb *dir_cb, void *arg,
+    struct mk_store_list **list_r, struct mk_err *err)
+{
 	struct store_walk w;
 	char relpath[PATH_MAX];
 	size_t i, out;
@@ -359,6 +371,8 @@ mk_store_list(const struct mk_store *store, struct mk_store_list **list_r,
 	*list_r = NULL;
 	memset(&w, 0, sizeof(w));
 	w.store = store;
+	w.dir_cb = dir_cb;
+	w.arg = arg;
 	w.list = mk_xcalloc(1, sizeof(*w.list));
 	relpath[0] = '\0';
 	if ((fd = mk_store_open_root(store, err)) < 0) {
@@ -371,8 +385,9 @@ mk_store_list(const struct mk_store *store, struct mk_store_list **list_r,
 		return -1;
 	}
 	close(fd);
-	qsort(w.list->mailboxes, w.list->count, sizeof(*w.list->mailboxes),
-	    store_address_cmp);
+	if (w.list->count > 1)
+		qsort(w.list->mailboxes, w.list->count,
+		    sizeof(*w.list->mailboxes), store_address_cmp);
 	/* Two directories that differ only in case are one address. */
 	for (i = 0, out = 0; i < w.list->count; i++) {
 		struct mk_store_mailbox *m = &w.list->mailboxes[i];

@@ -57,4 +57,13 @@ int mk_store_list(const struct mk_store *store, struct mk_store_list **list_r,
     struct mk_err *err);
 void mk_store_list_free(struct mk_store_list **listp);
 
+/*
+ * mk_store_list, calling dir_cb with the path (relative to the root) of
+ * every directory the walk enters above the Maildir level, mailbox or
+ * not: a watcher watches them to see mailboxes appear.
+ */
+typedef void mk_store_dir_cb(const char *relpath, void *arg);
+int mk_store_walk(const struct mk_store *store, mk_store_dir_cb *dir_cb,
+    void *arg, struct mk_store_list **list_r, struct mk_err *err);
+
 #endif
