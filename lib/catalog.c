@@ -10,6 +10,7 @@
 #include <sqlite3.h>
 
 #include "mailkeep/catalog.h"
+#include "mailkeep/crypto.h"
 #include "mailkeep/mem.h"
 
 enum catalog_stmt {
@@ -28,8 +29,36 @@ enum catalog_stmt {
 	STMT_LIMITS_ALL,
 	STMT_WARN_PUT,
 	STMT_WARNS_ALL,
+	STMT_BK_MAILBOX_ADD,
+	STMT_BK_MAILBOX_ID,
+	STMT_DIR_ADD,
+	STMT_DIR_ID,
+	STMT_PACK_ADD,
+	STMT_BLOB_ADD,
+	STMT_BLOB_GET,
+	STMT_BLOB_REF,
+	STMT_RUN_ADD,
+	STMT_RUN_END,
+	STMT_RUNS_OPEN,
+	STMT_SNAPSHOT_ADD,
+	STMT_SNAPSHOT_GET,
+	STMT_SNAPSHOTS_ALL,
+	STMT_SNAPSHOTS_MAILBOX,
+	STMT_SNAPSHOTS_RUN,
+	STMT_MESSAGE_ADD,
+	STMT_CHUNK_ADD,
+	STMT_CHUNKS_GET,
+	STMT_VERSION_ADD,
+	STMT_VERSION_VANISH,
+	STMT_VERSIONS_AT,
 	STMT_COUNT,
 };
+
+/* The columns of struct mk_catalog_snapshot, for the statements below. */
+#define CATALOG_SNAPSHOT_SELECT                                                \
+	"SELECT s.id, s.run, m.address, s.time_ns, s.messages, s.bytes, b.id " \
+	"FROM snapshot s JOIN backup_mailbox m ON m.id = s.mailbox JOIN blob " \
+	"b ON b.ref = s.object "
 
 static const char *const catalog_sql[STMT_COUNT] = {
 	[STMT_MAILBOX_UPSERT] =
@@ -74,6 +103,62 @@ static const char *const catalog_sql[STMT_COUNT] = {
 	[STMT_WARN_PUT] = "INSERT OR REPLACE INTO warn_state (address, state) "
 			  "VALUES (?1, ?2)",
 	[STMT_WARNS_ALL] = "SELECT address, state FROM warn_state",
+	[STMT_BK_MAILBOX_ADD] = "INSERT INTO backup_mailbox (address) VALUES "
+				"(?1) ON CONFLICT (address) DO NOTHING",
+	[STMT_BK_MAILBOX_ID] =
+	    "SELECT id FROM backup_mailbox WHERE address = ?1",
+	[STMT_DIR_ADD] = "INSERT INTO dir_name (name) VALUES (?1) ON CONFLICT "
+			 "(name) DO NOTHING",
+	[STMT_DIR_ID] = "SELECT id FROM dir_name WHERE name = ?1",
+	[STMT_PACK_ADD] =
+	    "INSERT INTO pack (name, size, created_ns) VALUES (?1, ?2, ?3)",
+	[STMT_BLOB_ADD] =
+	    "INSERT INTO blob (id, pack, offset, length, raw_length, type, "
+	    "compression) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) "
+	    "DO NOTHING",
+	[STMT_BLOB_GET] =
+	    "SELECT p.name, b.offset, b.length, b.raw_length, b.type, "
+	    "b.compression FROM blob b JOIN pack p ON p.id = b.pack WHERE b.id "
+	    "= ?1",
+	[STMT_BLOB_REF] = "SELECT ref FROM blob WHERE id = ?1",
+	[STMT_RUN_ADD] = "INSERT INTO run (name, started_ns) VALUES (?1, ?2)",
+	[STMT_RUN_END] = "UPDATE run SET ended_ns = ?2 WHERE id = ?1",
+	[STMT_RUNS_OPEN] = "SELECT id, name, started_ns FROM run WHERE "
+			   "ended_ns IS NULL ORDER BY id",
+	[STMT_SNAPSHOT_ADD] =
+	    "INSERT INTO snapshot (run, mailbox, time_ns, messages, bytes, "
+	    "object) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[STMT_SNAPSHOT_GET] = CATALOG_SNAPSHOT_SELECT "WHERE s.id = ?1",
+	[STMT_SNAPSHOTS_ALL] = CATALOG_SNAPSHOT_SELECT "ORDER BY s.id",
+	[STMT_SNAPSHOTS_MAILBOX] =
+	    CATALOG_SNAPSHOT_SELECT "WHERE m.address = ?1 ORDER BY s.id",
+	[STMT_SNAPSHOTS_RUN] =
+	    CATALOG_SNAPSHOT_SELECT "WHERE s.run = ?1 ORDER BY m.address, s.id",
+	[STMT_MESSAGE_ADD] = "INSERT INTO message (base, size, header, body) "
+			     "VALUES (?1, ?2, ?3, ?4)",
+	[STMT_CHUNK_ADD] = "INSERT INTO message_chunk (message, seq, blob) "
+			   "VALUES (?1, ?2, ?3)",
+	[STMT_CHUNKS_GET] =
+	    "SELECT b.id FROM message_chunk c JOIN blob b ON "
+	    "b.ref = c.blob WHERE c.message = ?1 ORDER BY c.seq",
+	[STMT_VERSION_ADD] =
+	    "INSERT INTO message_version (mailbox, message, dir, suffix, cur, "
+	    "mtime_ns, appeared) SELECT mailbox, ?2, ?3, ?4, ?5, ?6, id FROM "
+	    "snapshot WHERE id = ?1",
+	[STMT_VERSION_VANISH] = "UPDATE message_version SET vanished = ?2 "
+				"WHERE id = ?1 AND vanished IS NULL",
+	/* Two index ranges: alive now, and vanished after the snapshot;
+	 * so "now" costs the live versions, not the whole history. */
+	[STMT_VERSIONS_AT] =
+	    "SELECT v.id, v.message, d.name, m.base, v.suffix, v.cur, "
+	    "v.mtime_ns, m.size, hb.id, bb.id, m.body IS NULL, v.appeared, "
+	    "v.vanished FROM (SELECT id FROM message_version WHERE mailbox = "
+	    "?3 AND vanished IS NULL AND appeared <= ?2 UNION ALL SELECT id "
+	    "FROM message_version WHERE mailbox = ?3 AND vanished > ?2 AND "
+	    "appeared <= ?2) a JOIN message_version v ON v.id = a.id JOIN "
+	    "message m ON m.id = v.message JOIN dir_name d ON d.id = v.dir "
+	    "LEFT JOIN blob hb ON hb.ref = m.header LEFT JOIN blob bb ON "
+	    "bb.ref = m.body",
 };
 
 /* Schema steps; step i brings user_version from i to i + 1. */
@@ -102,6 +187,72 @@ static const char *const catalog_migrations[MK_CATALOG_VERSION] = {
 	"CREATE TABLE warn_state ("
 	"  address TEXT PRIMARY KEY,"
 	"  state TEXT NOT NULL) WITHOUT ROWID;",
+	/*
+	 * 3: backups.  Packs and where each blob is; runs and mailbox
+	 * snapshots; messages (a base name and its blobs, which never
+	 * change) and their versions (where, under which name, from which
+	 * snapshot until which).  Snapshot ids only grow (AUTOINCREMENT), so
+	 * "alive at S" is appeared <= S and (vanished IS NULL or vanished >
+	 * S).  Names and blob ids are integer references.
+	 */
+	"CREATE TABLE backup_mailbox ("
+	"  id INTEGER PRIMARY KEY,"
+	"  address TEXT NOT NULL UNIQUE);"
+	"CREATE TABLE dir_name ("
+	"  id INTEGER PRIMARY KEY,"
+	"  name TEXT NOT NULL UNIQUE);"
+	"CREATE TABLE pack ("
+	"  id INTEGER PRIMARY KEY,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  size INTEGER NOT NULL,"
+	"  created_ns INTEGER NOT NULL);"
+	"CREATE TABLE blob ("
+	"  ref INTEGER PRIMARY KEY,"
+	"  id BLOB NOT NULL UNIQUE CHECK (length(id) = 32),"
+	"  pack INTEGER NOT NULL REFERENCES pack (id),"
+	"  offset INTEGER NOT NULL,"
+	"  length INTEGER NOT NULL,"
+	"  raw_length INTEGER NOT NULL,"
+	"  type INTEGER NOT NULL,"
+	"  compression INTEGER NOT NULL);"
+	"CREATE TABLE run ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  started_ns INTEGER NOT NULL,"
+	"  ended_ns INTEGER);"
+	"CREATE TABLE snapshot ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  run INTEGER NOT NULL REFERENCES run (id),"
+	"  mailbox INTEGER NOT NULL REFERENCES backup_mailbox (id),"
+	"  time_ns INTEGER NOT NULL,"
+	"  messages INTEGER NOT NULL,"
+	"  bytes INTEGER NOT NULL,"
+	"  object INTEGER NOT NULL REFERENCES blob (ref));"
+	"CREATE INDEX snapshot_mailbox ON snapshot (mailbox, id);"
+	"CREATE INDEX snapshot_run ON snapshot (run);"
+	"CREATE TABLE message ("
+	"  id INTEGER PRIMARY KEY,"
+	"  base TEXT NOT NULL,"
+	"  size INTEGER NOT NULL,"
+	"  header INTEGER REFERENCES blob (ref),"
+	"  body INTEGER REFERENCES blob (ref));"
+	"CREATE TABLE message_chunk ("
+	"  message INTEGER NOT NULL REFERENCES message (id),"
+	"  seq INTEGER NOT NULL,"
+	"  blob INTEGER NOT NULL REFERENCES blob (ref),"
+	"  PRIMARY KEY (message, seq)) WITHOUT ROWID;"
+	"CREATE TABLE message_version ("
+	"  id INTEGER PRIMARY KEY,"
+	"  mailbox INTEGER NOT NULL REFERENCES backup_mailbox (id),"
+	"  message INTEGER NOT NULL REFERENCES message (id),"
+	"  dir INTEGER NOT NULL REFERENCES dir_name (id),"
+	"  suffix TEXT NOT NULL,"
+	"  cur INTEGER NOT NULL,"
+	"  mtime_ns INTEGER NOT NULL,"
+	"  appeared INTEGER NOT NULL REFERENCES snapshot (id),"
+	"  vanished INTEGER REFERENCES snapshot (id));"
+	"CREATE INDEX message_version_alive ON message_version"
+	"  (mailbox, vanished, appeared);",
 };
 
 struct mk_catalog {
@@ -558,5 +709,556 @@ mk_catalog_warns_load(struct mk_catalog *cat, mk_catalog_warn_cb *cb, void *arg,
 	sqlite3_reset(st);
 	if (r != SQLITE_DONE)
 		return catalog_error(cat, err, "warning states");
+	return 0;
+}
+
+/*
+ * A bind that failed (a string over SQLite's limit, say) is an error
+ * like any other: rc is the bitwise or of the sqlite3_bind_*() results.
+ */
+static int
+catalog_bound(
+    struct mk_catalog *cat, sqlite3_stmt *st, int rc, struct mk_err *err)
+{
+	if (rc == SQLITE_OK)
+		return 0;
+	catalog_error(cat, err, "bind");
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return -1;
+}
+
+/* A blob id from a column; -1 when the column does not hold one. */
+static int
+catalog_column_id(sqlite3_stmt *st, int col, uint8_t id[MK_PACK_ID_LEN])
+{
+	const void *p = sqlite3_column_blob(st, col);
+
+	if (p == NULL || sqlite3_column_bytes(st, col) != MK_PACK_ID_LEN)
+		return -1;
+	memcpy(id, p, MK_PACK_ID_LEN);
+	return 0;
+}
+
+/* Run a single-row lookup bound by the caller: 1 row, 0 none, -1 error. */
+static int
+catalog_lookup_int(struct mk_catalog *cat, sqlite3_stmt *st, int64_t *value_r,
+    struct mk_err *err)
+{
+	int r = sqlite3_step(st);
+
+	if (r == SQLITE_ROW)
+		*value_r = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (r == SQLITE_ROW)
+		return 1;
+	if (r == SQLITE_DONE)
+		return 0;
+	return catalog_error(cat, err, sqlite3_sql(st));
+}
+
+/* The id of a name in an interning table, added when missing. */
+static int
+catalog_intern(struct mk_catalog *cat, enum catalog_stmt add,
+    enum catalog_stmt get, const char *name, int64_t *id_r, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[add];
+
+	if (catalog_bound(cat, st,
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC), err) < 0 ||
+	    catalog_step_done(cat, st, err) < 0)
+		return -1;
+	st = cat->stmts[get];
+	if (catalog_bound(cat, st,
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC), err) < 0)
+		return -1;
+	switch (catalog_lookup_int(cat, st, id_r, err)) {
+	case 1:
+		return 0;
+	case 0:
+		return mk_err_set(
+		    err, "catalog %s: '%s' vanished", cat->path, name);
+	default:
+		return -1;
+	}
+}
+
+/* The row of a recorded blob; a blob not recorded is an error. */
+static int
+catalog_blob_ref(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
+    int64_t *ref_r, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_BLOB_REF];
+	char hex[17];
+	int r;
+
+	if (catalog_bound(cat, st,
+		sqlite3_bind_blob(st, 1, id, MK_PACK_ID_LEN, SQLITE_STATIC),
+		err) < 0)
+		return -1;
+	if ((r = catalog_lookup_int(cat, st, ref_r, err)) == 1)
+		return 0;
+	if (r == 0) {
+		mk_crypto_hex(id, 8, hex);
+		mk_err_set(
+		    err, "catalog %s: blob %s is not recorded", cat->path, hex);
+	}
+	return -1;
+}
+
+/* Step an insert or update that must change exactly one row. */
+static int
+catalog_step_one(struct mk_catalog *cat, sqlite3_stmt *st, const char *what,
+    struct mk_err *err)
+{
+	if (catalog_step_done(cat, st, err) < 0)
+		return -1;
+	if (sqlite3_changes(cat->db) != 1)
+		return mk_err_set(err, "catalog %s: %s", cat->path, what);
+	return 0;
+}
+
+int
+mk_catalog_pack_add(struct mk_catalog *cat, const struct mk_pack *pack,
+    int64_t created_ns, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_PACK_ADD];
+	int64_t ref;
+	size_t i;
+
+	if (catalog_bound(cat, st,
+		sqlite3_bind_text(st, 1, pack->id, -1, SQLITE_STATIC) |
+		    sqlite3_bind_int64(st, 2, (int64_t)pack->len) |
+		    sqlite3_bind_int64(st, 3, created_ns),
+		err) < 0 ||
+	    catalog_step_done(cat, st, err) < 0)
+		return -1;
+	ref = sqlite3_last_insert_rowid(cat->db);
+	st = cat->stmts[STMT_BLOB_ADD];
+	for (i = 0; i < pack->count; i++) {
+		const struct mk_pack_entry *e = &pack->entries[i];
+
+		/* A blob made with a dictionary needs its dictionary id
+		 * recorded too; nothing writes such blobs yet. */
+		if (e->compression == MK_PACK_ZSTD_DICT)
+			return mk_err_set(err,
+			    "catalog %s: pack %.16s: blobs compressed with "
+			    "a dictionary cannot be recorded",
+			    cat->path, pack->id);
+		if (catalog_bound(cat, st,
+			sqlite3_bind_blob(
+			    st, 1, e->id, MK_PACK_ID_LEN, SQLITE_STATIC) |
+			    sqlite3_bind_int64(st, 2, ref) |
+			    sqlite3_bind_int64(st, 3, (int64_t)e->offset) |
+			    sqlite3_bind_int64(st, 4, e->length) |
+			    sqlite3_bind_int64(st, 5, e->raw_length) |
+			    sqlite3_bind_int(st, 6, e->type) |
+			    sqlite3_bind_int(st, 7, e->compression),
+			err) < 0 ||
+		    catalog_step_done(cat, st, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int
+mk_catalog_blob_get(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
+    char pack_r[MK_PACK_NAME_LEN + 1], struct mk_pack_entry *entry_r,
+    struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_BLOB_GET];
+	const unsigned char *pack;
+	int r, rc = -1;
+
+	if (catalog_bound(cat, st,
+		sqlite3_bind_blob(st, 1, id, MK_PACK_ID_LEN, SQLITE_STATIC),
+		err) < 0)
+		return -1;
+	r = sqlite3_step(st);
+	if (r == SQLITE_DONE) {
+		rc = 0;
+		goto out;
+	}
+	if (r != SQLITE_ROW) {
+		catalog_error(cat, err, "blob get");
+		goto out;
+	}
+	pack = sqlite3_column_text(st, 0);
+	if (pack == NULL || strlen((const char *)pack) != MK_PACK_NAME_LEN) {
+		mk_err_set(err, "catalog %s: a blob's pack name is damaged",
+		    cat->path);
+		goto out;
+	}
+	if (pack_r != NULL)
+		memcpy(pack_r, pack, MK_PACK_NAME_LEN + 1);
+	if (entry_r != NULL) {
+		memset(entry_r, 0, sizeof(*entry_r));
+		memcpy(entry_r->id, id, MK_PACK_ID_LEN);
+		entry_r->offset = (uint64_t)sqlite3_column_int64(st, 1);
+		entry_r->length = (uint32_t)sqlite3_column_int64(st, 2);
+		entry_r->raw_length = (uint32_t)sqlite3_column_int64(st, 3);
+		entry_r->type = (uint8_t)sqlite3_column_int(st, 4);
+		entry_r->compression = (uint8_t)sqlite3_column_int(st, 5);
+	}
+	rc = 1;
+out:
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc;
+}
+
+int
+mk_catalog_run_add(struct mk_catalog *cat, const char *name, int64_t started_ns,
+    int64_t *run_r, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_RUN_ADD];
+
+	if (catalog_bound(cat, st,
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) |
+		    sqlite3_bind_int64(st, 2, started_ns),
+		err) < 0 ||
+	    catalog_step_done(cat, st, err) < 0)
+		return -1;
+	*run_r = sqlite3_last_insert_rowid(cat->db);
+	return 0;
+}
+
+int
+mk_catalog_run_end(
+    struct mk_catalog *cat, int64_t run, int64_t ended_ns, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_RUN_END];
+
+	if (catalog_bound(cat, st,
+		sqlite3_bind_int64(st, 1, run) |
+		    sqlite3_bind_int64(st, 2, ended_ns),
+		err) < 0)
+		return -1;
+	return catalog_step_one(cat, st, "no such run", err);
+}
+
+int
+mk_catalog_runs_open(struct mk_catalog *cat, mk_catalog_run_cb *cb, void *arg,
+    struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_RUNS_OPEN];
+	struct catalog_run {
+		int64_t id;
+		char *name;
+		int64_t started_ns;
+	} *runs = NULL;
+	size_t n = 0, cap = 0, i;
+	int r, rc = -1;
+
+	/* Collect first: cb may write to the catalog. */
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		mk_xgrow(&runs, &cap, n + 1, sizeof(*runs));
+		runs[n].id = sqlite3_column_int64(st, 0);
+		runs[n].name =
+		    mk_xstrdup((const char *)sqlite3_column_text(st, 1));
+		runs[n++].started_ns = sqlite3_column_int64(st, 2);
+	}
+	sqlite3_reset(st);
+	if (r != SQLITE_DONE) {
+		catalog_error(cat, err, "open runs");
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		cb(runs[i].id, runs[i].name, runs[i].started_ns, arg);
+	rc = 0;
+out:
+	for (i = 0; i < n; i++)
+		free(runs[i].name);
+	free(runs);
+	return rc;
+}
+
+int
+mk_catalog_snapshot_add(struct mk_catalog *cat,
+    const struct mk_catalog_snapshot *s, int64_t *id_r, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_SNAPSHOT_ADD];
+	int64_t mailbox, object;
+
+	if (catalog_intern(cat, STMT_BK_MAILBOX_ADD, STMT_BK_MAILBOX_ID,
+		s->address, &mailbox, err) < 0 ||
+	    catalog_blob_ref(cat, s->object, &object, err) < 0)
+		return -1;
+	if (catalog_bound(cat, st,
+		sqlite3_bind_int64(st, 1, s->run) |
+		    sqlite3_bind_int64(st, 2, mailbox) |
+		    sqlite3_bind_int64(st, 3, s->time_ns) |
+		    sqlite3_bind_int64(st, 4, (int64_t)s->messages) |
+		    sqlite3_bind_int64(st, 5, (int64_t)s->bytes) |
+		    sqlite3_bind_int64(st, 6, object),
+		err) < 0 ||
+	    catalog_step_done(cat, st, err) < 0)
+		return -1;
+	*id_r = sqlite3_last_insert_rowid(cat->db);
+	return 0;
+}
+
+/* Call cb for each row of a bound snapshot statement; returns the rows. */
+static int64_t
+catalog_snapshots_each(struct mk_catalog *cat, sqlite3_stmt *st,
+    mk_catalog_snapshot_cb *cb, void *arg, struct mk_err *err)
+{
+	struct mk_catalog_snapshot s;
+	int64_t rows = 0;
+	int r;
+
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&s, 0, sizeof(s));
+		s.id = sqlite3_column_int64(st, 0);
+		s.run = sqlite3_column_int64(st, 1);
+		s.address = (const char *)sqlite3_column_text(st, 2);
+		s.time_ns = sqlite3_column_int64(st, 3);
+		s.messages = (uint64_t)sqlite3_column_int64(st, 4);
+		s.bytes = (uint64_t)sqlite3_column_int64(st, 5);
+		if (s.address == NULL ||
+		    catalog_column_id(st, 6, s.object) < 0) {
+			r = SQLITE_CORRUPT;
+			break;
+		}
+		cb(&s, arg);
+		rows++;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (r == SQLITE_CORRUPT)
+		return mk_err_set(err, "catalog %s: snapshot %lld is damaged",
+		    cat->path, (long long)s.id);
+	if (r != SQLITE_DONE)
+		return catalog_error(cat, err, "snapshots");
+	return rows;
+}
+
+int
+mk_catalog_snapshot_get(struct mk_catalog *cat, int64_t id,
+    mk_catalog_snapshot_cb *cb, void *arg, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_SNAPSHOT_GET];
+	int64_t rows;
+
+	if (catalog_bound(cat, st, sqlite3_bind_int64(st, 1, id), err) < 0 ||
+	    (rows = catalog_snapshots_each(cat, st, cb, arg, err)) < 0)
+		return -1;
+	return rows > 0;
+}
+
+int
+mk_catalog_snapshots(struct mk_catalog *cat, const char *address,
+    mk_catalog_snapshot_cb *cb, void *arg, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_SNAPSHOTS_ALL];
+
+	if (address != NULL) {
+		st = cat->stmts[STMT_SNAPSHOTS_MAILBOX];
+		if (catalog_bound(cat, st,
+			sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC),
+			err) < 0)
+			return -1;
+	}
+	return catalog_snapshots_each(cat, st, cb, arg, err) < 0 ? -1 : 0;
+}
+
+int
+mk_catalog_run_snapshots(struct mk_catalog *cat, int64_t run,
+    mk_catalog_snapshot_cb *cb, void *arg, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_SNAPSHOTS_RUN];
+
+	if (catalog_bound(cat, st, sqlite3_bind_int64(st, 1, run), err) < 0)
+		return -1;
+	return catalog_snapshots_each(cat, st, cb, arg, err) < 0 ? -1 : 0;
+}
+
+/* Append the chunk blob ids of a message whose body is in pieces. */
+static int
+catalog_chunks_get(struct mk_catalog *cat, int64_t message,
+    uint8_t (**blobs)[MK_PACK_ID_LEN], size_t *n, size_t *cap,
+    struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_CHUNKS_GET];
+	int r;
+
+	if (catalog_bound(cat, st, sqlite3_bind_int64(st, 1, message), err) < 0)
+		return -1;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		mk_xgrow(blobs, cap, *n + 1, MK_PACK_ID_LEN);
+		if (catalog_column_id(st, 0, (*blobs)[*n]) < 0) {
+			r = SQLITE_CORRUPT;
+			break;
+		}
+		(*n)++;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (r == SQLITE_CORRUPT)
+		return mk_err_set(err, "catalog %s: message %lld is damaged",
+		    cat->path, (long long)message);
+	if (r != SQLITE_DONE)
+		return catalog_error(cat, err, "message chunks");
+	return 0;
+}
+
+int
+mk_catalog_versions_at(struct mk_catalog *cat, const char *address,
+    int64_t snapshot, mk_catalog_version_cb *cb, void *arg, struct mk_err *err)
+{
+	sqlite3_stmt *st;
+	uint8_t(*blobs)[MK_PACK_ID_LEN] = NULL;
+	struct mk_catalog_version v;
+	int64_t mailbox;
+	size_t cap = 0;
+	int r, rc = -1;
+
+	st = cat->stmts[STMT_BK_MAILBOX_ID];
+	if (catalog_bound(cat, st,
+		sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC),
+		err) < 0 ||
+	    (r = catalog_lookup_int(cat, st, &mailbox, err)) < 0)
+		return -1;
+	if (r == 0)
+		return 0;
+	st = cat->stmts[STMT_VERSIONS_AT];
+	if (catalog_bound(cat, st,
+		sqlite3_bind_int64(st, 2, snapshot) |
+		    sqlite3_bind_int64(st, 3, mailbox),
+		err) < 0)
+		return -1;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&v, 0, sizeof(v));
+		v.id = sqlite3_column_int64(st, 0);
+		v.message = sqlite3_column_int64(st, 1);
+		v.dir = (const char *)sqlite3_column_text(st, 2);
+		v.base = (const char *)sqlite3_column_text(st, 3);
+		v.suffix = (const char *)sqlite3_column_text(st, 4);
+		v.cur = sqlite3_column_int(st, 5) != 0;
+		v.mtime_ns = sqlite3_column_int64(st, 6);
+		v.size = (uint64_t)sqlite3_column_int64(st, 7);
+		v.appeared = sqlite3_column_int64(st, 11);
+		v.vanished = sqlite3_column_int64(st, 12);
+		v.opaque = sqlite3_column_type(st, 8) == SQLITE_NULL;
+		if (v.dir == NULL || v.base == NULL || v.suffix == NULL)
+			goto damaged;
+		mk_xgrow(&blobs, &cap, 2, MK_PACK_ID_LEN);
+		if (!v.opaque &&
+		    catalog_column_id(st, 8, blobs[v.nblobs++]) < 0)
+			goto damaged;
+		if (sqlite3_column_int(st, 10) == 0) {
+			if (catalog_column_id(st, 9, blobs[v.nblobs++]) < 0)
+				goto damaged;
+		} else if (catalog_chunks_get(cat, v.message, &blobs, &v.nblobs,
+			       &cap, err) < 0)
+			goto out;
+		v.blobs = (const uint8_t(*)[MK_PACK_ID_LEN])blobs;
+		cb(&v, arg);
+	}
+	if (r != SQLITE_DONE) {
+		catalog_error(cat, err, "versions");
+		goto out;
+	}
+	rc = 0;
+	goto out;
+damaged:
+	mk_err_set(err, "catalog %s: message version %lld is damaged",
+	    cat->path, (long long)v.id);
+out:
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	free(blobs);
+	return rc;
+}
+
+int
+mk_catalog_message_add(struct mk_catalog *cat,
+    const struct mk_catalog_version *v, int64_t *message_r, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_MESSAGE_ADD];
+	int64_t header = 0, body = 0, ref, message;
+	size_t first = 0, i;
+
+	if (!v->opaque) {
+		if (v->nblobs == 0)
+			return mk_err_set(err,
+			    "catalog %s: message %s has no header blob",
+			    cat->path, v->base);
+		if (catalog_blob_ref(cat, v->blobs[0], &header, err) < 0)
+			return -1;
+		first = 1;
+	}
+	/* One body blob goes in the row; none or many in message_chunk. */
+	if (v->nblobs - first == 1 &&
+	    catalog_blob_ref(cat, v->blobs[first], &body, err) < 0)
+		return -1;
+	if (catalog_bound(cat, st,
+		sqlite3_bind_text(st, 1, v->base, -1, SQLITE_STATIC) |
+		    sqlite3_bind_int64(st, 2, (int64_t)v->size) |
+		    (header != 0 ? sqlite3_bind_int64(st, 3, header)
+				 : sqlite3_bind_null(st, 3)) |
+		    (body != 0 ? sqlite3_bind_int64(st, 4, body)
+			       : sqlite3_bind_null(st, 4)),
+		err) < 0 ||
+	    catalog_step_done(cat, st, err) < 0)
+		return -1;
+	message = sqlite3_last_insert_rowid(cat->db);
+	st = cat->stmts[STMT_CHUNK_ADD];
+	for (i = first; body == 0 && i < v->nblobs; i++) {
+		if (catalog_blob_ref(cat, v->blobs[i], &ref, err) < 0 ||
+		    catalog_bound(cat, st,
+			sqlite3_bind_int64(st, 1, message) |
+			    sqlite3_bind_int64(st, 2, (int64_t)(i - first)) |
+			    sqlite3_bind_int64(st, 3, ref),
+			err) < 0 ||
+		    catalog_step_done(cat, st, err) < 0)
+			return -1;
+	}
+	*message_r = message;
+	return 0;
+}
+
+int
+mk_catalog_version_add(struct mk_catalog *cat, int64_t snapshot,
+    const struct mk_catalog_version *v, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_VERSION_ADD];
+	int64_t dir;
+
+	if (catalog_intern(cat, STMT_DIR_ADD, STMT_DIR_ID, v->dir, &dir, err) <
+		0 ||
+	    catalog_bound(cat, st,
+		sqlite3_bind_int64(st, 1, snapshot) |
+		    sqlite3_bind_int64(st, 2, v->message) |
+		    sqlite3_bind_int64(st, 3, dir) |
+		    sqlite3_bind_text(st, 4, v->suffix, -1, SQLITE_STATIC) |
+		    sqlite3_bind_int(st, 5, v->cur) |
+		    sqlite3_bind_int64(st, 6, v->mtime_ns),
+		err) < 0)
+		return -1;
+	return catalog_step_one(cat, st, "version of an unknown snapshot", err);
+}
+
+int
+mk_catalog_version_vanish(struct mk_catalog *cat, int64_t version,
+    int64_t snapshot, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_VERSION_VANISH];
+
+	if (catalog_bound(cat, st,
+		sqlite3_bind_int64(st, 1, version) |
+		    sqlite3_bind_int64(st, 2, snapshot),
+		err) < 0)
+		return -1;
+	return catalog_step_one(cat, st, "vanished version is not alive", err);
+}
+
+int
+mk_catalog_checkpoint(struct mk_catalog *cat, struct mk_err *err)
+{
+	if (sqlite3_wal_checkpoint_v2(cat->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+		NULL, NULL) != SQLITE_OK)
+		return catalog_error(cat, err, "checkpoint");
 	return 0;
 }

@@ -7,6 +7,7 @@
 #define MAILKEEP_CMD_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "mailkeep/conf.h"
 
@@ -31,5 +32,21 @@ int cmd_scan(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_status(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_quota(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_repo(struct cmd_ctx *ctx, int argc, char **argv);
+int cmd_backup(struct cmd_ctx *ctx, int argc, char **argv);
+int cmd_snapshots(struct cmd_ctx *ctx, int argc, char **argv);
+int cmd_restore(struct cmd_ctx *ctx, int argc, char **argv);
+
+/* Shared by backup, snapshots and restore (tools/cmd_backup.c). */
+struct json_t;
+struct mk_repo;
+
+/* Open the configured repository with MAILKEEP_PASSPHRASE or the key
+ * file; logs and returns -1 on failure. */
+int cmd_backup_repo_open(
+    struct cmd_ctx *ctx, const struct mk_conf *conf, struct mk_repo **repo_r);
+/* ns since the epoch as "2026-11-24T02:00:03Z". */
+void cmd_backup_time(int64_t ns, char buf[32]);
+/* Print a JSON document on one line and free it. */
+void cmd_backup_print(struct json_t *obj);
 
 #endif

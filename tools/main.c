@@ -43,6 +43,25 @@ static const struct cmd_entry cmd_table[] = {
 	    "A passphrase comes from $MAILKEEP_PASSPHRASE or "
 	    "--passphrase-file, never\n"
 	    "from the command line; at init it adds a recovery key slot." },
+	{ "backup", cmd_backup, "backup run [MAILBOX...] | backup list [RUN]",
+	    "Back up mailboxes into the repository: run backs up the named\n"
+	    "mailboxes, or every mailbox of the store, reading only new\n"
+	    "message files, and prints what each cost.  list shows the runs\n"
+	    "the repository holds; with a RUN id (8 or more hex digits) the\n"
+	    "mailbox snapshots of that run.  The repository and its key come\n"
+	    "from [repository] location and key_file, or "
+	    "MAILKEEP_PASSPHRASE." },
+	{ "snapshots", cmd_snapshots, "snapshots [MAILBOX]",
+	    "List the snapshots in the catalog, of one mailbox or of all,\n"
+	    "with the ids that restore takes." },
+	{ "restore", cmd_restore, "restore MAILBOX --snapshot ID --to DIR",
+	    "Write MAILBOX as it was at snapshot ID into DIR, an empty (or\n"
+	    "new) directory, as a Maildir++ tree: folders, messages under\n"
+	    "their original names and mtimes, dovecot-uidlist,\n"
+	    "dovecot-keywords and subscriptions.  Only this form exists for\n"
+	    "now: restoring into the live mailbox, a folder or a message\n"
+	    "alone, by time (--at), and mbox or eml exports are not built\n"
+	    "yet." },
 	{ "help", NULL, "help [COMMAND]",
 	    "Show the commands, or one in full." },
 };

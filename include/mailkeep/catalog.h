@@ -10,16 +10,18 @@
 #ifndef MAILKEEP_CATALOG_H
 #define MAILKEEP_CATALOG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "mailkeep/err.h"
+#include "mailkeep/pack.h"
 #include "mailkeep/quota.h"
 #include "mailkeep/scan.h"
 
 struct mk_catalog;
 
 /* The schema version this build writes. */
-#define MK_CATALOG_VERSION 2
+#define MK_CATALOG_VERSION 3
 
 /*
  * Open (creating with mode 0600) and migrate the catalog at path.
@@ -93,5 +95,129 @@ typedef void mk_catalog_warn_cb(
     const char *address, const char *state, void *arg);
 int mk_catalog_warns_load(struct mk_catalog *cat, mk_catalog_warn_cb *cb,
     void *arg, struct mk_err *err);
+
+/*
+ * Backups (schema version 3).  The catalog indexes the repository: which
+ * pack holds each blob, the runs and mailbox snapshots, and the message
+ * versions of every mailbox over time.  Rows that point into the
+ * repository are added only after what they point to is durable (a pack
+ * after mk_repo_put_pack(), a snapshot after its object's pack).  The
+ * functions that add rows run inside the caller's transaction
+ * (mk_catalog_begin); lookups run anywhere.
+ */
+
+/* The state after the newest snapshot, for mk_catalog_versions_at(). */
+#define MK_CATALOG_NOW INT64_MAX
+
+/* Record a stored pack and where each of its blobs is.  A blob already
+ * recorded in another pack keeps its first place. */
+int mk_catalog_pack_add(struct mk_catalog *cat, const struct mk_pack *pack,
+    int64_t created_ns, struct mk_err *err);
+
+/*
+ * Where blob id is: 1 found (pack_r and entry_r filled when not NULL), 0
+ * not recorded, -1 error.
+ */
+int mk_catalog_blob_get(struct mk_catalog *cat,
+    const uint8_t id[MK_PACK_ID_LEN], char pack_r[MK_PACK_NAME_LEN + 1],
+    struct mk_pack_entry *entry_r, struct mk_err *err);
+
+/* A run: name is its repository id; it is open until mk_catalog_run_end. */
+int mk_catalog_run_add(struct mk_catalog *cat, const char *name,
+    int64_t started_ns, int64_t *run_r, struct mk_err *err);
+int mk_catalog_run_end(
+    struct mk_catalog *cat, int64_t run, int64_t ended_ns, struct mk_err *err);
+/* The runs never ended (a crash, a kill), oldest first; cb may write. */
+typedef void mk_catalog_run_cb(
+    int64_t run, const char *name, int64_t started_ns, void *arg);
+int mk_catalog_runs_open(struct mk_catalog *cat, mk_catalog_run_cb *cb,
+    void *arg, struct mk_err *err);
+
+/* A mailbox snapshot.  address is borrowed (valid during a callback). */
+struct mk_catalog_snapshot {
+	int64_t id;
+	int64_t run;
+	const char *address;
+	int64_t time_ns;
+	uint64_t messages;
+	uint64_t bytes;
+	uint8_t object[MK_PACK_ID_LEN]; /* blob id of the snapshot object */
+};
+
+/*
+ * Add a snapshot (s->id is ignored; the new id, larger than every id
+ * before it, goes to *id_r).  Its object must be a recorded blob.
+ */
+int mk_catalog_snapshot_add(struct mk_catalog *cat,
+    const struct mk_catalog_snapshot *s, int64_t *id_r, struct mk_err *err);
+
+/* cb runs while the query does: it must not use the catalog. */
+typedef void mk_catalog_snapshot_cb(
+    const struct mk_catalog_snapshot *s, void *arg);
+/* One snapshot: 1 found (cb called once), 0 no such id, -1 error. */
+int mk_catalog_snapshot_get(struct mk_catalog *cat, int64_t id,
+    mk_catalog_snapshot_cb *cb, void *arg, struct mk_err *err);
+/* The snapshots of a mailbox (NULL: of all), by id. */
+int mk_catalog_snapshots(struct mk_catalog *cat, const char *address,
+    mk_catalog_snapshot_cb *cb, void *arg, struct mk_err *err);
+/* The snapshots of a run, by address. */
+int mk_catalog_run_snapshots(struct mk_catalog *cat, int64_t run,
+    mk_catalog_snapshot_cb *cb, void *arg, struct mk_err *err);
+
+/*
+ * A message version.  A message is a base name whose content never
+ * changes: a header blob and body blobs, or, when opaque, just pieces.
+ * A version says where it was (folder directory, new/ or cur/, the rest
+ * of its name, which holds the flags, and its mtime) from the snapshot
+ * it appeared in until the one it vanished in.  Strings and blobs are
+ * borrowed (valid during a callback).
+ */
+struct mk_catalog_version {
+	int64_t id;
+	int64_t message;
+	const char *dir; /* "" for INBOX, ".Sent" */
+	const char *base;
+	const char *suffix;
+	bool cur;
+	int64_t mtime_ns;
+	uint64_t size;
+	bool opaque;
+	const uint8_t (*blobs)[MK_PACK_ID_LEN];
+	size_t nblobs;
+	int64_t appeared;
+	int64_t vanished; /* 0 while alive */
+};
+
+/*
+ * Call cb for each version of a mailbox alive at snapshot (appeared at
+ * or before it and not vanished by it); MK_CATALOG_NOW gives the
+ * versions alive now.  In no particular order.  cb runs while the
+ * query does: it must not use the catalog.
+ */
+typedef void mk_catalog_version_cb(
+    const struct mk_catalog_version *v, void *arg);
+int mk_catalog_versions_at(struct mk_catalog *cat, const char *address,
+    int64_t snapshot, mk_catalog_version_cb *cb, void *arg, struct mk_err *err);
+
+/*
+ * Add a message from v's base, size, opaque and blobs (all recorded
+ * blobs; a message that is not opaque has a header blob first).
+ */
+int mk_catalog_message_add(struct mk_catalog *cat,
+    const struct mk_catalog_version *v, int64_t *message_r, struct mk_err *err);
+
+/*
+ * Add a version of v->message from v's dir, suffix, cur and mtime_ns,
+ * appearing in snapshot (of the snapshot's mailbox).
+ */
+int mk_catalog_version_add(struct mk_catalog *cat, int64_t snapshot,
+    const struct mk_catalog_version *v, struct mk_err *err);
+
+/* Mark a version alive until now as vanished in snapshot. */
+int mk_catalog_version_vanish(struct mk_catalog *cat, int64_t version,
+    int64_t snapshot, struct mk_err *err);
+
+/* Fold the WAL into the database and truncate it (after a run). */
+int mk_catalog_checkpoint(struct mk_catalog *cat, struct mk_err *err);
 
 #endif

@@ -1,0 +1,127 @@
+/*
+ * backup: incremental backups of Maildir++ mailboxes into a repository,
+ * indexed by the catalog.  docs/backup.md tells the whole story.
+ *
+ * A run: mk_backup_run_begin(), then sessions (struct mk_backup) back up
+ * mailboxes one at a time with mk_backup_mailbox(), then
+ * mk_backup_run_end() writes the run object that lists the run's
+ * mailbox snapshots.  Every mailbox snapshot is a full point in time,
+ * but only new message files are read: a base name the catalog knows is
+ * never read again, so a flag change or a move is a catalog row.
+ *
+ * Order of writes, so that a crash at any instant leaves a consistent
+ * repository and catalog: packs are stored durably before their blobs
+ * are recorded; a mailbox's snapshot objects are stored before its
+ * catalog rows (versions, vanished marks, the snapshot) are committed in
+ * one transaction; the run object is written last, and a run that a
+ * crash left open is published by the next mk_backup_run_begin().
+ *
+ * Thread safety: blocking I/O, never on an event loop.  A session
+ * belongs to one thread and uses its own catalog connection; sessions
+ * of one run may back up different mailboxes at once (the repository is
+ * shared).  One run at a time per catalog.
+ */
+#ifndef MAILKEEP_BACKUP_H
+#define MAILKEEP_BACKUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mailkeep/catalog.h"
+#include "mailkeep/err.h"
+#include "mailkeep/repo.h"
+#include "mailkeep/snapshot.h"
+
+/* A message whose header does not end within this many bytes is
+ * stored whole, as opaque data. */
+#define MK_BACKUP_HEADER_MAX (1u << 20)
+/* dovecot-uidlist, dovecot-keywords, subscriptions: larger is an error. */
+#define MK_BACKUP_META_MAX (64u << 20)
+/* Message files of one mailbox. */
+#define MK_BACKUP_MESSAGES_MAX 4000000u
+
+enum mk_backup_kind {
+	MK_BACKUP_SPLIT, /* a header blob, then the body */
+	MK_BACKUP_OPAQUE, /* compressed or encrypted: stored as it is */
+};
+
+/*
+ * How to store a message file, from its first len bytes (all of it when
+ * eof): opaque when it starts with a gzip, bzip2, xz, zstd, Dovecot LZ4
+ * or Dovecot mail_crypt magic, or when no header end is found within
+ * MK_BACKUP_HEADER_MAX bytes; else split, the header running to the end
+ * of the first "\n\n" or "\n\r\n" (a file that starts with an empty line
+ * has an empty header section: the header is that line; a file with
+ * neither is all header).  *header_len_r is set for MK_BACKUP_SPLIT.
+ */
+enum mk_backup_kind mk_backup_split(
+    const void *data, size_t len, bool eof, size_t *header_len_r);
+
+/* What backing up one mailbox did. */
+struct mk_backup_stats {
+	int64_t snapshot; /* the catalog id of the new snapshot */
+	int64_t time_ns; /* when its listing started */
+	uint64_t folders;
+	uint64_t messages; /* in the snapshot */
+	uint64_t bytes; /* their size */
+	uint64_t read_messages; /* message files read (new content) */
+	uint64_t read_bytes; /* their bytes */
+	uint64_t meta_bytes; /* uidlists, keywords, subscriptions read */
+	uint64_t new_blobs;
+	uint64_t stored_bytes; /* written to packs: compressed, encrypted */
+	uint64_t packs;
+	uint64_t new_versions; /* new messages, flag changes and moves */
+	uint64_t vanished; /* versions that ended */
+	int64_t duration_ns;
+	struct mk_warnings skipped; /* entries not backed up, and why */
+};
+
+/*
+ * Start a run: first publish any run a crash left open, then record a
+ * new one.  *run_r is its catalog id, id_r its id in the repository.
+ */
+int mk_backup_run_begin(struct mk_repo *repo, struct mk_catalog *cat,
+    int64_t *run_r, char id_r[MK_SNAPSHOT_RUN_ID_LEN + 1], struct mk_err *err);
+
+/*
+ * End a run: store its list of mailbox snapshots and its run object,
+ * mark it ended, checkpoint the catalog's WAL.
+ */
+int mk_backup_run_end(struct mk_repo *repo, struct mk_catalog *cat, int64_t run,
+    struct mk_err *err);
+
+struct mk_backup;
+
+/* A session of run; repo and cat are borrowed until the free. */
+int mk_backup_new(struct mk_repo *repo, struct mk_catalog *cat, int64_t run,
+    struct mk_backup **bk_r, struct mk_err *err);
+void mk_backup_free(struct mk_backup **bkp);
+
+/*
+ * Back up the Maildir at relpath beneath rootfd (no symbolic link on the
+ * way) as address.  On success the snapshot is committed and *stats_r
+ * tells what it cost; on failure nothing of this mailbox is recorded
+ * (packs already stored stay, recorded, for the next try to reuse).
+ */
+int mk_backup_mailbox(struct mk_backup *bk, int rootfd, const char *relpath,
+    const char *address, struct mk_backup_stats *stats_r, struct mk_err *err);
+
+/*
+ * The runs in the repository, read from their run objects (no catalog
+ * needed), oldest first.  A damaged run object is logged and skipped.
+ */
+typedef void mk_backup_run_cb(const struct mk_snapshot_run *run, void *arg);
+int mk_backup_runs(
+    struct mk_repo *repo, mk_backup_run_cb *cb, void *arg, struct mk_err *err);
+
+/*
+ * Read run id (its full hex id) and its mailbox snapshots from the
+ * repository.  The caller frees both (mk_snapshot_run_free,
+ * mk_snapshot_entries_free).
+ */
+int mk_backup_run_read(struct mk_repo *repo, const char *id,
+    struct mk_snapshot_run **run_r, struct mk_snapshot_entry **entries_r,
+    size_t *count_r, struct mk_err *err);
+
+#endif
