@@ -25,8 +25,7 @@ mk_log_set_target(enum mk_log_target target)
 		openlog(log_progname, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
 
-static void MK_PRINTF(3, 0)
-log_vwrite(
+static void MK_PRINTF(3, 0) log_vwrite(
     enum mk_log_level level, const char *module, const char *fmt, va_list ap)
 {
 	static const char *names[] = { "error", "warning", "info", "debug" };

@@ -41,7 +41,7 @@ test_conf_defaults(void **state)
 static void
 test_conf_file_is_read(void **state)
 {
-	struct mk_conf_args args = {0};
+	struct mk_conf_args args = { 0 };
 	struct mk_conf *conf = NULL;
 	struct mk_err err;
 
@@ -70,7 +70,7 @@ test_conf_file_is_read(void **state)
 static void
 test_conf_options_override_and_embedded_mode(void **state)
 {
-	struct mk_conf_args args = {0};
+	struct mk_conf_args args = { 0 };
 	struct mk_conf *conf = NULL;
 	struct mk_err err;
 
@@ -92,17 +92,17 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-    {"root = /x\n", "outside a [section]", 1},
-    {"[store]\nroot /x\n", "expected 'key = value'", 2},
-    {"[nope]\n", "unknown section [nope]", 1},
-    {"[store\n", "bad section line", 1},
-    {"[store]\nfoo = 1\n", "unknown key 'foo' in [store]", 2},
-    {"[store]\nroot = relative\n", "not an absolute path", 2},
-    {"[store]\nroot =\n", "not an absolute path", 2},
-    {"[store]\ntemplate =\n", "empty value", 2},
-    {"[store]\nroot = /a\nroot = /b\n", "given twice", 3},
-    {"[store]\nhierarchy_separator = ::\n", "is not one of", 2},
-    {"[store]\nhierarchy_separator = x\n", "is not one of", 2},
+	{ "root = /x\n", "outside a [section]", 1 },
+	{ "[store]\nroot /x\n", "expected 'key = value'", 2 },
+	{ "[nope]\n", "unknown section [nope]", 1 },
+	{ "[store\n", "bad section line", 1 },
+	{ "[store]\nfoo = 1\n", "unknown key 'foo' in [store]", 2 },
+	{ "[store]\nroot = relative\n", "not an absolute path", 2 },
+	{ "[store]\nroot =\n", "not an absolute path", 2 },
+	{ "[store]\ntemplate =\n", "empty value", 2 },
+	{ "[store]\nroot = /a\nroot = /b\n", "given twice", 3 },
+	{ "[store]\nhierarchy_separator = ::\n", "is not one of", 2 },
+	{ "[store]\nhierarchy_separator = x\n", "is not one of", 2 },
 };
 
 static void
@@ -133,7 +133,7 @@ test_conf_bad_files_say_file_and_line(void **state)
 static void
 test_conf_bad_template_is_refused(void **state)
 {
-	struct mk_conf_args args = {0};
+	struct mk_conf_args args = { 0 };
 	struct mk_conf *conf = NULL;
 	struct mk_err err;
 
@@ -170,12 +170,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_conf_defaults),
-	    cmocka_unit_test(test_conf_file_is_read),
-	    cmocka_unit_test(test_conf_options_override_and_embedded_mode),
-	    cmocka_unit_test(test_conf_bad_files_say_file_and_line),
-	    cmocka_unit_test(test_conf_bad_template_is_refused),
-	    cmocka_unit_test(test_conf_overlong_line_and_missing_file),
+		cmocka_unit_test(test_conf_defaults),
+		cmocka_unit_test(test_conf_file_is_read),
+		cmocka_unit_test(test_conf_options_override_and_embedded_mode),
+		cmocka_unit_test(test_conf_bad_files_say_file_and_line),
+		cmocka_unit_test(test_conf_bad_template_is_refused),
+		cmocka_unit_test(test_conf_overlong_line_and_missing_file),
 	};
 
 	return cmocka_run_group_tests(tests, conf_setup, conf_teardown);

@@ -15,31 +15,32 @@ struct name_case {
 };
 
 static const struct name_case name_cases[] = {
-    /* Dovecot's usual names. */
-    {"1795695336.M904051P10843.vm,S=6575,W=6661", 0, 27, 1, 6575, 1, 6661, ""},
-    {"1795695337.M84471P10843.vm,S=27434,W=27769:2,FSab", 0, 26, 1, 27434, 1,
-	27769, "FSab"},
-    {"1.M1P1.h,S=0,W=0:2,", 0, 8, 1, 0, 1, 0, ""},
-    {"1.M1P1.h,S=1:2,S", 0, 8, 1, 1, 0, 0, "S"},
-    /* Courier, without sizes. */
-    {"1204680122.27c448a6.host:2,S", 0, 24, 0, 0, 0, 0, "S"},
-    {"1204680122.27c448a6.host", 0, 24, 0, 0, 0, 0, ""},
-    /* The largest size, and one past it. */
-    {"a,S=18446744073709551615", 0, 1, 1, UINT64_MAX, 0, 0, ""},
-    {"a,S=18446744073709551616", -1, 1, 0, 0, 0, 0, ""},
-    {"a,S=99999999999999999999999", -1, 1, 0, 0, 0, 0, ""},
-    /* Unknown fields are skipped; W before S is fine. */
-    {"a,X=1,W=10,S=9:2,S", 0, 1, 1, 9, 1, 10, "S"},
-    /* Malformed: empty base, empty or non-digit sizes, bad info. */
-    {",S=10", -1, 0, 1, 10, 0, 0, ""},
-    {":2,S", -1, 0, 0, 0, 0, 0, "S"},
-    {"a,S=", -1, 1, 0, 0, 0, 0, ""},
-    {"a,S=12x,W=20", -1, 1, 0, 0, 1, 20, ""},
-    {"a,S=-1", -1, 1, 0, 0, 0, 0, ""},
-    {"a:1,S", -1, 1, 0, 0, 0, 0, ""},
-    {"a:2,S1", -1, 1, 0, 0, 0, 0, ""},
-    {"a:2,abcdefghijklmnopqrstuvwxyzABCDEFG", -1, 1, 0, 0, 0, 0, ""},
-    {"", -1, 0, 0, 0, 0, 0, ""},
+	/* Dovecot's usual names. */
+	{ "1795695336.M904051P10843.vm,S=6575,W=6661", 0, 27, 1, 6575, 1, 6661,
+	    "" },
+	{ "1795695337.M84471P10843.vm,S=27434,W=27769:2,FSab", 0, 26, 1, 27434,
+	    1, 27769, "FSab" },
+	{ "1.M1P1.h,S=0,W=0:2,", 0, 8, 1, 0, 1, 0, "" },
+	{ "1.M1P1.h,S=1:2,S", 0, 8, 1, 1, 0, 0, "S" },
+	/* Courier, without sizes. */
+	{ "1204680122.27c448a6.host:2,S", 0, 24, 0, 0, 0, 0, "S" },
+	{ "1204680122.27c448a6.host", 0, 24, 0, 0, 0, 0, "" },
+	/* The largest size, and one past it. */
+	{ "a,S=18446744073709551615", 0, 1, 1, UINT64_MAX, 0, 0, "" },
+	{ "a,S=18446744073709551616", -1, 1, 0, 0, 0, 0, "" },
+	{ "a,S=99999999999999999999999", -1, 1, 0, 0, 0, 0, "" },
+	/* Unknown fields are skipped; W before S is fine. */
+	{ "a,X=1,W=10,S=9:2,S", 0, 1, 1, 9, 1, 10, "S" },
+	/* Malformed: empty base, empty or non-digit sizes, bad info. */
+	{ ",S=10", -1, 0, 1, 10, 0, 0, "" },
+	{ ":2,S", -1, 0, 0, 0, 0, 0, "S" },
+	{ "a,S=", -1, 1, 0, 0, 0, 0, "" },
+	{ "a,S=12x,W=20", -1, 1, 0, 0, 1, 20, "" },
+	{ "a,S=-1", -1, 1, 0, 0, 0, 0, "" },
+	{ "a:1,S", -1, 1, 0, 0, 0, 0, "" },
+	{ "a:2,S1", -1, 1, 0, 0, 0, 0, "" },
+	{ "a:2,abcdefghijklmnopqrstuvwxyzABCDEFG", -1, 1, 0, 0, 0, 0, "" },
+	{ "", -1, 0, 0, 0, 0, 0, "" },
 };
 
 static void
@@ -103,22 +104,22 @@ struct folder_case {
 };
 
 static const struct folder_case folder_cases[] = {
-    {"", '/', "INBOX", 0},
-    {".Sent", '/', "Sent", 0},
-    {".Archive.2024", '/', "Archive/2024", 0},
-    {".Archive.2024", '.', "Archive.2024", 0},
-    {".Entw&APw-rfe", '/', "Entw\xc3\xbcrfe", 0},
-    {".&-", '/', "&", 0},
-    {".Tom &- Jerry", '/', "Tom & Jerry", 0},
-    /* U+1F600 as a surrogate pair. */
-    {".&2D3eAA-", '/', "\xf0\x9f\x98\x80", 0},
-    /* Japanese, from RFC 3501. */
-    {".&ZeVnLIqe-", '/', "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", 0},
-    /* Invalid: unterminated, encoded ASCII, lone surrogate, raw 8 bit. */
-    {".Bad&APw", '/', "Bad&APw", -1},
-    {".&AGE-", '/', "&AGE-", -1},
-    {".&2D0-", '/', "&2D0-", -1},
-    {".Caf\xc3\xa9", '/', "Caf??", -1},
+	{ "", '/', "INBOX", 0 },
+	{ ".Sent", '/', "Sent", 0 },
+	{ ".Archive.2024", '/', "Archive/2024", 0 },
+	{ ".Archive.2024", '.', "Archive.2024", 0 },
+	{ ".Entw&APw-rfe", '/', "Entw\xc3\xbcrfe", 0 },
+	{ ".&-", '/', "&", 0 },
+	{ ".Tom &- Jerry", '/', "Tom & Jerry", 0 },
+	/* U+1F600 as a surrogate pair. */
+	{ ".&2D3eAA-", '/', "\xf0\x9f\x98\x80", 0 },
+	/* Japanese, from RFC 3501. */
+	{ ".&ZeVnLIqe-", '/', "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", 0 },
+	/* Invalid: unterminated, encoded ASCII, lone surrogate, raw 8 bit. */
+	{ ".Bad&APw", '/', "Bad&APw", -1 },
+	{ ".&AGE-", '/', "&AGE-", -1 },
+	{ ".&2D0-", '/', "&2D0-", -1 },
+	{ ".Caf\xc3\xa9", '/', "Caf??", -1 },
 };
 
 static void
@@ -150,8 +151,8 @@ test_maildir_folder_name_table(void **state)
 static void
 test_maildir_folder_dir_refuses_unsafe_names(void **state)
 {
-	static const char *bad[] = {
-	    "", "/", "a//b", "a/", "../x", "a.b", "x\ny", "\xff\xfe"};
+	static const char *bad[] = { "", "/", "a//b", "a/", "../x", "a.b",
+		"x\ny", "\xff\xfe" };
 	char buf[256];
 	struct mk_err err;
 	size_t i;
@@ -198,12 +199,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_maildir_name_table),
-	    cmocka_unit_test(test_maildir_hidden_names_are_not_messages),
-	    cmocka_unit_test(test_maildir_folder_dirs),
-	    cmocka_unit_test(test_maildir_folder_name_table),
-	    cmocka_unit_test(test_maildir_folder_dir_refuses_unsafe_names),
-	    cmocka_unit_test(test_maildir_vsize_counts_bare_lf_twice),
+		cmocka_unit_test(test_maildir_name_table),
+		cmocka_unit_test(test_maildir_hidden_names_are_not_messages),
+		cmocka_unit_test(test_maildir_folder_dirs),
+		cmocka_unit_test(test_maildir_folder_name_table),
+		cmocka_unit_test(test_maildir_folder_dir_refuses_unsafe_names),
+		cmocka_unit_test(test_maildir_vsize_counts_bare_lf_twice),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,21 +11,21 @@ struct tmpl_case {
 };
 
 static const struct tmpl_case tmpl_cases[] = {
-    {"%d/%n/Maildir", 0},
-    {"%d/%n", 0},
-    {"%u/Maildir", 0},
-    {"%Ld/%Ln/Maildir", 0},
-    {"mail/%d/user-%n.box/Maildir", 0},
-    {"%d/Maildir", -1}, /* no local part */
-    {"%n/Maildir", -1}, /* no domain */
-    {"%d/%n/%d", -1}, /* twice */
-    {"%d/%n%d", -1}, /* two in one component */
-    {"%d/%x/Maildir", -1},
-    {"%d/%n/%", -1},
-    {"/abs/%d/%n", -1},
-    {"", -1},
-    {"%d/../%n", -1},
-    {"a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/%u", -1},
+	{ "%d/%n/Maildir", 0 },
+	{ "%d/%n", 0 },
+	{ "%u/Maildir", 0 },
+	{ "%Ld/%Ln/Maildir", 0 },
+	{ "mail/%d/user-%n.box/Maildir", 0 },
+	{ "%d/Maildir", -1 }, /* no local part */
+	{ "%n/Maildir", -1 }, /* no domain */
+	{ "%d/%n/%d", -1 }, /* twice */
+	{ "%d/%n%d", -1 }, /* two in one component */
+	{ "%d/%x/Maildir", -1 },
+	{ "%d/%n/%", -1 },
+	{ "/abs/%d/%n", -1 },
+	{ "", -1 },
+	{ "%d/../%n", -1 },
+	{ "a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/%u", -1 },
 };
 
 static void
@@ -54,18 +54,18 @@ struct path_case {
 };
 
 static const struct path_case path_cases[] = {
-    {"%d/%n/Maildir", "Otto.Friedrich@HostEurope.de",
-	"hosteurope.de/otto.friedrich/Maildir"},
-    {"%u/Maildir", "a@b.c", "a@b.c/Maildir"},
-    {"x/%d/u-%n.m", "a@b.c", "x/b.c/u-a.m"},
-    {"%d/%n/Maildir", "plain", NULL},
-    {"%d/%n/Maildir", "@b.c", NULL},
-    {"%d/%n/Maildir", "a@", NULL},
-    {"%d/%n/Maildir", "a/b@c.d", NULL},
-    {"%d/%n/Maildir", "..@c.d", NULL},
-    {"%d/%n/Maildir", "a@..", NULL},
-    {"%d/%n/Maildir", ".hidden@c.d", NULL},
-    {"%u/Maildir", "..", NULL},
+	{ "%d/%n/Maildir", "Otto.Friedrich@HostEurope.de",
+	    "hosteurope.de/otto.friedrich/Maildir" },
+	{ "%u/Maildir", "a@b.c", "a@b.c/Maildir" },
+	{ "x/%d/u-%n.m", "a@b.c", "x/b.c/u-a.m" },
+	{ "%d/%n/Maildir", "plain", NULL },
+	{ "%d/%n/Maildir", "@b.c", NULL },
+	{ "%d/%n/Maildir", "a@", NULL },
+	{ "%d/%n/Maildir", "a/b@c.d", NULL },
+	{ "%d/%n/Maildir", "..@c.d", NULL },
+	{ "%d/%n/Maildir", "a@..", NULL },
+	{ "%d/%n/Maildir", ".hidden@c.d", NULL },
+	{ "%u/Maildir", "..", NULL },
 };
 
 static void
@@ -179,11 +179,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_store_template_table),
-	    cmocka_unit_test(test_store_mailbox_path_table),
-	    cmocka_unit_test(test_store_list_walks_template_and_skips_symlinks),
-	    cmocka_unit_test(test_store_list_same_address_twice_is_reported),
-	    cmocka_unit_test(test_store_missing_root_is_an_error),
+		cmocka_unit_test(test_store_template_table),
+		cmocka_unit_test(test_store_mailbox_path_table),
+		cmocka_unit_test(
+		    test_store_list_walks_template_and_skips_symlinks),
+		cmocka_unit_test(
+		    test_store_list_same_address_twice_is_reported),
+		cmocka_unit_test(test_store_missing_root_is_an_error),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

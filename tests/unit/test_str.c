@@ -10,24 +10,24 @@ struct size_case {
 };
 
 static const struct size_case size_cases[] = {
-    {"0", 0, 0},
-    {"1", 0, 1},
-    {"500M", 0, 500ULL << 20},
-    {"2G", 0, 2ULL << 30},
-    {"2g", 0, 2ULL << 30},
-    {"10KiB", 0, 10ULL << 10},
-    {"10MB", 0, 10ULL << 20},
-    {"1T", 0, 1ULL << 40},
-    {"18446744073709551615", 0, UINT64_MAX},
-    {"18446744073709551616", -1, 0},
-    {"16777216T", -1, 0},
-    {"", -1, 0},
-    {"M", -1, 0},
-    {"-1", -1, 0},
-    {"1.5G", -1, 0},
-    {"5X", -1, 0},
-    {"5 M", -1, 0},
-    {"5Mx", -1, 0},
+	{ "0", 0, 0 },
+	{ "1", 0, 1 },
+	{ "500M", 0, 500ULL << 20 },
+	{ "2G", 0, 2ULL << 30 },
+	{ "2g", 0, 2ULL << 30 },
+	{ "10KiB", 0, 10ULL << 10 },
+	{ "10MB", 0, 10ULL << 20 },
+	{ "1T", 0, 1ULL << 40 },
+	{ "18446744073709551615", 0, UINT64_MAX },
+	{ "18446744073709551616", -1, 0 },
+	{ "16777216T", -1, 0 },
+	{ "", -1, 0 },
+	{ "M", -1, 0 },
+	{ "-1", -1, 0 },
+	{ "1.5G", -1, 0 },
+	{ "5X", -1, 0 },
+	{ "5 M", -1, 0 },
+	{ "5Mx", -1, 0 },
 };
 
 static void
@@ -114,11 +114,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_str_parse_size_table),
-	    cmocka_unit_test(test_str_parse_duration),
-	    cmocka_unit_test(test_str_parse_u64_needs_whole_string),
-	    cmocka_unit_test(test_str_lcpy_truncates_and_reports),
-	    cmocka_unit_test(test_str_format_size),
+		cmocka_unit_test(test_str_parse_size_table),
+		cmocka_unit_test(test_str_parse_duration),
+		cmocka_unit_test(test_str_parse_u64_needs_whole_string),
+		cmocka_unit_test(test_str_lcpy_truncates_and_reports),
+		cmocka_unit_test(test_str_format_size),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
