@@ -644,6 +644,7 @@ mk_enforce_view(const struct mk_enforce *e, const struct mk_live_mailbox *mb,
 
 	memset(v, 0, sizeof(*v));
 	mk_limits_lookup(e->limits, mb->address, &v->limits);
+	v->basis = mk_limits_basis(e->limits);
 	enforce_count(
 	    e, mb, mk_limits_basis(e->limits), &v->bytes, &v->messages);
 	enforce_fullest(&v->limits, v->bytes, v->messages, &usage, &limit);

@@ -31,6 +31,7 @@ struct mk_live_mailbox;
 /* What status shows of one mailbox's quota. */
 struct mk_enforce_view {
 	struct mk_quota_limits limits;
+	enum mk_quota_basis basis;
 	uint64_t bytes; /* counted: basis and folder rules applied */
 	uint64_t messages;
 	unsigned percent; /* of the tighter limit; 0 when unlimited */

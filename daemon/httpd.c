@@ -217,6 +217,45 @@ httpd_history_cb(int64_t day, const struct mk_usage *u, void *arg)
 	json_array_append_new(arg, h);
 }
 
+/*
+ * "full_in_days" from the daily samples (newest first in history): the
+ * trend of the storage basis against the storage limit, or null.
+ */
+static void
+httpd_estimate(const struct mk_daemon *d, const struct mk_live_mailbox *mb,
+    json_t *history, json_t *quota)
+{
+	struct mk_warn_sample samples[MK_WARN_ESTIMATE_SAMPLES];
+	struct mk_enforce_view v;
+	size_t n = json_array_size(history), i, k = 0;
+	uint64_t days;
+
+	mk_enforce_view(d->enforce, mb, &v);
+	if (n > MK_WARN_ESTIMATE_SAMPLES)
+		n = MK_WARN_ESTIMATE_SAMPLES;
+	/* Oldest first, as the estimate wants them. */
+	for (i = n; i-- > 0;) {
+		json_t *h = json_array_get(history, i);
+		const char *date =
+		    json_string_value(json_object_get(h, "date"));
+		struct tm tm;
+
+		memset(&tm, 0, sizeof(tm));
+		if (date == NULL ||
+		    strptime(date, "%Y-%m-%dT%H:%M:%SZ", &tm) == NULL)
+			continue;
+		samples[k].day = (int64_t)timegm(&tm) / 86400;
+		samples[k++].usage =
+		    (uint64_t)json_integer_value(json_object_get(h,
+			v.basis == MK_QUOTA_BASIS_VIRTUAL ? "vbytes"
+							  : "bytes"));
+	}
+	json_object_set_new(quota, "full_in_days",
+	    mk_warn_estimate(samples, k, v.limits.bytes, &days) == 1
+		? json_integer((json_int_t)days)
+		: json_null());
+}
+
 static void
 httpd_get_mailbox(
     struct httpd_server *srv, struct evhttp_request *req, const char *encoded)
@@ -246,6 +285,7 @@ httpd_get_mailbox(
 		httpd_history_cb, history, &err) < 0)
 		mk_log_warn("httpd", "%s", err.msg);
 	json_object_set_new(obj, "history", history);
+	httpd_estimate(httpd->d, mb, history, json_object_get(obj, "quota"));
 	free(address);
 	httpd_send_json(srv, req, 200, "OK", obj);
 }
