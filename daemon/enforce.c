@@ -45,7 +45,9 @@ struct enforce_mb {
 	char *address;
 	struct mk_warn_state warn;
 	int64_t changed_ns;
-	bool check_pending; /* maildirsize to check after quiet */
+	bool pending; /* in the pending list */
+	bool warn_due; /* thresholds to check at the next tick */
+	bool mds_due; /* maildirsize to check after quiet */
 	bool check_running;
 	bool warn_unsaved;
 };
@@ -473,9 +475,9 @@ enforce_mds_submit(struct mk_enforce *e, const struct mk_live_mailbox *mb,
 static void
 enforce_pending_add(struct mk_enforce *e, struct enforce_mb *em)
 {
-	if (em->check_pending)
+	if (em->pending)
 		return;
-	em->check_pending = true;
+	em->pending = true;
 	mk_xgrow(&e->pending, &e->pcap, e->npending + 1, sizeof(*e->pending));
 	e->pending[e->npending++] = mk_xstrdup(em->address);
 }
@@ -566,8 +568,29 @@ enforce_save(struct mk_enforce *e)
 	mk_pool_submit(e->d->pool, &j->job);
 }
 
-/* Once a second: expire reservations, check quiet maildirsize files,
- * save warning states. */
+/* Check the warning thresholds of a limited mailbox. */
+static void
+enforce_warn_check(struct mk_enforce *e, const struct mk_live_mailbox *mb,
+    struct enforce_mb *em, const struct mk_quota_limits *l)
+{
+	uint64_t bytes, messages, usage, limit;
+	unsigned threshold;
+
+	enforce_count(e, mb, mk_limits_basis(e->limits), &bytes, &messages);
+	enforce_fullest(l, bytes, messages, &usage, &limit);
+	if (mk_warn_update(&e->wconf, &em->warn, usage, limit, enforce_now_s(),
+		&threshold))
+		enforce_warn(e, mb, threshold, usage, limit,
+		    e->maildirsize && l->bytes != 0);
+	em->warn_unsaved = true;
+}
+
+/*
+ * Once a second: expire reservations; check warnings of mailboxes that
+ * changed (not on each event: a rename's two halves would pass through a
+ * lower usage and re-arm), and their maildirsize after 2 s of quiet; save
+ * warning states.
+ */
 static void
 enforce_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -584,21 +607,37 @@ enforce_tick_cb(evutil_socket_t fd, short what, void *arg)
 		const struct mk_live_mailbox *mb =
 		    mk_live_find(e->d->live, address);
 		struct mk_quota_limits l;
+		bool keep = false;
 
 		if (em == NULL || mb == NULL) {
 			free(address);
 			continue;
 		}
-		if (em->check_running || mb->scanning ||
-		    now - em->changed_ns < ENFORCE_QUIET_NS) {
+		mk_limits_lookup(e->limits, mb->address, &l);
+		if (em->warn_due && enforce_limited(&l)) {
+			if (mb->scanning || mb->stale)
+				keep = true;
+			else {
+				em->warn_due = false;
+				enforce_warn_check(e, mb, em, &l);
+			}
+		}
+		if (em->mds_due && e->maildirsize && enforce_limited(&l)) {
+			if (em->check_running || mb->scanning ||
+			    now - em->changed_ns < ENFORCE_QUIET_NS)
+				keep = true;
+			else {
+				em->mds_due = false;
+				enforce_mds_submit(e, mb, em, &l);
+			}
+		}
+		if (keep) {
 			e->pending[out++] = address;
 			continue;
 		}
-		em->check_pending = false;
+		em->pending = false;
+		em->warn_due = em->mds_due = false;
 		free(address);
-		mk_limits_lookup(e->limits, mb->address, &l);
-		if (enforce_limited(&l))
-			enforce_mds_submit(e, mb, em, &l);
 	}
 	e->npending = out;
 	enforce_save(e);
@@ -610,29 +649,16 @@ mk_enforce_changed(
 {
 	struct mk_quota_limits l;
 	struct enforce_mb *em;
-	uint64_t bytes, messages, usage, limit;
-	unsigned threshold;
 
 	if (arrived)
 		mk_quota_resv_release(e->resv, mb->address);
 	mk_limits_lookup(e->limits, mb->address, &l);
-	em = enforce_mb_get(e, mb->address);
-	if (!enforce_limited(&l) && em == NULL)
+	if (!enforce_limited(&l))
 		return;
-	if (em == NULL)
-		em = enforce_mb_make(e, mb->address);
+	em = enforce_mb_make(e, mb->address);
 	em->changed_ns = mk_daemon_now_ns();
-	if (e->maildirsize && enforce_limited(&l))
-		enforce_pending_add(e, em);
-	if (!enforce_limited(&l) || mb->stale)
-		return;
-	enforce_count(e, mb, mk_limits_basis(e->limits), &bytes, &messages);
-	enforce_fullest(&l, bytes, messages, &usage, &limit);
-	if (mk_warn_update(&e->wconf, &em->warn, usage, limit, enforce_now_s(),
-		&threshold))
-		enforce_warn(e, mb, threshold, usage, limit,
-		    e->maildirsize && l.bytes != 0);
-	em->warn_unsaved = true;
+	em->warn_due = em->mds_due = true;
+	enforce_pending_add(e, em);
 }
 
 void

@@ -868,7 +868,7 @@ httpd_add_unix(struct mk_httpd *httpd, enum httpd_role role, const char *path,
 		return -1;
 	srv->path = mk_xstrdup(path);
 	lev = evconnlistener_new(httpd->d->base, NULL, NULL,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 	if (lev == NULL) {
 		close(fd);
 		return mk_err_set(err, "%s: evconnlistener_new failed", path);

@@ -555,8 +555,6 @@ live_scan_apply(
 		}
 	}
 	mk_mailbox_usage_free(&mb->prev);
-	if (live->d->enforce != NULL)
-		mk_enforce_changed(live->d->enforce, mb, false);
 }
 
 static void
@@ -632,6 +630,9 @@ live_scan_done(struct mk_job *job)
 		    mb->address,
 		    (unsigned long long)live->d->conf->poll_interval);
 	mb->stale = mb->dirty;
+	/* Counted: limits, maildirsize and warnings look at it now. */
+	if (live->d->enforce != NULL)
+		mk_enforce_changed(live->d->enforce, mb, false);
 	if (mb->dirty) {
 		mb->dirty = false;
 		live->d->stats.rescans++;

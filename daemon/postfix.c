@@ -206,7 +206,7 @@ postfix_listen(struct mk_postfix *pf, int fd, struct mk_err *err)
 	struct evconnlistener *lev;
 
 	lev = evconnlistener_new(pf->d->base, postfix_accept_cb, pf,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 	if (lev == NULL) {
 		close(fd);
 		return mk_err_set(err, "policy: evconnlistener_new failed");
