@@ -17,7 +17,7 @@ packages=(
 	build-essential cmake pkg-config clang clang-format
 	libevent-dev libzstd-dev libsqlite3-dev libssl-dev libjansson-dev
 	libsystemd-dev libcmocka-dev
-	python3 systemd dovecot-core dovecot-imapd dovecot-lmtpd postfix rsync
+	python3 systemd iproute2 dovecot-core dovecot-imapd dovecot-lmtpd postfix rsync
 )
 
 install_packages() {
