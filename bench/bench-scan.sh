@@ -361,6 +361,11 @@ EOF
 py() { python3 -c "$PY" "$@"; }
 
 LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
+# the sources as they are now; the binary should have been built from them
+commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$REPO" --no-optional-locks status --porcelain -- lib tools include 2>/dev/null)" ]; then
+	commit+=" plus uncommitted changes"
+fi
 
 # --- stores --------------------------------------------------------------------
 # make_store NAME MAILBOXES PER_MAILBOX UNSIZED_SHARE
@@ -532,10 +537,6 @@ fi
 # --- report ----------------------------------------------------------------------
 mem_gib=$(awk '/MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 fstype=$(df -PT . | awk 'NR == 2 { print $2 }')
-commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$REPO" --no-optional-locks status --porcelain -- lib tools include 2>/dev/null)" ]; then
-	commit+=" plus uncommitted changes"
-fi
 store_row() {
 	python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
 print(json.dumps({"name": sys.argv[2], "mailboxes": d["mailboxes"], "messages": d["messages"],
