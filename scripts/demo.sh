@@ -17,8 +17,9 @@ mkdir -p "$demo/state"
 cli="$build/mailkeep --store $demo/store --state $demo/state"
 
 echo "== mailkeep scan (no daemon needed)"
-$cli scan | head -n 8
-echo "   ..."
+$cli scan > "$demo/state/scan.txt"
+head -n 8 "$demo/state/scan.txt"
+echo "   ... (all of it in $demo/state/scan.txt)"
 cat <<MSG
 
 == starting mailkeepd in the foreground (Ctrl-C stops it)
