@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -34,6 +35,24 @@ mk_fs_openat_dir(int dirfd, const char *name)
 	return -1;
 }
 
+/*
+ * relpath beneath dirfd in one openat2() that refuses symbolic links and
+ * "..": -1 on any failure, and the walk below then says which component
+ * was wrong (or does the work on a kernel without openat2).
+ */
+static int
+fs_openat2_dir_beneath(int dirfd, const char *relpath)
+{
+	struct open_how how;
+
+	if (relpath[0] == '\0' || strstr(relpath, "..") != NULL)
+		return -1;
+	memset(&how, 0, sizeof(how));
+	how.flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
+	return (int)syscall(SYS_openat2, dirfd, relpath, &how, sizeof(how));
+}
+
 int
 mk_fs_open_dir_beneath(int dirfd, const char *relpath, struct mk_err *err)
 {
@@ -41,6 +60,8 @@ mk_fs_open_dir_beneath(int dirfd, const char *relpath, struct mk_err *err)
 	const char *p = relpath;
 	int fd, next;
 
+	if ((fd = fs_openat2_dir_beneath(dirfd, relpath)) >= 0)
+		return fd;
 	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return mk_err_sys(err, "open(%s)", relpath);
@@ -82,6 +103,50 @@ mk_fs_open_dir_beneath(int dirfd, const char *relpath, struct mk_err *err)
 		fd = next;
 	}
 	return fd;
+}
+
+void
+mk_fs_dir_start(struct mk_fs_dir *d, int fd, char *buf, size_t size)
+{
+	d->fd = fd;
+	d->buf = buf;
+	d->size = size;
+	d->pos = 0;
+	d->len = 0;
+}
+
+int
+mk_fs_dir_rewind(struct mk_fs_dir *d)
+{
+	d->pos = 0;
+	d->len = 0;
+	return lseek(d->fd, 0, SEEK_SET) < 0 ? -1 : 0;
+}
+
+int
+mk_fs_dir_next(struct mk_fs_dir *d, struct mk_fs_dirent *de_r)
+{
+	const struct dirent64 *de;
+
+	if (d->pos >= d->len) {
+		ssize_t n;
+
+		while ((n = getdents64(d->fd, d->buf, d->size)) < 0 &&
+		    errno == EINTR)
+			;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return 0;
+		d->pos = 0;
+		d->len = (size_t)n;
+	}
+	de = (const struct dirent64 *)(const void *)(d->buf + d->pos);
+	d->pos += de->d_reclen;
+	de_r->name = de->d_name;
+	de_r->ino = (uint64_t)de->d_ino;
+	de_r->type = de->d_type;
+	return 1;
 }
 
 int

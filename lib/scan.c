@@ -18,15 +18,13 @@
 /*
  * The base names seen in new/ are kept as hashes, so that a message that
  * moves from new/ to cur/ while the folder is listed counts once.  new/
- * holds only unseen mail, so this stays small.
+ * holds only unseen mail, so this stays small, and it is not made at all
+ * while new/ is empty.
  */
 static const char scan_seen_mark;
 
-static bool
-scan_seen_has(const struct mk_hmap *seen, uint64_t h)
-{
-	return mk_hmap_get(seen, h, NULL, NULL) != NULL;
-}
+/* Room for getdents64(): about 300 Dovecot names per system call. */
+#define SCAN_DIRBUF (32 * 1024)
 
 void
 mk_usage_add(struct mk_usage *a, const struct mk_usage *b)
@@ -62,6 +60,8 @@ struct scan_ctx {
 	size_t nunsized;
 	size_t cap;
 	bool keep_unsized;
+	char *dirbuf; /* SCAN_DIRBUF bytes, the mailbox's */
+	bool again; /* listing the folder again: rewind new/ and cur/ */
 };
 
 /* Forget what a listing found, before listing again or at the end. */
@@ -74,7 +74,6 @@ scan_ctx_reset(struct scan_ctx *sc)
 		free(sc->unsized[i].name);
 	sc->nunsized = 0;
 	mk_hmap_free(&sc->seen);
-	sc->seen = mk_hmap_new();
 	memset(&sc->mal, 0, sizeof(sc->mal));
 	memset(&sc->skip, 0, sizeof(sc->skip));
 	memset(&sc->f->usage, 0, sizeof(sc->f->usage));
@@ -121,60 +120,83 @@ mk_scan_read_vsize(int dirfd, const char *name, uint64_t *vsize_r)
 }
 
 /*
- * Count the messages of one new/ or cur/ directory into the folder.  Base
- * names are added to the seen set for new/ and looked up in it for cur/.
+ * Open new/ or cur/ of a folder: the fd, -1 when it does not exist or is
+ * not a directory (a warning then), or -2 with err set.
  */
 static int
-scan_subdir(
-    int folderfd, const char *sub, struct scan_ctx *sc, struct mk_err *err)
+scan_open_subdir(int folderfd, const char *sub, struct mk_warnings *skipped,
+    struct mk_err *err)
 {
-	bool is_new = strcmp(sub, "new") == 0;
+	int fd = mk_fs_openat_dir(folderfd, sub);
+
+	if (fd >= 0 || errno == ENOENT)
+		return fd;
+	if (errno == ELOOP || errno == ENOTDIR) {
+		mk_warnings_add(skipped,
+		    "%s: not a directory or a symbolic link, not followed", sub);
+		return -1;
+	}
+	mk_err_sys(err, "open(%s)", sub);
+	return -2;
+}
+
+/* mtime of an open directory in ns, 0 for none (fd -1); -1 on error. */
+static int
+scan_mtime(int fd, int64_t *mtime_r)
+{
+	struct stat st;
+
+	*mtime_r = 0;
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) < 0)
+		return -1;
+	*mtime_r = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	return 0;
+}
+
+/*
+ * Count the messages of one open new/ or cur/ directory (fd -1: none)
+ * into the folder.  Base names are added to the seen set for new/ and
+ * looked up in it for cur/.
+ */
+static int
+scan_subdir(int fd, const char *sub, struct scan_ctx *sc, struct mk_err *err)
+{
+	bool is_new = sub[0] == 'n';
 	struct mk_warnings *malformed = &sc->mal, *skipped = &sc->skip;
-	struct mk_hmap *seen = sc->seen;
 	struct mk_usage *u = &sc->f->usage;
 	struct mk_maildir_name mn;
-	struct dirent *de;
+	struct mk_fs_dirent de;
+	struct mk_fs_dir dir;
 	struct mk_err nerr;
-	DIR *dir;
-	int fd;
+	int r;
 
-	fd = mk_fs_openat_dir(folderfd, sub);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return 0;
-		if (errno == ELOOP || errno == ENOTDIR) {
-			mk_warnings_add(skipped,
-			    "%s: not a directory or a symbolic link, not "
-			    "followed",
-			    sub);
-			return 0;
-		}
-		return mk_err_sys(err, "open(%s)", sub);
-	}
-	if ((dir = fdopendir(fd)) == NULL) {
-		close(fd);
-		return mk_err_sys(err, "fdopendir(%s)", sub);
-	}
-	while ((errno = 0, de = readdir(dir)) != NULL) {
-		const char *name = de->d_name;
+	if (fd < 0)
+		return 0;
+	mk_fs_dir_start(&dir, fd, sc->dirbuf, SCAN_DIRBUF);
+	if (sc->again && mk_fs_dir_rewind(&dir) < 0)
+		return mk_err_sys(err, "lseek(%s)", sub);
+	while ((r = mk_fs_dir_next(&dir, &de)) == 1) {
+		const char *name = de.name;
 		uint64_t size, vsize;
 		struct stat st;
 
 		if (mk_maildir_classify(name) != MK_MAILDIR_MESSAGE)
 			continue;
-		if (de->d_type == DT_LNK || de->d_type == DT_DIR) {
+		if (de.type == DT_LNK || de.type == DT_DIR) {
 			mk_warnings_add(skipped, "%s/%s: %s skipped", sub, name,
-			    de->d_type == DT_LNK ? "symbolic link"
-						 : "directory");
+			    de.type == DT_LNK ? "symbolic link" : "directory");
 			continue;
 		}
 		if (mk_maildir_name_parse(name, &mn, &nerr) < 0)
 			mk_warnings_add(malformed, "%s/%s", sub, nerr.msg);
-		if (!is_new &&
-		    scan_seen_has(seen, mk_hmap_hash(name, mn.base_len)))
+		if (!is_new && sc->seen != NULL &&
+		    mk_hmap_get(sc->seen, mk_hmap_hash(name, mn.base_len), NULL,
+			NULL) != NULL)
 			continue;
 		size = mn.size;
-		if (!mn.has_size || de->d_type == DT_UNKNOWN) {
+		if (!mn.has_size || de.type == DT_UNKNOWN) {
 			if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 				if (errno == ENOENT)
 					continue;
@@ -193,19 +215,22 @@ scan_subdir(
 		}
 		vsize = mn.vsize;
 		if (!mn.has_vsize) {
-			int r = mk_scan_read_vsize(fd, name, &vsize);
+			int vr = mk_scan_read_vsize(fd, name, &vsize);
 
-			if (r == 1)
+			if (vr == 1)
 				continue;
-			if (r < 0) {
+			if (vr < 0) {
 				mk_warnings_add(skipped, "%s/%s: read: %s", sub,
 				    name, strerror(errno));
 				continue;
 			}
 		}
-		if (is_new)
-			mk_hmap_put(seen, mk_hmap_hash(name, mn.base_len),
+		if (is_new) {
+			if (sc->seen == NULL)
+				sc->seen = mk_hmap_new();
+			mk_hmap_put(sc->seen, mk_hmap_hash(name, mn.base_len),
 			    (void *)&scan_seen_mark);
+		}
 		if (!mn.has_size || !mn.has_vsize) {
 			sc->f->unsized++;
 			if (sc->keep_unsized) {
@@ -224,30 +249,14 @@ scan_subdir(
 		u->vbytes += vsize;
 		u->messages++;
 	}
-	if (errno != 0) {
-		mk_err_sys(err, "readdir(%s)", sub);
-		closedir(dir);
-		return -1;
-	}
-	closedir(dir);
+	if (r < 0)
+		return mk_err_sys(err, "getdents(%s)", sub);
 	return 0;
-}
-
-/* mtime of a subdirectory in ns, 0 if it does not exist. */
-static int64_t
-scan_mtime(int folderfd, const char *sub)
-{
-	struct stat st;
-
-	if (fstatat(folderfd, sub, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return 0;
-	return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 }
 
 /* Can the folder be taken from the usage known from before? */
 static bool
-scan_reuse(
-    const struct mk_scan_hooks *hooks, int dirfd, struct mk_folder_usage *f)
+scan_reuse(const struct mk_scan_hooks *hooks, struct mk_folder_usage *f)
 {
 	const struct mk_mailbox_usage *prev;
 	size_t i;
@@ -260,13 +269,11 @@ scan_reuse(
 		if (strcmp(p->dir, f->dir) != 0)
 			continue;
 		if (p->ino != f->ino || p->unsized != 0 ||
-		    p->new_mtime_ns != scan_mtime(dirfd, "new") ||
-		    p->cur_mtime_ns != scan_mtime(dirfd, "cur") ||
+		    p->new_mtime_ns != f->new_mtime_ns ||
+		    p->cur_mtime_ns != f->cur_mtime_ns ||
 		    p->new_mtime_ns > hooks->prev_ns - 2000000000LL ||
 		    p->cur_mtime_ns > hooks->prev_ns - 2000000000LL)
 			return false;
-		f->new_mtime_ns = p->new_mtime_ns;
-		f->cur_mtime_ns = p->cur_mtime_ns;
 		f->usage = p->usage;
 		return true;
 	}
@@ -275,52 +282,83 @@ scan_reuse(
 
 /*
  * Scan one folder directory (the Maildir itself for INBOX) into *f.
- * Returns 0, or -1 when new/ or cur/ cannot be read for a reason other
- * than not existing.
+ * new/ and cur/ are opened once; their mtimes before the listing come
+ * from fstat() of those fds and are compared after it, so that a folder
+ * that changed while it was listed is listed again.  Returns 0, or -1
+ * when new/ or cur/ cannot be read for a reason other than not existing.
  */
 static int
 scan_folder(int dirfd, struct mk_folder_usage *f,
-    const struct mk_scan_hooks *hooks, struct mk_warnings *malformed,
-    struct mk_warnings *skipped, struct mk_err *err)
+    const struct mk_scan_hooks *hooks, char *dirbuf,
+    struct mk_warnings *malformed, struct mk_warnings *skipped,
+    struct mk_err *err)
 {
+	int newfd = -1, curfd = -1, try, rc = -1;
+	int64_t new_after, cur_after;
 	struct scan_ctx sc;
 	struct stat st;
-	int try, rc = 0;
 	size_t i;
 
+	memset(&sc, 0, sizeof(sc));
 	if (fstat(dirfd, &st) < 0)
 		return mk_err_sys(err, "fstat(%s)", f->name);
 	f->ino = (uint64_t)st.st_ino;
 	if (hooks != NULL && hooks->folder_cb != NULL)
 		hooks->folder_cb(dirfd, f->dir, hooks->arg);
-	if (scan_reuse(hooks, dirfd, f))
-		return 0;
-	memset(&sc, 0, sizeof(sc));
+	if ((newfd = scan_open_subdir(dirfd, "new", skipped, err)) == -2 ||
+	    (curfd = scan_open_subdir(dirfd, "cur", skipped, err)) == -2)
+		goto fail;
+	if (scan_mtime(newfd, &f->new_mtime_ns) < 0 ||
+	    scan_mtime(curfd, &f->cur_mtime_ns) < 0) {
+		mk_err_sys(err, "fstat");
+		goto fail;
+	}
+	if (scan_reuse(hooks, f)) {
+		rc = 0;
+		goto out;
+	}
 	sc.f = f;
+	sc.dirbuf = dirbuf;
 	sc.keep_unsized = hooks != NULL && hooks->unsized_cb != NULL;
 	for (try = 0; try < SCAN_TRIES; try++) {
 		scan_ctx_reset(&sc);
-		f->new_mtime_ns = scan_mtime(dirfd, "new");
-		f->cur_mtime_ns = scan_mtime(dirfd, "cur");
-		if (scan_subdir(dirfd, "new", &sc, err) < 0 ||
-		    scan_subdir(dirfd, "cur", &sc, err) < 0) {
-			rc = mk_err_prefix(err, "folder %s", f->name);
-			break;
+		sc.again = try > 0;
+		if (sc.again && (scan_mtime(newfd, &f->new_mtime_ns) < 0 ||
+				   scan_mtime(curfd, &f->cur_mtime_ns) < 0)) {
+			mk_err_sys(err, "fstat");
+			goto fail;
 		}
-		if (f->new_mtime_ns == scan_mtime(dirfd, "new") &&
-		    f->cur_mtime_ns == scan_mtime(dirfd, "cur"))
+		if (scan_subdir(newfd, "new", &sc, err) < 0 ||
+		    scan_subdir(curfd, "cur", &sc, err) < 0)
+			goto fail;
+		if (scan_mtime(newfd, &new_after) < 0 ||
+		    scan_mtime(curfd, &cur_after) < 0) {
+			mk_err_sys(err, "fstat");
+			goto fail;
+		}
+		if (f->new_mtime_ns == new_after &&
+		    f->cur_mtime_ns == cur_after)
 			break;
 	}
-	for (i = 0; rc == 0 && i < sc.nunsized; i++)
+	for (i = 0; i < sc.nunsized; i++)
 		hooks->unsized_cb(f->dir, sc.unsized[i].in_cur,
 		    sc.unsized[i].name, sc.unsized[i].size, sc.unsized[i].vsize,
 		    hooks->arg);
 	scan_warnings_merge(malformed, &sc.mal);
 	scan_warnings_merge(skipped, &sc.skip);
+	rc = 0;
+	goto out;
+fail:
+	mk_err_prefix(err, "folder %s", f->name);
+out:
 	for (i = 0; i < sc.nunsized; i++)
 		free(sc.unsized[i].name);
 	free(sc.unsized);
 	mk_hmap_free(&sc.seen);
+	if (newfd >= 0)
+		close(newfd);
+	if (curfd >= 0)
+		close(curfd);
 	return rc;
 }
 
@@ -338,7 +376,7 @@ scan_folder_cmp(const void *a, const void *b)
 static int
 scan_add_folder(struct mk_mailbox_usage *mu, size_t *cap, int folderfd,
     const char *dir, char sep, const struct mk_scan_hooks *hooks,
-    struct mk_err *err)
+    char *dirbuf, struct mk_err *err)
 {
 	char name[1024];
 	struct mk_folder_usage *f;
@@ -351,8 +389,8 @@ scan_add_folder(struct mk_mailbox_usage *mu, size_t *cap, int folderfd,
 	memset(f, 0, sizeof(*f));
 	f->name = mk_xstrdup(name);
 	f->dir = mk_xstrdup(dir);
-	if (scan_folder(folderfd, f, hooks, &mu->malformed, &mu->skipped, err) <
-	    0)
+	if (scan_folder(folderfd, f, hooks, dirbuf, &mu->malformed,
+		&mu->skipped, err) < 0)
 		return -1;
 	mk_usage_add(&mu->total, &f->usage);
 	return 0;
@@ -364,58 +402,58 @@ mk_scan_mailbox(int rootfd, const char *relpath, const char *address, char sep,
     struct mk_err *err)
 {
 	struct mk_mailbox_usage *mu;
-	struct dirent *de;
-	DIR *dir = NULL;
+	struct mk_fs_dirent de;
+	struct mk_fs_dir dir;
+	char *dirbuf = NULL;
 	size_t cap = 0;
-	int fd, rc = -1;
+	int fd, r, rc = -1;
 
 	*usage_r = NULL;
 	if ((fd = mk_fs_open_dir_beneath(rootfd, relpath, err)) < 0)
 		return mk_err_prefix(err, "mailbox %s", address);
+	dirbuf = mk_xmalloc(2 * SCAN_DIRBUF);
 	mu = mk_xcalloc(1, sizeof(*mu));
 	mu->address = mk_xstrdup(address);
 	mu->relpath = mk_xstrdup(relpath);
-	if (scan_add_folder(mu, &cap, fd, "", sep, hooks, err) < 0)
-		goto out;
-	if ((dir = fdopendir(fd)) == NULL) {
-		mk_err_sys(err, "mailbox %s: fdopendir", address);
+	if (scan_add_folder(mu, &cap, fd, "", sep, hooks, dirbuf, err) < 0) {
+		mk_err_prefix(err, "mailbox %s", address);
 		goto out;
 	}
-	fd = -1;
-	while ((errno = 0, de = readdir(dir)) != NULL) {
+	/* The folder names come from the second half of dirbuf: the
+	 * first is scan_folder's. */
+	mk_fs_dir_start(&dir, fd, dirbuf + SCAN_DIRBUF, SCAN_DIRBUF);
+	while ((r = mk_fs_dir_next(&dir, &de)) == 1) {
 		int ffd;
 
-		if (!mk_maildir_is_folder_dir(de->d_name))
+		if (!mk_maildir_is_folder_dir(de.name))
 			continue;
-		if (de->d_type == DT_LNK) {
+		if (de.type == DT_LNK) {
 			mk_warnings_add(&mu->skipped,
-			    "%s: symbolic link not followed", de->d_name);
+			    "%s: symbolic link not followed", de.name);
 			continue;
 		}
-		if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+		if (de.type != DT_DIR && de.type != DT_UNKNOWN)
 			continue;
-		ffd = mk_fs_openat_dir(dirfd(dir), de->d_name);
+		ffd = mk_fs_openat_dir(fd, de.name);
 		if (ffd < 0) {
 			if (errno == ELOOP)
 				mk_warnings_add(&mu->skipped,
-				    "%s: symbolic link not followed",
-				    de->d_name);
+				    "%s: symbolic link not followed", de.name);
 			else if (errno != ENOENT && errno != ENOTDIR)
-				mk_warnings_add(&mu->skipped, "%s: %s",
-				    de->d_name, strerror(errno));
+				mk_warnings_add(&mu->skipped, "%s: %s", de.name,
+				    strerror(errno));
 			continue;
 		}
-		rc =
-		    scan_add_folder(mu, &cap, ffd, de->d_name, sep, hooks, err);
+		r = scan_add_folder(
+		    mu, &cap, ffd, de.name, sep, hooks, dirbuf, err);
 		close(ffd);
-		if (rc < 0) {
+		if (r < 0) {
 			mk_err_prefix(err, "mailbox %s", address);
 			goto out;
 		}
-		rc = -1;
 	}
-	if (errno != 0) {
-		mk_err_sys(err, "mailbox %s: readdir", address);
+	if (r < 0) {
+		mk_err_sys(err, "mailbox %s: getdents", address);
 		goto out;
 	}
 	qsort(mu->folders, mu->nfolders, sizeof(*mu->folders), scan_folder_cmp);
@@ -423,10 +461,8 @@ mk_scan_mailbox(int rootfd, const char *relpath, const char *address, char sep,
 	mu = NULL;
 	rc = 0;
 out:
-	if (dir != NULL)
-		closedir(dir);
-	if (fd >= 0)
-		close(fd);
+	free(dirbuf);
+	close(fd);
 	mk_mailbox_usage_free(&mu);
 	return rc;
 }

@@ -6,6 +6,7 @@
 #define MAILKEEP_FSUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -25,6 +26,37 @@ int mk_fs_openat_dir(int dirfd, const char *name);
  * with err set (ELOOP / ENOTDIR when a component is a symbolic link).
  */
 int mk_fs_open_dir_beneath(int dirfd, const char *relpath, struct mk_err *err);
+
+/*
+ * A directory listed with getdents64(2) straight into a caller's buffer:
+ * no fdopendir() (which fstat()s and fcntl()s the fd again) and one
+ * system call per buffer of entries.  The fd stays the caller's.
+ */
+struct mk_fs_dir {
+	int fd;
+	char *buf;
+	size_t size; /* of buf; 32 KiB lists a folder of ~300 names at once */
+	size_t pos;
+	size_t len;
+};
+
+struct mk_fs_dirent {
+	const char *name; /* valid until the next mk_fs_dir_next */
+	uint64_t ino;
+	unsigned char type; /* DT_REG, DT_DIR, DT_LNK, DT_UNKNOWN, ... */
+};
+
+/* Start listing fd from its current offset into buf. */
+void mk_fs_dir_start(struct mk_fs_dir *d, int fd, char *buf, size_t size);
+
+/* Go back to the first entry (lseek to 0).  Returns 0 or -1 with errno. */
+int mk_fs_dir_rewind(struct mk_fs_dir *d);
+
+/*
+ * The next entry, "." and ".." included.  Returns 1 with *de_r filled, 0
+ * at the end, or -1 with errno set.
+ */
+int mk_fs_dir_next(struct mk_fs_dir *d, struct mk_fs_dirent *de_r);
 
 /*
  * stat() relpath beneath dirfd without following any symbolic link on

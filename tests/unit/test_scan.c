@@ -10,26 +10,33 @@
 #include "mailkeep/scan.h"
 
 /*
- * readdir() and fstatat() are wrapped (-Wl,--wrap) so that a test can act
- * in the middle of a scan, as Dovecot does.
+ * getdents64() and fstatat() are wrapped (-Wl,--wrap) so that a test can
+ * act in the middle of a scan, as Dovecot does: hook_readdir sees each
+ * name of a directory listing just after the kernel returned it.
  */
-struct dirent *__real_readdir(DIR *dir);
+ssize_t __real_getdents64(int fd, void *buf, size_t size);
 int __real_fstatat(int fd, const char *name, struct stat *st, int flags);
-struct dirent *__wrap_readdir(DIR *dir);
+ssize_t __wrap_getdents64(int fd, void *buf, size_t size);
 int __wrap_fstatat(int fd, const char *name, struct stat *st, int flags);
 
 static void (*hook_readdir)(const char *name);
 static const char *hook_stat_name;
 static void (*hook_stat)(int fd, const char *name);
 
-struct dirent *
-__wrap_readdir(DIR *dir)
+ssize_t
+__wrap_getdents64(int fd, void *buf, size_t size)
 {
-	struct dirent *de = __real_readdir(dir);
+	ssize_t n = __real_getdents64(fd, buf, size);
+	size_t pos;
 
-	if (de != NULL && hook_readdir != NULL)
+	for (pos = 0; n > 0 && pos < (size_t)n && hook_readdir != NULL;) {
+		const struct dirent64 *de =
+		    (const struct dirent64 *)(const void *)((char *)buf + pos);
+
 		hook_readdir(de->d_name);
-	return de;
+		pos += de->d_reclen;
+	}
+	return n;
 }
 
 int
