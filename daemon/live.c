@@ -1,5 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,7 @@
 #include "live.h"
 #include "pool.h"
 #include "watch.h"
+#include "wdtab.h"
 #include "worker.h"
 
 /* What a watch descriptor stands for. */
@@ -30,11 +33,24 @@ enum live_wd_kind {
 	WD_CUR,
 };
 
+/*
+ * What a watch descriptor stands for, decoded from the wd table: the
+ * table keeps the folder (WD_DIR, WD_NEW, WD_CUR), the mailbox (WD_ROOT)
+ * or live_store_mark (WD_STORE) with the kind, 8 bytes a watch.
+ */
 struct live_wd {
 	int wd;
 	enum live_wd_kind kind;
 	struct mk_live_mailbox *mb; /* NULL for WD_STORE */
 	struct mk_live_folder *f; /* WD_DIR, WD_NEW, WD_CUR */
+};
+
+static const uint64_t live_store_mark;
+
+/* A folder name or directory shared by every folder that has it. */
+struct live_str {
+	size_t refs;
+	char s[];
 };
 
 /* A name without ,S= or ,W=, with the sizes it was counted with. */
@@ -56,7 +72,8 @@ struct live_detached {
 struct mk_live {
 	struct mk_daemon *d;
 	struct mk_hmap *mailboxes; /* hash(address) -> mailbox */
-	struct mk_hmap *wds; /* wd -> struct live_wd */
+	struct mk_wdtab *wds; /* wd -> what it watches */
+	struct mk_hmap *strings; /* hash -> struct live_str */
 	char **queue; /* addresses waiting for a scan */
 	bool *queue_audit;
 	size_t qhead, qlen, qcap;
@@ -165,17 +182,41 @@ live_sized_add(struct mk_live_folder *f, const char *name, bool in_cur,
 	return s;
 }
 
+static bool
+live_wd_get(const struct mk_live *live, int wd, struct live_wd *w)
+{
+	unsigned kind;
+	void *ptr;
+
+	if (!mk_wdtab_get(live->wds, wd, &ptr, &kind))
+		return false;
+	w->wd = wd;
+	w->kind = (enum live_wd_kind)kind;
+	w->f = NULL;
+	w->mb = NULL;
+	if (kind == WD_ROOT)
+		w->mb = ptr;
+	else if (kind != WD_STORE) {
+		w->f = ptr;
+		w->mb = w->f->mb;
+	}
+	return true;
+}
+
+static bool
+live_wd_known(const struct mk_live *live, int wd)
+{
+	struct live_wd w;
+
+	return live_wd_get(live, wd, &w);
+}
+
 static void
 live_forget_wd(struct mk_live *live, int wd, bool rm)
 {
-	struct live_wd *w;
-
 	if (wd < 0)
 		return;
-	if ((w = mk_hmap_get(live->wds, (uint64_t)wd, NULL, NULL)) != NULL) {
-		mk_hmap_remove(live->wds, (uint64_t)wd, w);
-		free(w);
-	}
+	mk_wdtab_remove(live->wds, wd);
 	if (rm)
 		mk_watch_rm(live->d->watch, wd);
 }
@@ -184,21 +225,57 @@ static void
 live_set_wd(struct mk_live *live, int wd, enum live_wd_kind kind,
     struct mk_live_mailbox *mb, struct mk_live_folder *f)
 {
-	struct live_wd *w;
+	void *ptr = f != NULL ? (void *)f
+	    : mb != NULL      ? (void *)mb
+			      : (void *)&live_store_mark;
 
 	if (wd < 0)
 		return;
-	live_forget_wd(live, wd, false);
-	w = mk_xcalloc(1, sizeof(*w));
-	w->wd = wd;
-	w->kind = kind;
-	w->mb = mb;
-	w->f = f;
-	mk_hmap_put(live->wds, (uint64_t)wd, w);
+	mk_wdtab_put(live->wds, wd, ptr, kind);
+}
+
+static bool
+live_str_match(const void *value, const void *ctx)
+{
+	return strcmp(((const struct live_str *)value)->s, ctx) == 0;
+}
+
+/* The shared copy of s; give it back with live_unintern. */
+static const char *
+live_intern(struct mk_live *live, const char *s)
+{
+	uint64_t h = live_key(s);
+	struct live_str *str = mk_hmap_get(live->strings, h, live_str_match, s);
+
+	if (str == NULL) {
+		size_t len = strlen(s);
+
+		str = mk_xmalloc(sizeof(*str) + len + 1);
+		str->refs = 0;
+		memcpy(str->s, s, len + 1);
+		mk_hmap_put(live->strings, h, str);
+	}
+	str->refs++;
+	return str->s;
 }
 
 static void
-live_folder_free(struct mk_live_folder *f)
+live_unintern(struct mk_live *live, const char *s)
+{
+	struct live_str *str;
+
+	if (s == NULL)
+		return;
+	str = (struct live_str *)(void *)((char *)(uintptr_t)s -
+	    offsetof(struct live_str, s));
+	if (--str->refs == 0) {
+		mk_hmap_remove(live->strings, live_key(s), str);
+		free(str);
+	}
+}
+
+static void
+live_folder_free(struct mk_live *live, struct mk_live_folder *f)
 {
 	struct live_sized *s;
 	size_t pos = 0;
@@ -210,18 +287,20 @@ live_folder_free(struct mk_live_folder *f)
 		}
 		mk_hmap_free(&f->unsized);
 	}
-	free(f->dir);
-	free(f->name);
+	live_unintern(live, f->dir);
+	live_unintern(live, f->name);
 	free(f);
 }
 
 static struct mk_live_folder *
-live_folder_new(const struct mk_folder_usage *fu)
+live_folder_new(struct mk_live *live, struct mk_live_mailbox *mb,
+    const struct mk_folder_usage *fu)
 {
 	struct mk_live_folder *f = mk_xcalloc(1, sizeof(*f));
 
-	f->dir = mk_xstrdup(fu->dir);
-	f->name = mk_xstrdup(fu->name);
+	f->mb = mb;
+	f->dir = live_intern(live, fu->dir);
+	f->name = live_intern(live, fu->name);
 	f->ino = fu->ino;
 	f->new_mtime_ns = fu->new_mtime_ns;
 	f->cur_mtime_ns = fu->cur_mtime_ns;
@@ -242,7 +321,7 @@ live_folders_clear(struct mk_live *live, struct mk_live_mailbox *mb, bool rm)
 		live_forget_wd(live, f->wd_new, rm);
 		live_forget_wd(live, f->wd_cur, rm);
 		live_forget_wd(live, f->wd_dir, rm);
-		live_folder_free(f);
+		live_folder_free(live, f);
 	}
 	free(mb->folders);
 	mb->folders = NULL;
@@ -265,7 +344,7 @@ live_folder_delete(
 	live_forget_wd(live, f->wd_new, true);
 	live_forget_wd(live, f->wd_cur, true);
 	live_forget_wd(live, f->wd_dir, true);
-	live_folder_free(f);
+	live_folder_free(live, f);
 	memmove(&mb->folders[i], &mb->folders[i + 1],
 	    (mb->nfolders - i - 1) * sizeof(*mb->folders));
 	mb->nfolders--;
@@ -305,13 +384,14 @@ live_mailbox_remove(struct mk_live *live, struct mk_live_mailbox *mb)
 
 /* Set mb's folders from a scan or the catalog. */
 static void
-live_folders_set(struct mk_live_mailbox *mb, const struct mk_mailbox_usage *mu)
+live_folders_set(struct mk_live *live, struct mk_live_mailbox *mb,
+    const struct mk_mailbox_usage *mu)
 {
 	size_t i;
 
 	mb->folders = mk_xcalloc(mu->nfolders, sizeof(*mb->folders));
 	for (i = 0; i < mu->nfolders; i++)
-		mb->folders[i] = live_folder_new(&mu->folders[i]);
+		mb->folders[i] = live_folder_new(live, mb, &mu->folders[i]);
 	mb->nfolders = mu->nfolders;
 	mb->total = mu->total;
 }
@@ -469,8 +549,7 @@ live_scan_drop_watches(struct mk_live *live, struct live_scan_job *j)
 {
 	size_t i;
 
-	if (j->wd_root >= 0 &&
-	    mk_hmap_get(live->wds, (uint64_t)j->wd_root, NULL, NULL) == NULL)
+	if (j->wd_root >= 0 && !live_wd_known(live, j->wd_root))
 		mk_watch_rm(live->d->watch, j->wd_root);
 	for (i = 0; i < j->nwds; i++) {
 		int wds[3] = { j->wds[i].wd_new, j->wds[i].wd_cur,
@@ -478,9 +557,7 @@ live_scan_drop_watches(struct mk_live *live, struct live_scan_job *j)
 		int k;
 
 		for (k = 0; k < 3; k++)
-			if (wds[k] >= 0 &&
-			    mk_hmap_get(live->wds, (uint64_t)wds[k], NULL,
-				NULL) == NULL)
+			if (wds[k] >= 0 && !live_wd_known(live, wds[k]))
 				mk_watch_rm(live->d->watch, wds[k]);
 	}
 }
@@ -512,7 +589,7 @@ live_scan_apply(
 		}
 	}
 	live_folders_clear(live, mb, false);
-	live_folders_set(mb, j->mu);
+	live_folders_set(live, mb, j->mu);
 	if (mb->wd_root >= 0 && mb->wd_root != j->wd_root)
 		live_forget_wd(live, mb->wd_root, true);
 	mb->wd_root = j->wd_root;
@@ -580,6 +657,10 @@ live_check_ready(struct mk_live *live)
 	    live->store_listing || evtimer_pending(live->store_timer, NULL))
 		return;
 	live->d->ready = true;
+	/* The startup scans' jobs and the catalog's figures are freed
+	 * by now: give their pages back instead of keeping them in the
+	 * heap for good. */
+	malloc_trim(0);
 	mk_log_info("live", "usage of %zu mailboxes is current",
 	    mk_hmap_count(live->mailboxes));
 	mk_daemon_notify_status(live->d);
@@ -1100,10 +1181,10 @@ live_root_event(struct mk_live *live, struct live_wd *w, uint32_t mask,
 		    live->d->conf->hierarchy_separator, imap, sizeof(imap));
 		mk_log_debug("live", "%s: folder %s renamed to %s", mb->address,
 		    f->name, imap);
-		free(f->dir);
-		free(f->name);
-		f->dir = mk_xstrdup(name);
-		f->name = mk_xstrdup(imap);
+		live_unintern(live, f->dir);
+		live_unintern(live, f->name);
+		f->dir = live_intern(live, name);
+		f->name = live_intern(live, imap);
 		f->detached = 0;
 		mb->unsaved = true;
 		return;
@@ -1115,10 +1196,10 @@ void
 mk_live_event(struct mk_live *live, int wd, uint32_t mask, uint32_t cookie,
     const char *name)
 {
-	struct live_wd *w = mk_hmap_get(live->wds, (uint64_t)wd, NULL, NULL);
+	struct live_wd wv, *w = &wv;
 
 	live->d->stats.events++;
-	if (w == NULL) {
+	if (!live_wd_get(live, wd, w)) {
 		/* A watch a scan in flight has set: that scan goes again. */
 		live->unknown_events++;
 		return;
@@ -1503,7 +1584,8 @@ mk_live_new(struct mk_daemon *d)
 
 	live->d = d;
 	live->mailboxes = mk_hmap_new();
-	live->wds = mk_hmap_new();
+	live->wds = mk_wdtab_new();
+	live->strings = mk_hmap_new();
 	live->kick = event_new(d->base, -1, 0, live_kick_cb, live);
 	live->settle = evtimer_new(d->base, live_settle_cb, live);
 	live->store_timer = evtimer_new(d->base, live_store_timer_cb, live);
@@ -1528,18 +1610,15 @@ mk_live_free(struct mk_live **livep)
 {
 	struct mk_live *live = *livep;
 	struct mk_live_mailbox *mb;
-	struct live_wd *w;
 	size_t pos = 0, i;
 
 	if (live == NULL)
 		return;
 	while ((mb = mk_hmap_next(live->mailboxes, &pos)) != NULL)
 		live_mailbox_free(live, mb, false);
-	pos = 0;
-	while ((w = mk_hmap_next(live->wds, &pos)) != NULL)
-		free(w);
 	mk_hmap_free(&live->mailboxes);
-	mk_hmap_free(&live->wds);
+	mk_wdtab_free(&live->wds);
+	mk_hmap_free(&live->strings);
 	for (i = 0; i < live->qlen; i++)
 		free(live->queue[(live->qhead + i) % live->qcap]);
 	free(live->queue);
@@ -1564,7 +1643,7 @@ live_load_cb(struct mk_mailbox_usage *mu, int64_t scanned_ns, void *arg)
 	struct mk_live_mailbox *mb;
 
 	mb = live_mailbox_add(live, mu->address, mu->relpath);
-	live_folders_set(mb, mu);
+	live_folders_set(live, mb, mu);
 	mb->scanned_ns = scanned_ns;
 	mb->prev = mu;
 }
@@ -1614,7 +1693,7 @@ mk_live_counts(const struct mk_live *live, struct mk_live_counts *c)
 		c->bytes += mb->total.bytes;
 		c->messages += mb->total.messages;
 	}
-	c->watches = mk_hmap_count(live->wds);
+	c->watches = mk_wdtab_count(live->wds);
 	c->queued = live->qlen;
 	c->scanning = live->scanning;
 }

@@ -26,8 +26,9 @@
 #include "daemon.h"
 
 struct mk_live_folder {
-	char *dir; /* "" for INBOX, ".Archive.2024" */
-	char *name; /* IMAP name, UTF-8 */
+	struct mk_live_mailbox *mb; /* the mailbox it belongs to */
+	const char *dir; /* "" for INBOX, ".Archive.2024" (interned) */
+	const char *name; /* IMAP name, UTF-8 (interned) */
 	uint64_t ino;
 	int64_t new_mtime_ns; /* at the last listing */
 	int64_t cur_mtime_ns;
