@@ -15,7 +15,6 @@
 
 enum catalog_stmt {
 	STMT_MAILBOX_UPSERT,
-	STMT_MAILBOX_ID,
 	STMT_FOLDER_UPSERT,
 	STMT_FOLDER_PRUNE,
 	STMT_HISTORY_PUT,
@@ -65,8 +64,8 @@ static const char *const catalog_sql[STMT_COUNT] = {
 	    "INSERT INTO mailbox (address, relpath, bytes, vbytes, messages, "
 	    "scanned_ns, removed_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL) ON "
 	    "CONFLICT (address) DO UPDATE SET relpath = ?2, bytes = ?3, vbytes "
-	    "= ?4, messages = ?5, scanned_ns = ?6, removed_ns = NULL",
-	[STMT_MAILBOX_ID] = "SELECT id FROM mailbox WHERE address = ?1",
+	    "= ?4, messages = ?5, scanned_ns = ?6, removed_ns = NULL RETURNING "
+	    "id",
 	[STMT_FOLDER_UPSERT] =
 	    "INSERT INTO folder (mailbox_id, dir, name, ino, new_mtime_ns, "
 	    "cur_mtime_ns, bytes, vbytes, messages, seen_ns, unsized) VALUES "
@@ -306,7 +305,7 @@ out:
 static int
 catalog_migrate(struct mk_catalog *cat, struct mk_err *err)
 {
-	int64_t version;
+	int64_t version = 0;
 	char sql[64];
 
 	if (catalog_exec(cat, "BEGIN IMMEDIATE", err) < 0)
@@ -424,27 +423,6 @@ catalog_step_done(struct mk_catalog *cat, sqlite3_stmt *st, struct mk_err *err)
 	return 0;
 }
 
-/* The id of a mailbox; 1 found, 0 absent, -1 error. */
-static int
-catalog_mailbox_id(struct mk_catalog *cat, const char *address, int64_t *id_r,
-    struct mk_err *err)
-{
-	sqlite3_stmt *st = cat->stmts[STMT_MAILBOX_ID];
-	int r;
-
-	sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
-	r = sqlite3_step(st);
-	if (r == SQLITE_ROW)
-		*id_r = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	if (r == SQLITE_ROW)
-		return 1;
-	if (r == SQLITE_DONE)
-		return 0;
-	return catalog_error(cat, err, "mailbox id");
-}
-
 int
 mk_catalog_put_usage(struct mk_catalog *cat, const struct mk_mailbox_usage *mu,
     int64_t scanned_ns, int64_t now_ns, struct mk_err *err)
@@ -460,11 +438,15 @@ mk_catalog_put_usage(struct mk_catalog *cat, const struct mk_mailbox_usage *mu,
 	sqlite3_bind_int64(st, 4, (int64_t)mu->total.vbytes);
 	sqlite3_bind_int64(st, 5, (int64_t)mu->total.messages);
 	sqlite3_bind_int64(st, 6, scanned_ns);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		catalog_error(cat, err, "mailbox upsert");
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		return -1;
+	}
+	id = sqlite3_column_int64(st, 0);
 	if (catalog_step_done(cat, st, err) < 0)
 		return -1;
-	if (catalog_mailbox_id(cat, mu->address, &id, err) != 1)
-		return mk_err_set(err, "catalog %s: mailbox %s vanished",
-		    cat->path, mu->address);
 	st = cat->stmts[STMT_FOLDER_UPSERT];
 	for (i = 0; i < mu->nfolders; i++) {
 		const struct mk_folder_usage *f = &mu->folders[i];
@@ -1110,7 +1092,7 @@ mk_catalog_versions_at(struct mk_catalog *cat, const char *address,
 	sqlite3_stmt *st;
 	uint8_t(*blobs)[MK_PACK_ID_LEN] = NULL;
 	struct mk_catalog_version v;
-	int64_t mailbox;
+	int64_t mailbox = 0;
 	size_t cap = 0;
 	int r, rc = -1;
 

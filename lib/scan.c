@@ -133,7 +133,8 @@ scan_open_subdir(int folderfd, const char *sub, struct mk_warnings *skipped,
 		return fd;
 	if (errno == ELOOP || errno == ENOTDIR) {
 		mk_warnings_add(skipped,
-		    "%s: not a directory or a symbolic link, not followed", sub);
+		    "%s: not a directory or a symbolic link, not followed",
+		    sub);
 		return -1;
 	}
 	mk_err_sys(err, "open(%s)", sub);
@@ -323,8 +324,9 @@ scan_folder(int dirfd, struct mk_folder_usage *f,
 	for (try = 0; try < SCAN_TRIES; try++) {
 		scan_ctx_reset(&sc);
 		sc.again = try > 0;
-		if (sc.again && (scan_mtime(newfd, &f->new_mtime_ns) < 0 ||
-				   scan_mtime(curfd, &f->cur_mtime_ns) < 0)) {
+		if (sc.again &&
+		    (scan_mtime(newfd, &f->new_mtime_ns) < 0 ||
+			scan_mtime(curfd, &f->cur_mtime_ns) < 0)) {
 			mk_err_sys(err, "fstat");
 			goto fail;
 		}
@@ -375,8 +377,8 @@ scan_folder_cmp(const void *a, const void *b)
 /* Append a folder entry for dir and scan it. */
 static int
 scan_add_folder(struct mk_mailbox_usage *mu, size_t *cap, int folderfd,
-    const char *dir, char sep, const struct mk_scan_hooks *hooks,
-    char *dirbuf, struct mk_err *err)
+    const char *dir, char sep, const struct mk_scan_hooks *hooks, char *dirbuf,
+    struct mk_err *err)
 {
 	char name[1024];
 	struct mk_folder_usage *f;

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "mailkeep/catalog.h"
 #include "mailkeep/fsutil.h"
 #include "mailkeep/log.h"
+#include "mailkeep/mem.h"
 #include "mailkeep/scan.h"
 #include "mailkeep/store.h"
 #include "mailkeep/str.h"
@@ -18,6 +20,34 @@
 
 /* Rows of mailboxes recorded in one catalog transaction. */
 #define SCAN_BATCH 256
+/* Mailboxes scanned ahead of the one printed: bounds the memory. */
+#define SCAN_WINDOW 64
+#define SCAN_THREADS_MAX 8
+
+/* The result of one mailbox (a slot of the window). */
+struct scan_slot {
+	bool ready;
+	int rc;
+	struct mk_mailbox_usage *mu;
+	struct mk_err err;
+};
+
+/*
+ * Mailboxes are listed by worker threads, which take the next job in
+ * order but never more than SCAN_WINDOW ahead of the one the main thread
+ * waits for; the main thread prints and writes the catalog in order.
+ */
+struct scan_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const struct mk_store_mailbox *jobs;
+	size_t count;
+	size_t next; /* the next job a worker takes */
+	size_t consumed; /* jobs the main thread is done with */
+	struct scan_slot slots[SCAN_WINDOW];
+	int rootfd;
+	char sep;
+};
 
 struct scan_run {
 	struct cmd_ctx *ctx;
@@ -113,19 +143,19 @@ scan_flush(struct scan_run *run)
 	return 0;
 }
 
+/* Report and record one mailbox's scan result (main thread). */
 static void
-scan_one(struct scan_run *run, const char *address, const char *relpath)
+scan_done(struct scan_run *run, const char *address, const char *relpath,
+    struct mk_mailbox_usage *mu, const struct mk_err *scan_err)
 {
-	struct mk_mailbox_usage *mu = NULL;
 	struct mk_err err;
 
-	if (mk_scan_mailbox(run->rootfd, relpath, address,
-		run->conf->hierarchy_separator, NULL, &mu, &err) < 0) {
-		if (err.sys_errno == ENOENT)
+	if (mu == NULL) {
+		if (scan_err->sys_errno == ENOENT)
 			mk_log_error("scan", "%s: no such mailbox (%s/%s)",
 			    address, run->conf->store_root, relpath);
 		else
-			mk_log_error("scan", "%s", err.msg);
+			mk_log_error("scan", "%s", scan_err->msg);
 		run->status = CMD_FAIL;
 		return;
 	}
@@ -154,6 +184,114 @@ scan_one(struct scan_run *run, const char *address, const char *relpath)
 	mk_mailbox_usage_free(&mu);
 }
 
+static void *
+scan_worker(void *arg)
+{
+	struct scan_pool *pool = arg;
+	struct mk_mailbox_usage *mu;
+	struct scan_slot *slot;
+	struct mk_err err;
+	size_t i;
+	int rc;
+
+	pthread_mutex_lock(&pool->lock);
+	for (;;) {
+		while (pool->next < pool->count &&
+		    pool->next >= pool->consumed + SCAN_WINDOW)
+			pthread_cond_wait(&pool->cond, &pool->lock);
+		if (pool->next >= pool->count)
+			break;
+		i = pool->next++;
+		pthread_mutex_unlock(&pool->lock);
+		mu = NULL;
+		memset(&err, 0, sizeof(err));
+		rc = mk_scan_mailbox(pool->rootfd, pool->jobs[i].relpath,
+		    pool->jobs[i].address, pool->sep, NULL, &mu, &err);
+		pthread_mutex_lock(&pool->lock);
+		slot = &pool->slots[i % SCAN_WINDOW];
+		slot->rc = rc;
+		slot->mu = mu;
+		slot->err = err;
+		slot->ready = true;
+		pthread_cond_broadcast(&pool->cond);
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return NULL;
+}
+
+/* How many threads list mailboxes: one per CPU, within bounds. */
+static size_t
+scan_threads(size_t count)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 1)
+		n = 1;
+	if (n > SCAN_THREADS_MAX)
+		n = SCAN_THREADS_MAX;
+	return count < (size_t)n ? count : (size_t)n;
+}
+
+/* Scan the jobs in parallel and hand each result to scan_done in order. */
+static void
+scan_all(
+    struct scan_run *run, const struct mk_store_mailbox *jobs, size_t count)
+{
+	pthread_t threads[SCAN_THREADS_MAX];
+	struct scan_pool pool;
+	size_t i, nthreads = 0, want = scan_threads(count);
+
+	memset(&pool, 0, sizeof(pool));
+	pthread_mutex_init(&pool.lock, NULL);
+	pthread_cond_init(&pool.cond, NULL);
+	pool.jobs = jobs;
+	pool.count = count;
+	pool.rootfd = run->rootfd;
+	pool.sep = run->conf->hierarchy_separator;
+	for (i = 0; i < want; i++) {
+		if (pthread_create(
+			&threads[nthreads], NULL, scan_worker, &pool) != 0) {
+			mk_log_warn(
+			    "scan", "pthread_create: %s", strerror(errno));
+			break;
+		}
+		nthreads++;
+	}
+	if (nthreads == 0 && count > 0) {
+		/* No thread at all: list in this one. */
+		pool.count = 0;
+		for (i = 0; i < count; i++) {
+			struct mk_mailbox_usage *mu = NULL;
+			struct mk_err err;
+
+			if (mk_scan_mailbox(run->rootfd, jobs[i].relpath,
+				jobs[i].address, pool.sep, NULL, &mu, &err) < 0)
+				mu = NULL;
+			scan_done(
+			    run, jobs[i].address, jobs[i].relpath, mu, &err);
+		}
+	}
+	for (i = 0; i < pool.count; i++) {
+		struct scan_slot *slot = &pool.slots[i % SCAN_WINDOW];
+		struct scan_slot got;
+
+		pthread_mutex_lock(&pool.lock);
+		while (!slot->ready)
+			pthread_cond_wait(&pool.cond, &pool.lock);
+		got = *slot;
+		slot->ready = false;
+		pool.consumed = i + 1;
+		pthread_cond_broadcast(&pool.cond);
+		pthread_mutex_unlock(&pool.lock);
+		scan_done(run, jobs[i].address, jobs[i].relpath,
+		    got.rc == 0 ? got.mu : NULL, &got.err);
+	}
+	for (i = 0; i < nthreads; i++)
+		pthread_join(threads[i], NULL);
+	pthread_cond_destroy(&pool.cond);
+	pthread_mutex_destroy(&pool.lock);
+}
+
 int
 cmd_scan(struct cmd_ctx *ctx, int argc, char **argv)
 {
@@ -163,6 +301,7 @@ cmd_scan(struct cmd_ctx *ctx, int argc, char **argv)
 	struct mk_err err;
 	int64_t start = scan_now_ns();
 	char relpath[4096];
+	bool all;
 	size_t i;
 
 	memset(&run, 0, sizeof(run));
@@ -182,42 +321,45 @@ cmd_scan(struct cmd_ctx *ctx, int argc, char **argv)
 		run.status = CMD_FAIL;
 		goto out;
 	}
-	if (optind == argc && mk_store_list(store, &list, &err) < 0) {
+	all = optind == argc;
+	if (all && mk_store_list(store, &list, &err) < 0) {
 		mk_log_error("scan", "%s", err.msg);
 		run.status = CMD_FAIL;
 		goto out;
 	}
-	if (list != NULL && list->warnings.count > 0)
+	if (all && list->warnings.count > 0)
 		mk_log_warn("scan", "%s: %llu entries skipped, first: %s",
 		    run.conf->store_root, list->warnings.count,
 		    list->warnings.first);
 	run.folders = optind < argc;
-	if (ctx->json)
-		printf("{\"mailboxes\":[");
-	if (list != NULL) {
-		for (i = 0; i < list->count; i++)
-			scan_one(&run, list->mailboxes[i].address,
-			    list->mailboxes[i].relpath);
+	if (list == NULL) {
+		/* The mailboxes named on the command line, in that order. */
+		list = mk_xcalloc(1, sizeof(*list));
+		list->mailboxes = mk_xcalloc(
+		    (size_t)(argc - optind), sizeof(*list->mailboxes));
 	}
 	for (i = (size_t)optind; i < (size_t)argc; i++) {
-		char *address = strdup(argv[i]);
+		struct mk_store_mailbox *m = &list->mailboxes[list->count];
 
-		if (address == NULL)
-			mk_fatal("scan", "out of memory");
-		mk_str_lower(address);
 		if (mk_store_mailbox_path(
-			store, address, relpath, sizeof(relpath), &err) < 0) {
+			store, argv[i], relpath, sizeof(relpath), &err) < 0) {
 			mk_log_error("scan", "%s", err.msg);
 			run.status = CMD_FAIL;
-		} else
-			scan_one(&run, address, relpath);
-		free(address);
+			continue;
+		}
+		m->address = mk_xstrdup(argv[i]);
+		mk_str_lower(m->address);
+		m->relpath = mk_xstrdup(relpath);
+		list->count++;
 	}
+	if (ctx->json)
+		printf("{\"mailboxes\":[");
+	scan_all(&run, list->mailboxes, list->count);
 	if (ctx->json)
 		printf("]}\n");
 	if (scan_flush(&run) < 0)
 		run.status = CMD_FAIL;
-	if (list != NULL && run.status == CMD_OK &&
+	if (all && run.status == CMD_OK &&
 	    mk_catalog_mark_removed(run.cat, start, &err) < 0) {
 		mk_log_error("scan", "%s", err.msg);
 		run.status = CMD_FAIL;
