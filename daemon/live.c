@@ -289,15 +289,13 @@ live_folder_free(struct mk_live *live, struct mk_live_folder *f)
 	}
 	live_unintern(live, f->dir);
 	live_unintern(live, f->name);
-	free(f);
+	/* f itself lives in its mailbox's folder block. */
 }
 
-static struct mk_live_folder *
-live_folder_new(struct mk_live *live, struct mk_live_mailbox *mb,
-    const struct mk_folder_usage *fu)
+static void
+live_folder_init(struct mk_live *live, struct mk_live_mailbox *mb,
+    struct mk_live_folder *f, const struct mk_folder_usage *fu)
 {
-	struct mk_live_folder *f = mk_xcalloc(1, sizeof(*f));
-
 	f->mb = mb;
 	f->dir = live_intern(live, fu->dir);
 	f->name = live_intern(live, fu->name);
@@ -306,7 +304,6 @@ live_folder_new(struct mk_live *live, struct mk_live_mailbox *mb,
 	f->cur_mtime_ns = fu->cur_mtime_ns;
 	f->usage = fu->usage;
 	f->wd_new = f->wd_cur = f->wd_dir = -1;
-	return f;
 }
 
 /* Drop every folder of mb; rm says whether to remove the watches too. */
@@ -353,9 +350,11 @@ live_folder_delete(
 static struct mk_live_mailbox *
 live_mailbox_add(struct mk_live *live, const char *address, const char *relpath)
 {
-	struct mk_live_mailbox *mb = mk_xcalloc(1, sizeof(*mb));
+	size_t alen = strlen(address) + 1;
+	struct mk_live_mailbox *mb = mk_xcalloc(1, sizeof(*mb) + alen);
 
-	mb->address = mk_xstrdup(address);
+	/* The address is never changed: it lives after the mailbox. */
+	mb->address = memcpy((char *)(mb + 1), address, alen);
 	mb->relpath = mk_xstrdup(relpath);
 	mb->wd_root = -1;
 	mb->stale = true;
@@ -369,7 +368,6 @@ live_mailbox_free(struct mk_live *live, struct mk_live_mailbox *mb, bool rm)
 	live_folders_clear(live, mb, rm);
 	live_forget_wd(live, mb->wd_root, rm);
 	mk_mailbox_usage_free(&mb->prev);
-	free(mb->address);
 	free(mb->relpath);
 	free(mb);
 }
@@ -387,11 +385,17 @@ static void
 live_folders_set(struct mk_live *live, struct mk_live_mailbox *mb,
     const struct mk_mailbox_usage *mu)
 {
-	size_t i;
+	struct mk_live_folder *block;
+	size_t i, n = mu->nfolders;
 
-	mb->folders = mk_xcalloc(mu->nfolders, sizeof(*mb->folders));
-	for (i = 0; i < mu->nfolders; i++)
-		mb->folders[i] = live_folder_new(live, mb, &mu->folders[i]);
+	/* One allocation: the pointers, then the folders themselves. */
+	mb->folders =
+	    mk_xcalloc(1, n * (sizeof(*mb->folders) + sizeof(*block)));
+	block = (struct mk_live_folder *)(void *)(mb->folders + n);
+	for (i = 0; i < n; i++) {
+		mb->folders[i] = &block[i];
+		live_folder_init(live, mb, &block[i], &mu->folders[i]);
+	}
 	mb->nfolders = mu->nfolders;
 	mb->total = mu->total;
 }
@@ -618,7 +622,7 @@ live_scan_apply(
 	mb->scanned_ns = j->started_ns;
 	mb->polled = j->polled;
 	mb->unsaved = true;
-	if (j->audit && !mb->dirty && mb->prev == NULL) {
+	if (j->audit && !mb->dirty && mb->prev == NULL && !mb->from_catalog) {
 		uint64_t diff = before.bytes > mb->total.bytes
 		    ? before.bytes - mb->total.bytes
 		    : mb->total.bytes - before.bytes;
@@ -632,6 +636,7 @@ live_scan_apply(
 		}
 	}
 	mk_mailbox_usage_free(&mb->prev);
+	mb->from_catalog = false;
 }
 
 static void
@@ -771,9 +776,10 @@ live_scan_submit(struct mk_live *live, struct mk_live_mailbox *mb, bool audit)
 	j->unknown_at_submit = live->unknown_events;
 	/* Unchanged folders are taken from the catalog, or while polling
 	 * from the live usage. */
-	if (mb->prev != NULL) {
-		j->prev = mb->prev;
+	if (mb->prev != NULL || mb->from_catalog) {
+		j->prev = mb->prev != NULL ? mb->prev : live_usage_copy(mb);
 		mb->prev = NULL;
+		mb->from_catalog = false;
 		j->prev_ns = mb->scanned_ns;
 	} else if (mb->polled && !audit) {
 		j->prev = live_usage_copy(mb);
@@ -1492,7 +1498,8 @@ live_persist_collect(struct mk_live *live)
 	size_t pos = 0, cap = 0, scap = 0;
 
 	while ((mb = mk_hmap_next(live->mailboxes, &pos)) != NULL) {
-		if (!mb->unsaved || mb->scanning || mb->prev != NULL)
+		if (!mb->unsaved || mb->scanning || mb->prev != NULL ||
+		    mb->from_catalog)
 			continue;
 		mb->unsaved = false;
 		mk_xgrow(&j->usages, &cap, j->n + 1, sizeof(*j->usages));
@@ -1641,11 +1648,21 @@ live_load_cb(struct mk_mailbox_usage *mu, int64_t scanned_ns, void *arg)
 {
 	struct mk_live *live = arg;
 	struct mk_live_mailbox *mb;
+	size_t i;
 
 	mb = live_mailbox_add(live, mu->address, mu->relpath);
 	live_folders_set(live, mb, mu);
 	mb->scanned_ns = scanned_ns;
-	mb->prev = mu;
+	/* The live folders hold what a scan needs from the catalog, but
+	 * for the count of names without sizes: keep those few whole. */
+	for (i = 0; i < mu->nfolders && mu->folders[i].unsized == 0; i++)
+		;
+	if (i < mu->nfolders)
+		mb->prev = mu;
+	else {
+		mb->from_catalog = true;
+		mk_mailbox_usage_free(&mu);
+	}
 }
 
 int

@@ -52,7 +52,10 @@ struct mk_live_mailbox {
 	bool dirty; /* changed while being scanned */
 	bool queued;
 	bool unsaved; /* changed since written to the catalog */
-	struct mk_mailbox_usage *prev; /* catalog usage until the 1st scan */
+	bool from_catalog; /* folders as the catalog had them, not scanned */
+	struct mk_mailbox_usage *prev; /* catalog usage until the 1st scan,
+					* kept only when it counts names
+					* without sizes */
 };
 
 struct mk_live *mk_live_new(struct mk_daemon *d);
