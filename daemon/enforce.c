@@ -40,6 +40,28 @@ static const char enforce_default_template[] =
     "When it is full, new mail to you is refused. Please delete mail you\n"
     "no longer need, and empty the Trash folder.\n";
 
+/* How often the domain pool sums are rebuilt from scratch, as an audit. */
+#define ENFORCE_POOLS_AUDIT_NS 10000000000LL
+
+/*
+ * A domain pool's usage, kept as a running sum: each mailbox's counted
+ * usage is remembered (struct enforce_share) and its change applied to
+ * the sum of its domain when live reports it.  The sums are rebuilt
+ * from every mailbox when the limits change, when the number of
+ * mailboxes changes (live drops a mailbox that left the store without
+ * telling), and every ENFORCE_POOLS_AUDIT_NS.
+ */
+struct enforce_pool {
+	char *domain; /* "@example.org" */
+	uint64_t bytes, messages;
+};
+
+struct enforce_share {
+	char *address;
+	struct enforce_pool *pool;
+	uint64_t bytes, messages;
+};
+
 /* What enforce remembers of a limited mailbox. */
 struct enforce_mb {
 	char *address;
@@ -75,6 +97,11 @@ struct mk_enforce {
 	 * computed at most every ENFORCE_COUNTS_NS. */
 	size_t over[MK_WARN_THRESHOLDS_MAX];
 	int64_t over_at;
+	/* Domain pools: "@domain" -> enforce_pool, address -> share. */
+	struct mk_hmap *pools, *shares;
+	bool pools_valid;
+	int64_t pools_at;
+	size_t pools_mailboxes; /* live's count when they were built */
 };
 
 static const struct timeval enforce_tick_tv = { 1, 0 };
@@ -111,6 +138,41 @@ enforce_mb_make(struct mk_enforce *e, const char *address)
 	return em;
 }
 
+static bool
+enforce_pool_match(const void *value, const void *ctx)
+{
+	return strcmp(((const struct enforce_pool *)value)->domain, ctx) == 0;
+}
+
+static bool
+enforce_share_match(const void *value, const void *ctx)
+{
+	return strcmp(((const struct enforce_share *)value)->address, ctx) == 0;
+}
+
+static void
+enforce_pools_clear(struct mk_enforce *e)
+{
+	struct enforce_pool *p;
+	struct enforce_share *sh;
+	size_t pos = 0;
+
+	while ((sh = mk_hmap_next(e->shares, &pos)) != NULL) {
+		free(sh->address);
+		free(sh);
+	}
+	pos = 0;
+	while ((p = mk_hmap_next(e->pools, &pos)) != NULL) {
+		free(p->domain);
+		free(p);
+	}
+	mk_hmap_free(&e->shares);
+	mk_hmap_free(&e->pools);
+	e->shares = mk_hmap_new();
+	e->pools = mk_hmap_new();
+	e->pools_valid = false;
+}
+
 static int64_t
 enforce_now_s(void)
 {
@@ -135,6 +197,57 @@ enforce_count(const struct mk_enforce *e, const struct mk_live_mailbox *mb,
 							    : f->usage.bytes;
 		*messages_r += f->usage.messages;
 	}
+}
+
+/* Set mb's share of its domain's pool to its counted usage now. */
+static void
+enforce_share_update(struct mk_enforce *e, const struct mk_live_mailbox *mb)
+{
+	const char *at = strrchr(mb->address, '@');
+	struct mk_quota_limits l;
+	struct enforce_share *sh;
+	struct enforce_pool *p;
+	uint64_t b, m;
+
+	if (at == NULL || mk_limits_pool(e->limits, mb->address, &l) != 1)
+		return;
+	sh = mk_hmap_get(e->shares, enforce_key(mb->address),
+	    enforce_share_match, mb->address);
+	if (sh == NULL) {
+		p = mk_hmap_get(
+		    e->pools, enforce_key(at), enforce_pool_match, at);
+		if (p == NULL) {
+			p = mk_xcalloc(1, sizeof(*p));
+			p->domain = mk_xstrdup(at);
+			mk_hmap_put(e->pools, enforce_key(at), p);
+		}
+		sh = mk_xcalloc(1, sizeof(*sh));
+		sh->address = mk_xstrdup(mb->address);
+		sh->pool = p;
+		mk_hmap_put(e->shares, enforce_key(mb->address), sh);
+	}
+	enforce_count(e, mb, mk_limits_basis(e->limits), &b, &m);
+	sh->pool->bytes = sh->pool->bytes - sh->bytes + b;
+	sh->pool->messages = sh->pool->messages - sh->messages + m;
+	sh->bytes = b;
+	sh->messages = m;
+}
+
+/* The pool sums from every mailbox. */
+static void
+enforce_pools_build(struct mk_enforce *e)
+{
+	const struct mk_live_mailbox **all;
+	size_t n, i;
+
+	enforce_pools_clear(e);
+	all = mk_live_all(e->d->live, &n);
+	for (i = 0; i < n && mk_limits_has_pools(e->limits); i++)
+		enforce_share_update(e, all[i]);
+	free(all);
+	e->pools_valid = true;
+	e->pools_at = mk_daemon_now_ns();
+	e->pools_mailboxes = n;
 }
 
 static bool
@@ -601,6 +714,10 @@ enforce_tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	mk_quota_resv_expire(e->resv, now / 1000000000);
+	if (e->pools_valid &&
+	    (mk_live_count(e->d->live) != e->pools_mailboxes ||
+		now - e->pools_at > ENFORCE_POOLS_AUDIT_NS))
+		e->pools_valid = false;
 	for (i = 0; i < e->npending; i++) {
 		char *address = e->pending[i];
 		struct enforce_mb *em = enforce_mb_get(e, address);
@@ -652,6 +769,8 @@ mk_enforce_changed(
 
 	if (arrived)
 		mk_quota_resv_release(e->resv, mb->address);
+	if (e->pools_valid)
+		enforce_share_update(e, mb);
 	mk_limits_lookup(e->limits, mb->address, &l);
 	if (!enforce_limited(&l))
 		return;
@@ -687,9 +806,8 @@ mk_enforce_lookup(void *arg, const char *address,
 {
 	struct mk_enforce *e = arg;
 	const struct mk_live_mailbox *mb = mk_live_find(e->d->live, address);
-	const struct mk_live_mailbox **all;
-	struct mk_quota_limits pool;
-	size_t n, i;
+	const struct enforce_pool *p;
+	const char *at;
 
 	(void)err;
 	memset(mb_r, 0, sizeof(*mb_r));
@@ -699,24 +817,17 @@ mk_enforce_lookup(void *arg, const char *address,
 	mk_limits_lookup(e->limits, address, &mb_r->mailbox.limits);
 	enforce_count(e, mb, mk_limits_basis(e->limits), &mb_r->mailbox.bytes,
 	    &mb_r->mailbox.messages);
-	if (mk_limits_pool(e->limits, address, &pool) == 1) {
-		const char *at = strrchr(address, '@');
-
+	if (mk_limits_pool(e->limits, address, &mb_r->pool.limits) == 1) {
+		if (!e->pools_valid)
+			enforce_pools_build(e);
+		at = strrchr(address, '@');
 		mb_r->has_pool = true;
-		mb_r->pool.limits = pool;
-		all = mk_live_all(e->d->live, &n);
-		for (i = 0; i < n; i++) {
-			const char *oat = strrchr(all[i]->address, '@');
-			uint64_t b, m;
-
-			if (oat == NULL || strcmp(oat, at) != 0)
-				continue;
-			enforce_count(
-			    e, all[i], mk_limits_basis(e->limits), &b, &m);
-			mb_r->pool.bytes += b;
-			mb_r->pool.messages += m;
+		p = mk_hmap_get(
+		    e->pools, enforce_key(at), enforce_pool_match, at);
+		if (p != NULL) {
+			mb_r->pool.bytes = p->bytes;
+			mb_r->pool.messages = p->messages;
 		}
-		free(all);
 	}
 	return 1;
 }
@@ -733,6 +844,7 @@ mk_enforce_set_limit(struct mk_enforce *e, const char *target,
 	if (mk_limits_set(e->limits, target, l, err) < 0)
 		return -1;
 	e->over_at = 0;
+	e->pools_valid = false;
 	/* A single row: short enough for the loop. */
 	if (mk_catalog_open(e->d->conf->catalog, &cat, err) < 0)
 		return -1;
@@ -914,6 +1026,7 @@ mk_enforce_reload(
 	s.tmpl = NULL;
 	e->wconf = s.wconf;
 	e->over_at = 0;
+	e->pools_valid = false;
 	e->maildirsize = conf->quota_maildirsize;
 	free(e->warn_from);
 	e->warn_from =
@@ -949,6 +1062,8 @@ mk_enforce_new(struct mk_daemon *d, struct mk_catalog *cat,
 	e->d = d;
 	e->mbs = mk_hmap_new();
 	e->resv = mk_quota_resv_new();
+	e->pools = mk_hmap_new();
+	e->shares = mk_hmap_new();
 	if (mk_enforce_reload(e, d->conf, err) < 0 ||
 	    mk_catalog_warns_load(cat, enforce_warn_load_cb, e, err) < 0) {
 		mk_enforce_free(&e);
@@ -975,6 +1090,11 @@ mk_enforce_free(struct mk_enforce **enforcep)
 		free(em);
 	}
 	mk_hmap_free(&e->mbs);
+	if (e->pools != NULL) {
+		enforce_pools_clear(e);
+		mk_hmap_free(&e->shares);
+		mk_hmap_free(&e->pools);
+	}
 	for (i = 0; i < e->npending; i++)
 		free(e->pending[i]);
 	free(e->pending);
