@@ -62,6 +62,23 @@ struct enforce_share {
 	uint64_t bytes, messages;
 };
 
+/*
+ * The userdb import file and the alias map are reloaded when they change
+ * on disk: each tick compares their stat() with what was loaded, and a
+ * change that has held still for a tick (a writer may not be done yet)
+ * reloads everything as SIGHUP does.  A reload that fails keeps what was
+ * loaded and says why; the file is tried again when it changes again.
+ */
+enum { ENFORCE_FILE_IMPORT, ENFORCE_FILE_ALIASES, ENFORCE_FILES };
+
+struct enforce_sig {
+	bool exists;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	int64_t mtime_ns, ctime_ns;
+};
+
 /* What enforce remembers of a limited mailbox. */
 struct enforce_mb {
 	char *address;
@@ -102,6 +119,7 @@ struct mk_enforce {
 	bool pools_valid;
 	int64_t pools_at;
 	size_t pools_mailboxes; /* live's count when they were built */
+	struct enforce_sig loaded[ENFORCE_FILES], seen[ENFORCE_FILES];
 };
 
 static const struct timeval enforce_tick_tv = { 1, 0 };
@@ -698,6 +716,75 @@ enforce_warn_check(struct mk_enforce *e, const struct mk_live_mailbox *mb,
 	em->warn_unsaved = true;
 }
 
+static const char *
+enforce_file_path(const struct mk_conf *conf, int i)
+{
+	return i == ENFORCE_FILE_IMPORT ? conf->quota_import
+					: conf->policy_aliases;
+}
+
+static void
+enforce_sig_get(const char *path, struct enforce_sig *sig)
+{
+	struct stat st;
+
+	memset(sig, 0, sizeof(*sig));
+	if (path == NULL || stat(path, &st) < 0)
+		return;
+	sig->exists = true;
+	sig->dev = st.st_dev;
+	sig->ino = st.st_ino;
+	sig->size = st.st_size;
+	sig->mtime_ns =
+	    (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	sig->ctime_ns =
+	    (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+}
+
+static bool
+enforce_sig_equal(const struct enforce_sig *a, const struct enforce_sig *b)
+{
+	return a->exists == b->exists && a->dev == b->dev && a->ino == b->ino &&
+	    a->size == b->size && a->mtime_ns == b->mtime_ns &&
+	    a->ctime_ns == b->ctime_ns;
+}
+
+static int enforce_reload_file(struct mk_enforce *e, const struct mk_conf *conf,
+    int i, struct mk_err *err);
+
+/* Reload when the import file or the alias map changed and held still. */
+static void
+enforce_files_check(struct mk_enforce *e)
+{
+	const struct mk_conf *conf =
+	    e->d->reloaded != NULL ? e->d->reloaded : e->d->conf;
+	struct enforce_sig now;
+	struct mk_err err;
+	const char *path;
+	int i;
+
+	for (i = 0; i < ENFORCE_FILES; i++) {
+		if ((path = enforce_file_path(conf, i)) == NULL)
+			continue;
+		enforce_sig_get(path, &now);
+		if (enforce_sig_equal(&now, &e->loaded[i]))
+			continue;
+		if (!enforce_sig_equal(&now, &e->seen[i])) {
+			e->seen[i] = now;
+			continue;
+		}
+		e->loaded[i] = e->seen[i] = now;
+		if (enforce_reload_file(e, conf, i, &err) < 0)
+			mk_log_error("enforce",
+			    "%s changed; keeping the %s loaded before: %s",
+			    path,
+			    i == ENFORCE_FILE_IMPORT ? "limits" : "aliases",
+			    err.msg);
+		else
+			mk_log_info("enforce", "%s changed: reloaded", path);
+	}
+}
+
 /*
  * Once a second: expire reservations; check warnings of mailboxes that
  * changed (not on each event: a rename's two halves would pass through a
@@ -758,6 +845,7 @@ enforce_tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	e->npending = out;
 	enforce_save(e);
+	enforce_files_check(e);
 }
 
 void
@@ -1003,10 +1091,14 @@ int
 mk_enforce_reload(
     struct mk_enforce *e, const struct mk_conf *conf, struct mk_err *err)
 {
+	struct enforce_sig sigs[ENFORCE_FILES];
 	struct enforce_settings s;
 	struct mk_catalog *cat = NULL;
-	int rc = -1;
+	int rc = -1, i;
 
+	/* Before reading them: a change while they are read is seen. */
+	for (i = 0; i < ENFORCE_FILES; i++)
+		enforce_sig_get(enforce_file_path(conf, i), &sigs[i]);
 	if (enforce_prepare(conf, &s, err) < 0)
 		return -1;
 	/* Limits set at run time come back from the catalog. */
@@ -1027,6 +1119,8 @@ mk_enforce_reload(
 	e->wconf = s.wconf;
 	e->over_at = 0;
 	e->pools_valid = false;
+	for (i = 0; i < ENFORCE_FILES; i++)
+		e->loaded[i] = e->seen[i] = sigs[i];
 	e->maildirsize = conf->quota_maildirsize;
 	free(e->warn_from);
 	e->warn_from =
@@ -1049,6 +1143,57 @@ mk_enforce_reload(
 out:
 	mk_catalog_close(&cat);
 	enforce_settings_clear(&s);
+	return rc;
+}
+
+/* Reload one file (ENFORCE_FILE_*) of conf, keeping the rest. */
+static int
+enforce_reload_file(
+    struct mk_enforce *e, const struct mk_conf *conf, int i, struct mk_err *err)
+{
+	struct mk_warnings warnings;
+	struct mk_aliases *aliases = NULL;
+	struct mk_limits *limits = NULL;
+	struct mk_catalog *cat = NULL;
+	const struct mk_live_mailbox **all;
+	size_t n, k;
+	int rc = -1;
+
+	memset(&warnings, 0, sizeof(warnings));
+	if (i == ENFORCE_FILE_ALIASES) {
+		if (mk_aliases_load(
+			conf->policy_aliases, &aliases, &warnings, err) < 0)
+			goto out;
+		mk_aliases_free(&e->aliases);
+		e->aliases = aliases;
+		aliases = NULL;
+	} else {
+		if (mk_limits_new(conf, &limits, &warnings, err) < 0 ||
+		    mk_catalog_open(conf->catalog, &cat, err) < 0 ||
+		    mk_catalog_limits_load(
+			cat, enforce_limit_load_cb, limits, err) < 0)
+			goto out;
+		mk_limits_free(&e->limits);
+		e->limits = limits;
+		limits = NULL;
+		e->pconf.rules = mk_limits_rules(e->limits);
+		e->over_at = 0;
+		e->pools_valid = false;
+		/* New limit lines in maildirsize, thresholds checked again. */
+		all = mk_live_all(e->d->live, &n);
+		for (k = 0; k < n; k++)
+			mk_enforce_changed(
+			    e, (struct mk_live_mailbox *)all[k], false);
+		free(all);
+	}
+	if (warnings.count > 0)
+		mk_log_warn("enforce", "%llu lines skipped, first: %s",
+		    warnings.count, warnings.first);
+	rc = 0;
+out:
+	mk_catalog_close(&cat);
+	mk_limits_free(&limits);
+	mk_aliases_free(&aliases);
 	return rc;
 }
 

@@ -82,7 +82,9 @@ mk_daemon_reload(struct mk_daemon *d, struct mk_err *err)
 	/* What can change while running. */
 	old->log_level = conf->log_level;
 	mk_log_init("mailkeepd", (enum mk_log_level)conf->log_level);
-	mk_conf_free(&conf);
+	/* Kept: enforce reloads from it when its files change. */
+	mk_conf_free(&d->reloaded);
+	d->reloaded = conf;
 	mk_live_refresh_store(d->live);
 	mk_log_info("main", "configuration reloaded");
 	return 0;
@@ -345,6 +347,7 @@ main(int argc, char **argv)
 	else if (!foreground && getenv("NOTIFY_SOCKET") == NULL)
 		mk_log_set_target(MK_LOG_SYSLOG);
 	rc = main_run(&d, foreground);
+	mk_conf_free(&d.reloaded);
 	mk_conf_free(&d.conf);
 	return rc;
 }
