@@ -120,6 +120,12 @@ struct mk_enforce {
 	int64_t pools_at;
 	size_t pools_mailboxes; /* live's count when they were built */
 	struct enforce_sig loaded[ENFORCE_FILES], seen[ENFORCE_FILES];
+	/* The daily digest: to whom, how, when next (0: none). */
+	char *digest_to;
+	char *digest_sendmail;
+	size_t digest_top;
+	int digest_secs; /* of the day, local time */
+	int64_t digest_due;
 };
 
 static const struct timeval enforce_tick_tv = { 1, 0 };
@@ -513,6 +519,257 @@ enforce_warn(struct mk_enforce *e, const struct mk_live_mailbox *mb,
 	mk_pool_submit(e->d->pool, &j->job);
 }
 
+/* The daily digest, sent from the pool */
+
+#define ENFORCE_SENDMAIL_TIMEOUT 60
+
+struct enforce_digest_job {
+	struct mk_job job;
+	char *to;
+	char *relpath; /* the administrator's Maildir, or NULL */
+	int rootfd;
+	char *sendmail; /* else this command */
+	char *msg;
+	size_t len;
+	bool append;
+	int rc;
+	struct mk_err err;
+};
+
+/*
+ * Hand msg to the sendmail command: "/bin/sh -c 'COMMAND "$1"' sh TO",
+ * the message on its standard input; it must exit 0 within
+ * ENFORCE_SENDMAIL_TIMEOUT seconds.
+ */
+static int
+enforce_sendmail(const char *command, const char *to, const char *msg,
+    size_t len, struct mk_err *err)
+{
+	posix_spawn_file_actions_t fa;
+	char *script = mk_xasprintf("%s \"$1\"", command);
+	char *argv[] = { "/bin/sh", "-c", script, "sh", (char *)to, NULL };
+	int fds[2] = { -1, -1 }, status, rc = -1, i;
+	size_t done = 0;
+	pid_t pid;
+
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		mk_err_sys(err, "pipe");
+		free(script);
+		return -1;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fds[0], 0);
+	errno = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	free(script);
+	close(fds[0]);
+	if (errno != 0) {
+		mk_err_sys(err, "digest_sendmail: spawn");
+		close(fds[1]);
+		return -1;
+	}
+	while (done < len) {
+		ssize_t n = write(fds[1], msg + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break; /* the exit status tells */
+		done += (size_t)n;
+	}
+	close(fds[1]);
+	for (i = 0; i < ENFORCE_SENDMAIL_TIMEOUT * 10; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			if (WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+			    done == len)
+				rc = 0;
+			else
+				mk_err_set(err,
+				    "digest_sendmail '%s' failed "
+				    "(status %d)",
+				    command, status);
+			return rc;
+		}
+		usleep(100000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return mk_err_set(err, "digest_sendmail '%s' killed after %d s",
+	    command, ENFORCE_SENDMAIL_TIMEOUT);
+}
+
+static void
+enforce_digest_run(struct mk_job *job, void *ctx)
+{
+	struct enforce_digest_job *j = (struct enforce_digest_job *)job;
+	int fd;
+
+	(void)ctx;
+	j->rc = -1;
+	if (j->relpath == NULL) {
+		j->rc = enforce_sendmail(
+		    j->sendmail, j->to, j->msg, j->len, &j->err);
+		return;
+	}
+	if ((fd = mk_fs_open_dir_beneath(j->rootfd, j->relpath, &j->err)) < 0)
+		return;
+	if (enforce_deliver(fd, j->msg, j->len, &j->err) == 0) {
+		j->rc = 0;
+		if (j->append &&
+		    mk_maildirsize_append(fd, (int64_t)j->len, 1, &j->err) < 0)
+			mk_log_warn("enforce", "%s: %s", j->to, j->err.msg);
+	}
+	close(fd);
+}
+
+static void
+enforce_digest_done(struct mk_job *job)
+{
+	struct enforce_digest_job *j = (struct enforce_digest_job *)job;
+
+	if (j->rc < 0)
+		mk_log_error("enforce", "digest to %s: %s", j->to, j->err.msg);
+	else
+		mk_log_info("enforce", "digest sent to %s (%s)", j->to,
+		    j->relpath != NULL ? "into its Maildir" : "by sendmail");
+	free(j->to);
+	free(j->relpath);
+	free(j->sendmail);
+	free(j->msg);
+	free(j);
+}
+
+/* The next digest time after now (local time), in seconds. */
+static int64_t
+enforce_digest_next(int secs, int64_t now)
+{
+	time_t t = (time_t)now, due;
+	struct tm tm;
+	int day;
+
+	localtime_r(&t, &tm);
+	for (day = 0; day < 3; day++) {
+		struct tm d = tm;
+
+		d.tm_mday += day;
+		d.tm_hour = secs / 3600;
+		d.tm_min = secs / 60 % 60;
+		d.tm_sec = secs % 60;
+		d.tm_isdst = -1;
+		if ((due = mktime(&d)) != (time_t)-1 && due > t)
+			return (int64_t)due;
+	}
+	return now + 86400;
+}
+
+/* "HH:MM" or "HH:MM:SS" as seconds of the day. */
+static int
+enforce_digest_time(const char *s, int *secs_r, struct mk_err *err)
+{
+	unsigned v[3] = { 0, 0, 0 };
+	size_t n = 0, digits = 0;
+	const char *p;
+
+	for (p = s;; p++) {
+		if (*p >= '0' && *p <= '9' && digits < 2) {
+			v[n] = v[n] * 10 + (unsigned)(*p - '0');
+			digits++;
+			continue;
+		}
+		if (digits != 2 || (*p != '\0' && (*p != ':' || ++n > 2)))
+			return mk_err_set(err,
+			    "digest_time: '%s': use HH:MM or HH:MM:SS "
+			    "(local time)",
+			    s);
+		if (*p == '\0')
+			break;
+		digits = 0;
+	}
+	if (n < 1 || v[0] > 23 || v[1] > 59 || v[2] > 59)
+		return mk_err_set(err,
+		    "digest_time: '%s': use HH:MM or HH:MM:SS (local time)", s);
+	*secs_r = (int)(v[0] * 3600 + v[1] * 60 + v[2]);
+	return 0;
+}
+
+/* Write the digest of the fullest mailboxes and send it (pool). */
+static void
+enforce_digest(struct mk_enforce *e)
+{
+	const struct mk_live_mailbox **all, *admin;
+	struct mk_warn_digest_entry *entries;
+	struct enforce_digest_job *j;
+	struct mk_warn_message m;
+	char host[128], unique[64], from[256], *to, *msg;
+	struct mk_quota_limits l;
+	struct timespec ts;
+	struct mk_err err;
+	size_t n, i, k = 0, len;
+
+	all = mk_live_all(e->d->live, &n);
+	entries = mk_xcalloc(n + 1, sizeof(*entries));
+	for (i = 0; i < n; i++) {
+		struct mk_enforce_view v;
+		uint64_t usage, limit;
+
+		mk_enforce_view(e, all[i], &v);
+		if (!enforce_limited(&v.limits))
+			continue;
+		enforce_fullest(&v.limits, v.bytes, v.messages, &usage, &limit);
+		entries[k].address = all[i]->address;
+		entries[k].usage = usage;
+		entries[k].limit = limit;
+		entries[k++].percent = v.percent;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (gethostname(host, sizeof(host)) < 0)
+		mk_strlcpy(host, "localhost", sizeof(host));
+	snprintf(unique, sizeof(unique), "%lld.%ld.digest",
+	    (long long)ts.tv_sec, ts.tv_nsec);
+	snprintf(from, sizeof(from), "%s",
+	    e->warn_from != NULL ? e->warn_from : "Mail system <postmaster>");
+	memset(&m, 0, sizeof(m));
+	m.from = from;
+	m.to = e->digest_to;
+	m.hostname = host;
+	m.unique = unique;
+	m.date = ts.tv_sec;
+	if (mk_warn_digest_render(
+		entries, k, e->digest_top, &m, &msg, &len, &err) < 0) {
+		mk_log_error("enforce", "digest: %s", err.msg);
+		goto out;
+	}
+	to = mk_xstrdup(e->digest_to);
+	mk_str_lower(to);
+	admin = mk_live_find(e->d->live, to);
+	if (admin == NULL && e->digest_sendmail == NULL) {
+		mk_log_error("enforce",
+		    "digest: %s is not a mailbox here and "
+		    "digest_sendmail is not set",
+		    to);
+		free(to);
+		free(msg);
+		goto out;
+	}
+	j = mk_xcalloc(1, sizeof(*j));
+	j->job.run = enforce_digest_run;
+	j->job.done = enforce_digest_done;
+	j->to = to;
+	j->rootfd = e->d->rootfd;
+	j->msg = msg;
+	j->len = len;
+	if (admin != NULL) {
+		j->relpath = mk_xstrdup(admin->relpath);
+		mk_limits_lookup(e->limits, admin->address, &l);
+		j->append = e->maildirsize && l.bytes != 0;
+	} else
+		j->sendmail = mk_xstrdup(e->digest_sendmail);
+	mk_pool_submit(e->d->pool, &j->job);
+out:
+	free(entries);
+	free(all);
+}
+
 /* maildirsize, checked in the pool */
 
 struct enforce_mds_job {
@@ -846,6 +1103,11 @@ enforce_tick_cb(evutil_socket_t fd, short what, void *arg)
 	e->npending = out;
 	enforce_save(e);
 	enforce_files_check(e);
+	if (e->digest_due != 0 && now / 1000000000 >= e->digest_due) {
+		enforce_digest(e);
+		e->digest_due =
+		    enforce_digest_next(e->digest_secs, now / 1000000000);
+	}
 }
 
 void
@@ -1028,6 +1290,7 @@ enforce_warn_load_cb(const char *address, const char *state, void *arg)
 
 /* Settings built from a configuration, before they are taken. */
 struct enforce_settings {
+	int digest_secs;
 	struct mk_limits *limits;
 	struct mk_aliases *aliases;
 	struct mk_warn_config wconf;
@@ -1050,8 +1313,12 @@ enforce_prepare(
     const struct mk_conf *conf, struct enforce_settings *s, struct mk_err *err)
 {
 	struct mk_warnings warnings;
+	int secs;
 
 	memset(s, 0, sizeof(*s));
+	if (enforce_digest_time(conf->digest_time, &secs, err) < 0)
+		return -1;
+	s->digest_secs = secs;
 	memset(&warnings, 0, sizeof(warnings));
 	mk_warn_config_init(&s->wconf);
 	s->wconf.repeat = (int64_t)conf->warn_repeat;
@@ -1128,6 +1395,19 @@ mk_enforce_reload(
 	free(e->warn_hook);
 	e->warn_hook =
 	    conf->warn_hook != NULL ? mk_xstrdup(conf->warn_hook) : NULL;
+	free(e->digest_to);
+	e->digest_to =
+	    conf->digest_to != NULL ? mk_xstrdup(conf->digest_to) : NULL;
+	free(e->digest_sendmail);
+	e->digest_sendmail = conf->digest_sendmail != NULL
+	    ? mk_xstrdup(conf->digest_sendmail)
+	    : NULL;
+	e->digest_top = (size_t)conf->digest_top;
+	e->digest_secs = s.digest_secs;
+	e->digest_due = e->digest_to != NULL
+	    ? enforce_digest_next(
+		  e->digest_secs, mk_daemon_now_ns() / 1000000000)
+	    : 0;
 	free(e->ptext);
 	e->ptext = mk_xstrdup(conf->policy_text);
 	free(e->pdelims);
@@ -1251,6 +1531,8 @@ mk_enforce_free(struct mk_enforce **enforcep)
 	free(e->tmpl);
 	free(e->warn_from);
 	free(e->warn_hook);
+	free(e->digest_to);
+	free(e->digest_sendmail);
 	free(e->ptext);
 	free(e->pdelims);
 	free(e);
