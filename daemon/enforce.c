@@ -424,26 +424,36 @@ enforce_run_hook(struct enforce_warn_job *j)
 	    j->address, ENFORCE_HOOK_TIMEOUT);
 }
 
+/*
+ * Write msg into the INBOX of the Maildir at relpath (beneath rootfd),
+ * with a maildirsize delta of its own when append.  Pool thread.
+ */
+static int
+enforce_write_inbox(int rootfd, const char *relpath, const char *address,
+    const char *msg, size_t len, bool append, struct mk_err *err)
+{
+	struct mk_err derr;
+	int fd, rc;
+
+	if ((fd = mk_fs_open_dir_beneath(rootfd, relpath, err)) < 0)
+		return -1;
+	rc = enforce_deliver(fd, msg, len, err);
+	/* We wrote it: our own delta, as Maildir++ asks. */
+	if (rc == 0 && append &&
+	    mk_maildirsize_append(fd, (int64_t)len, 1, &derr) < 0)
+		mk_log_warn("enforce", "%s: %s", address, derr.msg);
+	close(fd);
+	return rc;
+}
+
 static void
 enforce_warn_run(struct mk_job *job, void *ctx)
 {
 	struct enforce_warn_job *j = (struct enforce_warn_job *)job;
-	int fd;
 
 	(void)ctx;
-	j->rc = -1;
-	fd = mk_fs_open_dir_beneath(j->rootfd, j->relpath, &j->err);
-	if (fd < 0)
-		return;
-	if (enforce_deliver(fd, j->msg, j->len, &j->err) == 0) {
-		j->rc = 0;
-		/* We wrote it: our own delta, as Maildir++ asks. */
-		if (j->append &&
-		    mk_maildirsize_append(fd, (int64_t)j->len, 1, &j->err) < 0)
-			mk_log_warn(
-			    "enforce", "%s: %s", j->address, j->err.msg);
-	}
-	close(fd);
+	j->rc = enforce_write_inbox(j->rootfd, j->relpath, j->address, j->msg,
+	    j->len, j->append, &j->err);
 	if (j->hook != NULL)
 		enforce_run_hook(j);
 }
@@ -602,24 +612,14 @@ static void
 enforce_digest_run(struct mk_job *job, void *ctx)
 {
 	struct enforce_digest_job *j = (struct enforce_digest_job *)job;
-	int fd;
 
 	(void)ctx;
-	j->rc = -1;
-	if (j->relpath == NULL) {
+	if (j->relpath == NULL)
 		j->rc = enforce_sendmail(
 		    j->sendmail, j->to, j->msg, j->len, &j->err);
-		return;
-	}
-	if ((fd = mk_fs_open_dir_beneath(j->rootfd, j->relpath, &j->err)) < 0)
-		return;
-	if (enforce_deliver(fd, j->msg, j->len, &j->err) == 0) {
-		j->rc = 0;
-		if (j->append &&
-		    mk_maildirsize_append(fd, (int64_t)j->len, 1, &j->err) < 0)
-			mk_log_warn("enforce", "%s: %s", j->to, j->err.msg);
-	}
-	close(fd);
+	else
+		j->rc = enforce_write_inbox(j->rootfd, j->relpath, j->to,
+		    j->msg, j->len, j->append, &j->err);
 }
 
 static void
@@ -1313,7 +1313,7 @@ enforce_prepare(
     const struct mk_conf *conf, struct enforce_settings *s, struct mk_err *err)
 {
 	struct mk_warnings warnings;
-	int secs;
+	int secs = 0;
 
 	memset(s, 0, sizeof(*s));
 	if (enforce_digest_time(conf->digest_time, &secs, err) < 0)
