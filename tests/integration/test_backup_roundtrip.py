@@ -167,9 +167,14 @@ def repo_bytes(state):
 
 
 def main():
+    return run_scenario(scenario, 20261124, "mk-backup-")
+
+
+def run_scenario(scenario, seed, prefix):
+    """Run scenario(check, rng, tmp) in a temporary directory; exit code."""
     check = Checks()
-    rng = random.Random(20261124)
-    tmp = tempfile.mkdtemp(prefix="mk-backup-")
+    rng = random.Random(seed)
+    tmp = tempfile.mkdtemp(prefix=prefix)
     try:
         scenario(check, rng, tmp)
     finally:
