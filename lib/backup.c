@@ -29,9 +29,9 @@
 #define BACKUP_MAILDIRFOLDER "maildirfolder"
 /* Blob bytes handed to the workers and not yet in a pack. */
 #define BACKUP_INFLIGHT_MAX (8u << 20)
-#define BACKUP_INFLIGHT_JOBS 256
+#define BACKUP_INFLIGHT_JOBS 64
 /* Jobs with buffers larger than this are large; few of them are kept. */
-#define BACKUP_JOB_LARGE (256u << 10)
+#define BACKUP_JOB_LARGE (64u << 10)
 #define BACKUP_JOB_LARGE_KEEP 4
 #define BACKUP_THREADS_MAX 8
 /* Mailboxes waiting for the open pack: store it early beyond these. */
