@@ -106,34 +106,21 @@ def summary(paths):
     print("| scenario | " + " | ".join(tools) +
           " | best peer / mailkeep |")
     print("|---|" + "---|" * (len(tools) + 1))
-    for key, title in scens:
-        cells, med = [], {}
-        for t in tools:
-            v = rows.get((t, key))
-            if not v:
-                cells.append("–")
-                continue
-            med[t] = statistics.median(x[0] for x in v)
-            cells.append("%.2f s (n=%d)" % (med[t], len(v)))
-        peers = [med[t] for t in med if t != "mailkeep"]
-        ratio = ("%.1fx" % (min(peers) / med["mailkeep"])
-                 if peers and med.get("mailkeep") else "–")
-        print("| %s, median wall time | %s | %s |"
-              % (title, " | ".join(cells), ratio))
-    for key, title in scens:
-        cells, med = [], {}
-        for t in tools:
-            v = [x[3] for x in rows.get((t, key), []) if x[3] is not None]
-            if not v:
-                cells.append("–")
-                continue
-            med[t] = statistics.median(v)
-            cells.append("%.2f s" % med[t])
-        peers = [med[t] for t in med if t != "mailkeep"]
-        ratio = ("%.1fx" % (min(peers) / med["mailkeep"])
-                 if peers and med.get("mailkeep") else "–")
-        print("| %s, median CPU (user + sys) | %s | %s |"
-              % (title, " | ".join(cells), ratio))
+    for col, what in ((0, "median wall time"), (3, "median CPU (user + sys)")):
+        for key, title in scens:
+            cells, med = [], {}
+            for t in tools:
+                v = [x[col] for x in rows.get((t, key), []) if x[col] is not None]
+                if not v:
+                    cells.append("–")
+                    continue
+                med[t] = statistics.median(v)
+                cells.append("%.2f s (n=%d)" % (med[t], len(v)))
+            peers = [med[t] for t in med if t != "mailkeep"]
+            ratio = ("%.1fx" % (min(peers) / med["mailkeep"])
+                     if peers and med.get("mailkeep") else "–")
+            print("| %s, %s | %s | %s |"
+                  % (title, what, " | ".join(cells), ratio))
     for key, title in scens:
         cells = []
         for t in tools:
