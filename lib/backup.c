@@ -2,10 +2,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +27,20 @@
 #define BACKUP_KEYWORDS "dovecot-keywords"
 #define BACKUP_SUBSCRIPTIONS "subscriptions"
 #define BACKUP_MAILDIRFOLDER "maildirfolder"
+/* Blob bytes handed to the workers and not yet in a pack. */
+#define BACKUP_INFLIGHT_MAX (8u << 20)
+#define BACKUP_INFLIGHT_JOBS 64
+/* Jobs with buffers larger than this are large; few of them are kept. */
+#define BACKUP_JOB_LARGE (64u << 10)
+#define BACKUP_JOB_LARGE_KEEP 4
+#define BACKUP_THREADS_MAX 8
+/* Mailboxes waiting for the open pack: store it early beyond these. */
+#define BACKUP_DEFER_MAILBOXES 256
+#define BACKUP_DEFER_MESSAGES 200000
+/* ioprio_set(2): the idle class, for the calling thread. */
+#define BACKUP_IOPRIO_WHO_PROCESS 1
+#define BACKUP_IOPRIO_CLASS_IDLE 3
+#define BACKUP_IOPRIO_CLASS_SHIFT 13
 
 /* Files that Dovecot stores compressed or encrypted start with these. */
 static const struct {
@@ -41,6 +57,58 @@ static const struct {
 	{ "CRYPTED\x03\x07", 9 }, /* Dovecot's mail_crypt */
 };
 
+struct bk_content;
+struct bk_mailbox;
+
+/*
+ * A blob of a message for the workers: they compute its id and
+ * compress it; the session's thread dedups it and adds it to the pack.
+ */
+struct bk_job {
+	struct bk_job *next;
+	struct bk_content *content; /* whose blob idx this is */
+	uint32_t idx;
+	enum mk_pack_type type;
+	uint8_t *data;
+	size_t len;
+	size_t dcap;
+	uint8_t *out; /* compressed */
+	size_t ocap;
+	uint8_t id[MK_PACK_ID_LEN];
+	struct mk_pack_blob blob;
+	int rc;
+	struct mk_err err;
+};
+
+struct bk_queue {
+	struct bk_job *head;
+	struct bk_job **tail;
+};
+
+/* The worker threads of a session. */
+struct bk_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t work; /* a job queued, or stop */
+	pthread_cond_t done; /* a result queued */
+	struct bk_queue todo;
+	struct bk_queue results;
+	/* Done jobs, buffers kept (fresh memory is costly): small and
+	 * large ones.  The session's thread only. */
+	struct bk_job *spare;
+	struct bk_job *spare_large;
+	size_t nspare_large;
+	size_t inflight; /* jobs handed out, results not taken yet */
+	size_t inflight_bytes;
+	bool stop;
+	struct mk_repo *repo;
+	struct bk_worker {
+		struct bk_pool *pool;
+		pthread_t thread;
+		struct mk_pack_compressor *comp;
+	} * workers;
+	size_t nworkers;
+};
+
 struct mk_backup {
 	struct mk_repo *repo;
 	struct mk_catalog *cat;
@@ -49,6 +117,23 @@ struct mk_backup {
 	size_t chunk_max;
 	uint8_t *buf; /* the read window of bk_reader */
 	size_t bufcap;
+	struct bk_pool pool;
+	/* The open pack, shared by the mailboxes of the session. */
+	struct mk_pack_writer *writer;
+	struct mk_hmap *pending; /* blob ids in the open pack */
+	uint8_t **pending_ids; /* the ids it points to */
+	size_t npending;
+	size_t pcap;
+	bool open_used; /* the mailbox at work needs the open pack */
+	struct bk_mailbox *current;
+	/* Mailboxes waiting for the open pack to be stored (sharing). */
+	bool share;
+	mk_backup_done_cb *done_cb;
+	void *done_arg;
+	struct bk_mailbox **deferred;
+	size_t ndeferred;
+	size_t dcap;
+	uint64_t deferred_messages;
 };
 
 /* A small file read with a folder's listing. */
@@ -123,11 +208,11 @@ struct bk_mailbox {
 	struct bk_content **contents; /* all of them, to free */
 	size_t ncontents;
 	size_t ccap;
-	struct mk_pack_writer *writer;
-	struct mk_hmap *pending; /* blob ids in the open pack */
-	uint8_t **pending_ids; /* the ids it points to */
-	size_t npending;
-	size_t pcap;
+	struct mk_backup_stats own_stats; /* when the commit is deferred */
+	char *own_address;
+	uint8_t object[MK_PACK_ID_LEN]; /* the mailbox snapshot blob */
+	bool job_failed; /* a worker's error, in job_err */
+	struct mk_err job_err;
 };
 
 static int64_t
@@ -255,67 +340,390 @@ out:
 
 /* Forget the blobs of the open pack: recorded now, or dropped. */
 static void
-bk_pending_clear(struct bk_mailbox *mb)
+bk_pending_clear(struct mk_backup *bk)
 {
 	size_t i;
 
-	for (i = 0; i < mb->npending; i++)
-		free(mb->pending_ids[i]);
-	mb->npending = 0;
-	mk_hmap_free(&mb->pending);
-	mb->pending = mk_hmap_new();
+	for (i = 0; i < bk->npending; i++)
+		free(bk->pending_ids[i]);
+	bk->npending = 0;
+	mk_hmap_free(&bk->pending);
+	bk->pending = mk_hmap_new();
 }
 
-/* The open pack of a mailbox, stored; its blobs are then recorded. */
+static int bk_commit(struct bk_mailbox *mb, struct mk_err *err);
+static void bk_mailbox_free(struct bk_mailbox *mb);
+
+/* Tell the owner how a deferred mailbox ended, and free it. */
+static void
+bk_deferred_done(
+    struct mk_backup *bk, struct bk_mailbox *mb, const struct mk_err *err)
+{
+	if (bk->done_cb != NULL)
+		bk->done_cb(mb->address, mb->stats, err, bk->done_arg);
+	bk_mailbox_free(mb);
+	free(mb);
+}
+
+/*
+ * Store the open pack and record its blobs; then commit the mailboxes
+ * that waited for it.  A failed store fails them all (their blobs may
+ * be in it); a failed commit fails that mailbox only.
+ */
 static int
-bk_pack_put(struct bk_mailbox *mb, struct mk_err *err)
+bk_flush(struct mk_backup *bk, struct mk_err *err)
 {
 	struct mk_pack *pack = NULL;
+	struct mk_err cerr;
+	size_t i, n = bk->ndeferred;
+	int rc;
 
-	if (backup_pack_store(
-		mb->bk->repo, mb->bk->cat, mb->writer, &pack, err) < 0)
+	rc = backup_pack_store(bk->repo, bk->cat, bk->writer, &pack, err);
+	if (rc == 0 && pack != NULL) {
+		if (n > 0)
+			bk->deferred[n - 1]->stats->packs++;
+		else if (bk->current != NULL)
+			bk->current->stats->packs++;
+	}
+	mk_pack_writer_recycle(bk->writer, &pack);
+	bk_pending_clear(bk);
+	bk->open_used = false;
+	bk->ndeferred = 0;
+	bk->deferred_messages = 0;
+	for (i = 0; i < n; i++) {
+		struct bk_mailbox *mb = bk->deferred[i];
+
+		if (rc < 0) {
+			bk_deferred_done(bk, mb, err);
+			continue;
+		}
+		if (bk_commit(mb, &cerr) < 0) {
+			mk_err_prefix(&cerr, "backup of %s", mb->address);
+			bk_deferred_done(bk, mb, &cerr);
+			continue;
+		}
+		bk_deferred_done(bk, mb, NULL);
+	}
+	return rc;
+}
+
+/* Add a blob to the open pack (the caller checked it is new). */
+static int
+bk_pack_add(struct mk_backup *bk, struct bk_mailbox *mb, enum mk_pack_type type,
+    const uint8_t id[MK_PACK_ID_LEN], const void *data, size_t len,
+    const struct mk_pack_blob *blob, struct mk_err *err)
+{
+	struct mk_pack_entry entry;
+	uint8_t *copy;
+
+	if ((blob != NULL ? mk_pack_writer_add_blob(
+				bk->writer, type, id, blob, &entry, err)
+			  : mk_pack_writer_add(bk->writer, type, id, data, len,
+				NULL, &entry, err)) < 0)
 		return -1;
-	if (pack != NULL)
-		mb->stats->packs++;
-	mk_pack_free(&pack);
-	bk_pending_clear(mb);
+	copy = mk_xmalloc(MK_PACK_ID_LEN);
+	memcpy(copy, id, MK_PACK_ID_LEN);
+	mk_xgrow(&bk->pending_ids, &bk->pcap, bk->npending + 1,
+	    sizeof(*bk->pending_ids));
+	bk->pending_ids[bk->npending++] = copy;
+	mk_hmap_put(bk->pending, backup_id_key(copy), copy);
+	bk->open_used = true;
+	mb->stats->new_blobs++;
+	mb->stats->stored_bytes += entry.length;
+	if (mk_pack_writer_full(bk->writer))
+		return bk_flush(bk, err);
 	return 0;
 }
 
 /*
- * Store one blob unless the repository has it (recorded in the catalog,
- * or in the pack being written).  Its id goes to id_r.
+ * Whether the repository has a blob: 1 recorded in the catalog or in
+ * the open pack, 0 no, -1 error.
+ */
+static int
+bk_blob_known(
+    struct mk_backup *bk, const uint8_t id[MK_PACK_ID_LEN], struct mk_err *err)
+{
+	if (mk_hmap_get(bk->pending, backup_id_key(id), backup_id_match, id) !=
+	    NULL) {
+		bk->open_used = true;
+		return 1;
+	}
+	return mk_catalog_blob_get(bk->cat, id, NULL, NULL, err);
+}
+
+/*
+ * Store one blob now unless the repository has it.  Its id goes to
+ * id_r.  Message content goes through the workers instead (bk_take).
  */
 static int
 bk_blob(struct bk_mailbox *mb, enum mk_pack_type type, const void *data,
     size_t len, uint8_t id_r[MK_PACK_ID_LEN], struct mk_err *err)
 {
-	struct mk_pack_entry entry;
-	uint8_t *copy;
 	int r;
 
-	if (mk_repo_blob_id(mb->bk->repo, data, len, id_r, err) < 0)
-		return -1;
-	if (mk_hmap_get(mb->pending, backup_id_key(id_r), backup_id_match,
-		id_r) != NULL)
-		return 0;
-	if ((r = mk_catalog_blob_get(mb->bk->cat, id_r, NULL, NULL, err)) < 0)
+	if (mk_repo_blob_id(mb->bk->repo, data, len, id_r, err) < 0 ||
+	    (r = bk_blob_known(mb->bk, id_r, err)) < 0)
 		return -1;
 	if (r == 1)
 		return 0;
-	if (mk_pack_writer_add(
-		mb->writer, type, id_r, data, len, NULL, &entry, err) < 0)
+	return bk_pack_add(mb->bk, mb, type, id_r, data, len, NULL, err);
+}
+
+static void
+bk_queue_init(struct bk_queue *q)
+{
+	q->head = NULL;
+	q->tail = &q->head;
+}
+
+static void
+bk_queue_push(struct bk_queue *q, struct bk_job *job)
+{
+	job->next = NULL;
+	*q->tail = job;
+	q->tail = &job->next;
+}
+
+static void
+bk_jobs_free(struct bk_job *job)
+{
+	struct bk_job *next;
+
+	for (; job != NULL; job = next) {
+		next = job->next;
+		free(job->data);
+		free(job->out);
+		free(job);
+	}
+}
+
+/* A worker: hash and compress jobs until told to stop. */
+static void *
+bk_worker_main(void *arg)
+{
+	struct bk_worker *w = arg;
+	struct bk_pool *pool = w->pool;
+	struct bk_job *job;
+
+	pthread_mutex_lock(&pool->lock);
+	for (;;) {
+		while (pool->todo.head == NULL && !pool->stop)
+			pthread_cond_wait(&pool->work, &pool->lock);
+		if (pool->todo.head == NULL)
+			break;
+		job = pool->todo.head;
+		if ((pool->todo.head = job->next) == NULL)
+			pool->todo.tail = &pool->todo.head;
+		pthread_mutex_unlock(&pool->lock);
+		job->rc = 0;
+		mk_xgrow(
+		    &job->out, &job->ocap, mk_pack_compress_bound(job->len), 1);
+		if (mk_repo_blob_id(pool->repo, job->data, job->len, job->id,
+			&job->err) < 0 ||
+		    mk_pack_compress(w->comp, job->data, job->len, job->out,
+			job->ocap, &job->blob, &job->err) < 0)
+			job->rc = -1;
+		pthread_mutex_lock(&pool->lock);
+		bk_queue_push(&pool->results, job);
+		pthread_cond_signal(&pool->done);
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return NULL;
+}
+
+static void
+bk_pool_stop(struct bk_pool *pool)
+{
+	size_t i;
+
+	if (pool->workers == NULL)
+		return;
+	pthread_mutex_lock(&pool->lock);
+	pool->stop = true;
+	pthread_cond_broadcast(&pool->work);
+	pthread_mutex_unlock(&pool->lock);
+	for (i = 0; i < pool->nworkers; i++) {
+		pthread_join(pool->workers[i].thread, NULL);
+		mk_pack_compressor_free(&pool->workers[i].comp);
+	}
+	bk_jobs_free(pool->results.head);
+	bk_jobs_free(pool->spare);
+	bk_jobs_free(pool->spare_large);
+	free(pool->workers);
+	pool->workers = NULL;
+	pthread_mutex_destroy(&pool->lock);
+	pthread_cond_destroy(&pool->work);
+	pthread_cond_destroy(&pool->done);
+}
+
+/* One worker per processor, at least one, at most BACKUP_THREADS_MAX. */
+static int
+bk_pool_start(struct bk_pool *pool, struct mk_repo *repo, struct mk_err *err)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t i;
+	int r;
+
+	memset(pool, 0, sizeof(*pool));
+	pool->repo = repo;
+	bk_queue_init(&pool->todo);
+	bk_queue_init(&pool->results);
+	pthread_mutex_init(&pool->lock, NULL);
+	pthread_cond_init(&pool->work, NULL);
+	pthread_cond_init(&pool->done, NULL);
+	n = n < 1 ? 1 : n > BACKUP_THREADS_MAX ? BACKUP_THREADS_MAX : n;
+	pool->workers = mk_xcalloc((size_t)n, sizeof(*pool->workers));
+	for (i = 0; i < (size_t)n; i++) {
+		struct bk_worker *w = &pool->workers[i];
+
+		w->pool = pool;
+		if (mk_repo_compressor_new(repo, &w->comp, err) < 0)
+			goto fail;
+		if ((r = pthread_create(&w->thread, NULL, bk_worker_main, w)) !=
+		    0) {
+			mk_pack_compressor_free(&w->comp);
+			errno = r;
+			mk_err_sys(err, "pthread_create");
+			goto fail;
+		}
+		pool->nworkers++;
+	}
+	return 0;
+fail:
+	bk_pool_stop(pool);
+	return -1;
+}
+
+/*
+ * A worker's result: the blob id goes to its content, the blob into the
+ * open pack unless the repository has it.  After a failure in the
+ * mailbox, results are only dropped.
+ */
+static void
+bk_result(struct bk_mailbox *mb, struct bk_job *job)
+{
+	struct mk_backup *bk = mb->bk;
+	int r;
+
+	if (mb->job_failed)
+		return;
+	if (job->rc < 0) {
+		mb->job_err = job->err;
+		mb->job_failed = true;
+		return;
+	}
+	memcpy(job->content->blobs[job->idx], job->id, MK_PACK_ID_LEN);
+	if ((r = bk_blob_known(bk, job->id, &mb->job_err)) == 0)
+		r = bk_pack_add(bk, mb, job->type, job->id, NULL, 0, &job->blob,
+		    &mb->job_err);
+	if (r < 0)
+		mb->job_failed = true;
+}
+
+/* Take the results ready (wait for one when wait and any is due). */
+static void
+bk_collect(struct bk_mailbox *mb, bool wait)
+{
+	struct bk_pool *pool = &mb->bk->pool;
+	struct bk_job *job, *next;
+
+	pthread_mutex_lock(&pool->lock);
+	while (wait && pool->results.head == NULL && pool->inflight > 0)
+		pthread_cond_wait(&pool->done, &pool->lock);
+	job = pool->results.head;
+	bk_queue_init(&pool->results);
+	pthread_mutex_unlock(&pool->lock);
+	for (; job != NULL; job = next) {
+		next = job->next;
+		bk_result(mb, job);
+		pthread_mutex_lock(&pool->lock);
+		pool->inflight--;
+		pool->inflight_bytes -= job->len;
+		pthread_mutex_unlock(&pool->lock);
+		if (job->dcap <= BACKUP_JOB_LARGE) {
+			job->next = pool->spare;
+			pool->spare = job;
+		} else if (pool->nspare_large < BACKUP_JOB_LARGE_KEEP) {
+			job->next = pool->spare_large;
+			pool->spare_large = job;
+			pool->nspare_large++;
+		} else {
+			job->next = NULL;
+			bk_jobs_free(job);
+		}
+	}
+}
+
+/* Wait for every job of the mailbox; a worker's error is returned. */
+static int
+bk_drain(struct bk_mailbox *mb, struct mk_err *err)
+{
+	struct bk_pool *pool = &mb->bk->pool;
+	size_t left;
+
+	for (;;) {
+		pthread_mutex_lock(&pool->lock);
+		left = pool->inflight;
+		pthread_mutex_unlock(&pool->lock);
+		if (left == 0)
+			break;
+		bk_collect(mb, true);
+	}
+	if (mb->job_failed) {
+		*err = mb->job_err;
 		return -1;
-	copy = mk_xmalloc(MK_PACK_ID_LEN);
-	memcpy(copy, id_r, MK_PACK_ID_LEN);
-	mk_xgrow(&mb->pending_ids, &mb->pcap, mb->npending + 1,
-	    sizeof(*mb->pending_ids));
-	mb->pending_ids[mb->npending++] = copy;
-	mk_hmap_put(mb->pending, backup_id_key(copy), copy);
-	mb->stats->new_blobs++;
-	mb->stats->stored_bytes += entry.length;
-	if (mk_pack_writer_full(mb->writer))
-		return bk_pack_put(mb, err);
+	}
+	return 0;
+}
+
+/*
+ * Hand len bytes of data to the workers as blob idx of c; wait for
+ * results while too many bytes are out.
+ */
+static int
+bk_submit(struct bk_mailbox *mb, struct bk_content *c, uint32_t idx,
+    enum mk_pack_type type, const void *data, size_t len, struct mk_err *err)
+{
+	struct bk_pool *pool = &mb->bk->pool;
+	struct bk_job *job;
+	bool full;
+
+	if (len > BACKUP_JOB_LARGE && pool->spare_large != NULL) {
+		job = pool->spare_large;
+		pool->spare_large = job->next;
+		pool->nspare_large--;
+	} else if (len <= BACKUP_JOB_LARGE && pool->spare != NULL) {
+		job = pool->spare;
+		pool->spare = job->next;
+	} else
+		job = mk_xcalloc(1, sizeof(*job));
+	job->content = c;
+	job->idx = idx;
+	job->type = type;
+	job->len = len;
+	mk_xgrow(&job->data, &job->dcap, len > 0 ? len : 1, 1);
+	if (len > 0)
+		memcpy(job->data, data, len);
+	pthread_mutex_lock(&pool->lock);
+	bk_queue_push(&pool->todo, job);
+	pool->inflight++;
+	pool->inflight_bytes += len;
+	full = pool->inflight_bytes > BACKUP_INFLIGHT_MAX ||
+	    pool->inflight > BACKUP_INFLIGHT_JOBS;
+	pthread_cond_signal(&pool->work);
+	pthread_mutex_unlock(&pool->lock);
+	bk_collect(mb, false);
+	while (full) {
+		bk_collect(mb, true);
+		pthread_mutex_lock(&pool->lock);
+		full = pool->inflight_bytes > BACKUP_INFLIGHT_MAX ||
+		    pool->inflight > BACKUP_INFLIGHT_JOBS;
+		pthread_mutex_unlock(&pool->lock);
+	}
+	if (mb->job_failed) {
+		*err = mb->job_err;
+		return -1;
+	}
 	return 0;
 }
 
@@ -376,19 +784,30 @@ bk_fill(struct bk_reader *r, size_t need, struct mk_err *err)
 	return 0;
 }
 
-/* Store the next n bytes of the window as one blob of c. */
+/*
+ * Store the next n bytes of the window as one blob of c: metadata now,
+ * message content through the workers (its id is filled in later).
+ */
 static int
 bk_take(struct bk_mailbox *mb, struct bk_reader *r, enum mk_pack_type type,
     size_t n, struct bk_content *c, struct mk_err *err)
 {
+	static const uint8_t none[MK_PACK_ID_LEN];
 	uint8_t id[MK_PACK_ID_LEN];
 
 	if (c->nblobs >= MK_SNAPSHOT_BLOBS_MAX)
 		return mk_err_set(err, "%s: too large (more than %u pieces)",
 		    r->what, MK_SNAPSHOT_BLOBS_MAX);
-	if (bk_blob(mb, type, r->buf + r->start, n, id, err) < 0)
-		return -1;
-	bk_content_add_id(c, id);
+	if (type == MK_PACK_TYPE_META) {
+		if (bk_blob(mb, type, r->buf + r->start, n, id, err) < 0)
+			return -1;
+		bk_content_add_id(c, id);
+	} else {
+		bk_content_add_id(c, none);
+		if (bk_submit(mb, c, c->nblobs - 1, type, r->buf + r->start, n,
+			err) < 0)
+			return -1;
+	}
 	r->start += n;
 	return 0;
 }
@@ -640,13 +1059,41 @@ bk_folder_reset(struct bk_folder *f)
 	bk_meta_free(&f->maildirfolder);
 }
 
+/*
+ * The version alive in the catalog under exactly this name (folder,
+ * new/ or cur/, base and the rest), or NULL.  Its file is not stat'ed:
+ * Maildir files never change content, and Dovecot never touches their
+ * mtime after delivery.
+ */
+static const struct bk_content *
+bk_known_same(const struct bk_mailbox *mb, const struct bk_folder *f, bool cur,
+    const char *name, size_t base_len)
+{
+	const struct bk_content *c;
+	char base[NAME_MAX + 1];
+
+	if (base_len > NAME_MAX)
+		return NULL;
+	memcpy(base, name, base_len);
+	base[base_len] = '\0';
+	c = mk_hmap_get(mb->known, mk_hmap_hash(base, base_len),
+	    backup_content_match, base);
+	if (c == NULL || c->version == 0 || c->cur != cur ||
+	    strcmp(c->dir, f->dir) != 0 ||
+	    strcmp(c->suffix, name + base_len) != 0)
+		return NULL;
+	return c;
+}
+
 /* The message files of new/ or cur/ of a folder. */
 static int
 bk_list_sub(struct bk_mailbox *mb, int folderfd, struct bk_folder *f, bool cur,
     struct mk_err *err)
 {
 	const char *sub = cur ? "cur" : "new";
+	const struct bk_content *known;
 	struct mk_maildir_name mn;
+	size_t base_len;
 	struct dirent *de;
 	struct mk_err nerr;
 	DIR *dir;
@@ -676,14 +1123,25 @@ bk_list_sub(struct bk_mailbox *mb, int folderfd, struct bk_folder *f, bool cur,
 
 		if (mk_maildir_classify(name) != MK_MAILDIR_MESSAGE)
 			continue;
-		if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		/* A malformed name still has a base; an empty one (",x")
+		 * makes the whole name the base. */
+		(void)mk_maildir_name_parse(name, &mn, &nerr);
+		base_len = mn.base_len > 0 ? mn.base_len : strlen(name);
+		if (de->d_type == DT_REG &&
+		    (known = bk_known_same(mb, f, cur, name, base_len)) !=
+			NULL) {
+			/* The version the catalog has: no stat. */
+			st.st_size = (off_t)known->size;
+			st.st_mtim.tv_sec = known->mtime_ns / 1000000000;
+			st.st_mtim.tv_nsec = known->mtime_ns % 1000000000;
+		} else if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) <
+		    0) {
 			if (errno != ENOENT)
 				mk_warnings_add(&mb->stats->skipped,
 				    "%s/%s/%s: stat: %s", f->dir, sub, name,
 				    strerror(errno));
 			continue;
-		}
-		if (!S_ISREG(st.st_mode)) {
+		} else if (!S_ISREG(st.st_mode)) {
 			mk_warnings_add(&mb->stats->skipped,
 			    "%s/%s/%s: not a regular file, skipped", f->dir,
 			    sub, name);
@@ -699,10 +1157,7 @@ bk_list_sub(struct bk_mailbox *mb, int folderfd, struct bk_folder *f, bool cur,
 		e = &f->entries[f->nentries++];
 		memset(e, 0, sizeof(*e));
 		e->name = mk_xstrdup(name);
-		/* A malformed name still has a base; an empty one (",x")
-		 * makes the whole name the base. */
-		(void)mk_maildir_name_parse(name, &mn, &nerr);
-		e->base_len = mn.base_len > 0 ? mn.base_len : strlen(name);
+		e->base_len = base_len;
 		e->base = mk_xstrndup(name, e->base_len);
 		e->cur = cur;
 		e->mtime_ns = backup_stat_mtime(&st);
@@ -1178,8 +1633,7 @@ out:
  * versions that ended, the new messages and versions.
  */
 static int
-bk_commit(struct bk_mailbox *mb, const uint8_t object[MK_PACK_ID_LEN],
-    struct mk_err *err)
+bk_commit(struct bk_mailbox *mb, struct mk_err *err)
 {
 	struct mk_catalog *cat = mb->bk->cat;
 	struct mk_catalog_snapshot s;
@@ -1193,7 +1647,7 @@ bk_commit(struct bk_mailbox *mb, const uint8_t object[MK_PACK_ID_LEN],
 	s.time_ns = mb->stats->time_ns;
 	s.messages = mb->stats->messages;
 	s.bytes = mb->stats->bytes;
-	memcpy(s.object, object, MK_PACK_ID_LEN);
+	memcpy(s.object, mb->object, MK_PACK_ID_LEN);
 	if (mk_catalog_begin(cat, err) < 0)
 		return -1;
 	if (mk_catalog_snapshot_add(cat, &s, &snap, err) < 0)
@@ -1286,52 +1740,143 @@ bk_mailbox_free(struct bk_mailbox *mb)
 	mk_hmap_free(&mb->winners);
 	mk_hmap_free(&mb->known);
 	mk_hmap_free(&mb->fresh);
-	bk_pending_clear(mb);
-	mk_hmap_free(&mb->pending);
-	free(mb->pending_ids);
-	mk_pack_writer_free(&mb->writer);
+	free(mb->own_address);
 	if (mb->mfd >= 0)
 		close(mb->mfd);
+}
+
+/*
+ * Read the calling thread's I/O priority and set the idle class, so
+ * that the run's reads wait for Dovecot's.  Returns the old priority,
+ * or -1 when it could not be set (not fatal: a run is only less polite).
+ */
+static int
+bk_ioprio_idle(void)
+{
+	long old = syscall(SYS_ioprio_get, BACKUP_IOPRIO_WHO_PROCESS, 0);
+
+	if (old < 0 ||
+	    syscall(SYS_ioprio_set, BACKUP_IOPRIO_WHO_PROCESS, 0,
+		BACKUP_IOPRIO_CLASS_IDLE << BACKUP_IOPRIO_CLASS_SHIFT) < 0)
+		return -1;
+	return (int)old;
+}
+
+static void
+bk_ioprio_restore(int old)
+{
+	if (old >= 0)
+		(void)syscall(
+		    SYS_ioprio_set, BACKUP_IOPRIO_WHO_PROCESS, 0, old);
+}
+
+/* Whether a mailbox of this address waits for the open pack. */
+static bool
+bk_deferred_has(const struct mk_backup *bk, const char *address)
+{
+	size_t i;
+
+	for (i = 0; i < bk->ndeferred; i++)
+		if (strcmp(bk->deferred[i]->address, address) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Commit a captured mailbox, or (sharing packs) queue it until the open
+ * pack holding some of its blobs is stored.  Returns 1 when queued.
+ */
+static int
+bk_finish(struct bk_mailbox *mb, struct mk_err *err)
+{
+	struct mk_backup *bk = mb->bk;
+
+	if (!bk->share) {
+		if (bk_flush(bk, err) < 0 || bk_commit(mb, err) < 0)
+			return -1;
+		return 0;
+	}
+	if (!bk->open_used)
+		return bk_commit(mb, err);
+	mk_xgrow(
+	    &bk->deferred, &bk->dcap, bk->ndeferred + 1, sizeof(*bk->deferred));
+	bk->deferred[bk->ndeferred++] = mb;
+	bk->deferred_messages += mb->nentries;
+	return 1;
 }
 
 int
 mk_backup_mailbox(struct mk_backup *bk, int rootfd, const char *relpath,
     const char *address, struct mk_backup_stats *stats_r, struct mk_err *err)
 {
-	uint8_t object[MK_PACK_ID_LEN];
-	struct bk_mailbox mb;
+	struct bk_mailbox *mb = mk_xcalloc(1, sizeof(*mb));
 	int64_t start = backup_mono_ns();
-	int rc = -1;
+	int ioprio = bk_ioprio_idle(), r = -1, rc = -1;
+	struct mk_err derr;
 
 	memset(stats_r, 0, sizeof(*stats_r));
-	memset(&mb, 0, sizeof(mb));
-	mb.bk = bk;
-	mb.mfd = -1;
-	mb.address = address;
-	mb.stats = stats_r;
-	mb.known = mk_hmap_new();
-	mb.fresh = mk_hmap_new();
-	mb.pending = mk_hmap_new();
-	stats_r->time_ns = backup_now_ns();
-	if ((mb.mfd = mk_fs_open_dir_beneath(rootfd, relpath, err)) < 0 ||
-	    mk_repo_pack_writer_new(bk->repo, &mb.writer, err) < 0 ||
-	    bk_folders_find(&mb, err) < 0 ||
-	    bk_meta_read(&mb, mb.mfd, ".", BACKUP_SUBSCRIPTIONS,
-		&mb.subscriptions, err) < 0 ||
-	    bk_list_all(&mb, err) < 0 ||
-	    mk_catalog_versions_at(
-		bk->cat, address, MK_CATALOG_NOW, bk_known_cb, &mb, err) < 0 ||
-	    bk_read_all(&mb, err) < 0 ||
-	    bk_store_snapshot(&mb, object, err) < 0 ||
-	    bk_pack_put(&mb, err) < 0 || bk_commit(&mb, object, err) < 0) {
-		mk_err_prefix(err, "backup of %s", address);
+	/* Backed up twice in a session: the first must be committed. */
+	if (bk_deferred_has(bk, address) && bk_flush(bk, err) < 0)
 		goto out;
+	mb->bk = bk;
+	mb->mfd = -1;
+	mb->own_address = mk_xstrdup(address);
+	mb->address = mb->own_address;
+	mb->stats = &mb->own_stats;
+	mb->known = mk_hmap_new();
+	mb->fresh = mk_hmap_new();
+	mb->stats->time_ns = backup_now_ns();
+	bk->current = mb;
+	bk->open_used = false;
+	if ((mb->mfd = mk_fs_open_dir_beneath(rootfd, relpath, err)) < 0 ||
+	    bk_folders_find(mb, err) < 0 ||
+	    bk_meta_read(mb, mb->mfd, ".", BACKUP_SUBSCRIPTIONS,
+		&mb->subscriptions, err) < 0 ||
+	    mk_catalog_versions_at(
+		bk->cat, address, MK_CATALOG_NOW, bk_known_cb, mb, err) < 0 ||
+	    bk_list_all(mb, err) < 0 || bk_read_all(mb, err) < 0 ||
+	    bk_drain(mb, err) < 0 ||
+	    bk_store_snapshot(mb, mb->object, err) < 0) {
+		(void)bk_drain(mb, &derr);
+		goto fail;
 	}
-	stats_r->duration_ns = backup_mono_ns() - start;
+	mb->stats->duration_ns = backup_mono_ns() - start;
+	if ((r = bk_finish(mb, err)) < 0)
+		goto fail;
+	*stats_r = *mb->stats;
 	rc = 0;
+	if (r == 0 && bk->share && bk->done_cb != NULL)
+		bk->done_cb(mb->address, mb->stats, NULL, bk->done_arg);
+	if (r == 1 &&
+	    (bk->ndeferred >= BACKUP_DEFER_MAILBOXES ||
+		bk->deferred_messages >= BACKUP_DEFER_MESSAGES) &&
+	    bk_flush(bk, &derr) < 0)
+		mk_log_warn("backup", "%s", derr.msg);
+	goto out;
+fail:
+	mk_err_prefix(err, "backup of %s", address);
 out:
-	bk_mailbox_free(&mb);
+	bk->current = NULL;
+	if (r != 1 && mb != NULL) {
+		bk_mailbox_free(mb);
+		free(mb);
+	}
+	bk_ioprio_restore(ioprio);
 	return rc;
+}
+
+void
+mk_backup_share_packs(struct mk_backup *bk, mk_backup_done_cb *cb, void *arg)
+{
+	bk->share = true;
+	bk->done_cb = cb;
+	bk->done_arg = arg;
+}
+
+int
+mk_backup_flush(struct mk_backup *bk, struct mk_err *err)
+{
+	return bk_flush(bk, err);
 }
 
 int
@@ -1346,8 +1891,11 @@ mk_backup_new(struct mk_repo *repo, struct mk_catalog *cat, int64_t run,
 	bk->repo = repo;
 	bk->cat = cat;
 	bk->run = run;
-	if (mk_repo_chunker_new(repo, &bk->chunker, err) < 0) {
-		free(bk);
+	bk->pending = mk_hmap_new();
+	if (mk_repo_chunker_new(repo, &bk->chunker, err) < 0 ||
+	    mk_repo_pack_writer_new(repo, &bk->writer, err) < 0 ||
+	    bk_pool_start(&bk->pool, repo, err) < 0) {
+		mk_backup_free(&bk);
 		return -1;
 	}
 	bk->chunk_max = mk_chunker_params(bk->chunker)->max;
@@ -1367,9 +1915,21 @@ void
 mk_backup_free(struct mk_backup **bkp)
 {
 	struct mk_backup *bk = *bkp;
+	struct mk_err err;
+	size_t i;
 
 	if (bk == NULL)
 		return;
+	/* Mailboxes still waiting are not committed: say so. */
+	mk_err_set(&err, "not committed: the backup session ended first");
+	for (i = 0; i < bk->ndeferred; i++)
+		bk_deferred_done(bk, bk->deferred[i], &err);
+	free(bk->deferred);
+	bk_pool_stop(&bk->pool);
+	bk_pending_clear(bk);
+	mk_hmap_free(&bk->pending);
+	free(bk->pending_ids);
+	mk_pack_writer_free(&bk->writer);
 	mk_chunker_free(&bk->chunker);
 	free(bk->buf);
 	free(bk);

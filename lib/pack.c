@@ -50,6 +50,22 @@ struct mk_pack_writer {
 	struct mk_pack_entry *entries;
 	size_t count;
 	size_t entries_cap;
+	/* A stored pack's memory, for the next pack (no new page faults). */
+	uint8_t *spare;
+	size_t spare_cap;
+};
+
+/* Blobs at least this large use their own zstd context. */
+#define PACK_LARGE_BLOB (128u << 10)
+
+/*
+ * One zstd context for small blobs and one for large ones: a context
+ * that sees both keeps reallocating its tables (fresh memory is costly).
+ */
+struct mk_pack_compressor {
+	int level;
+	ZSTD_CCtx *small;
+	ZSTD_CCtx *large;
 };
 
 struct mk_pack_reader {
@@ -241,8 +257,14 @@ pack_writer_begin(struct mk_pack_writer *w, struct mk_err *err)
 {
 	uint8_t *h;
 
-	w->cap = MK_PACK_HEADER_LEN + 65536;
-	w->buf = mk_xmalloc(w->cap);
+	if (w->spare != NULL) {
+		w->buf = w->spare;
+		w->cap = w->spare_cap;
+		w->spare = NULL;
+	} else {
+		w->cap = MK_PACK_HEADER_LEN + 65536;
+		w->buf = mk_xmalloc(w->cap);
+	}
 	h = w->buf;
 	memset(h, 0, MK_PACK_HEADER_LEN);
 	memcpy(h, PACK_MAGIC, PACK_MAGIC_LEN);
@@ -272,24 +294,24 @@ pack_writer_reserve(struct mk_pack_writer *w, size_t need)
 }
 
 /*
- * Compress src into dst (capacity cap) with the writer's level or dict.
- * *n_r is the compressed size, or 0 when the blob is better stored raw.
+ * Compress src into dst (capacity cap) at level or with dict.  *n_r is
+ * the compressed size, or 0 when the blob is better stored raw.
  */
 static int
-pack_compress(struct mk_pack_writer *w, const struct mk_pack_dict *dict,
+pack_compress(ZSTD_CCtx *cctx, int level, const struct mk_pack_dict *dict,
     void *dst, size_t cap, const void *src, size_t len, size_t *n_r,
     struct mk_err *err)
 {
 	size_t n;
 
 	*n_r = 0;
-	if (len == 0 || (dict == NULL && w->level == 0))
+	if (len == 0 || (dict == NULL && level == 0))
 		return 0;
 	if (dict != NULL)
 		n = ZSTD_compress_usingCDict(
-		    w->cctx, dst, cap, src, len, dict->cdict);
+		    cctx, dst, cap, src, len, dict->cdict);
 	else
-		n = ZSTD_compressCCtx(w->cctx, dst, cap, src, len, w->level);
+		n = ZSTD_compressCCtx(cctx, dst, cap, src, len, level);
 	if (ZSTD_isError(n))
 		return mk_err_set(
 		    err, "zstd compress: %s", ZSTD_getErrorName(n));
@@ -297,17 +319,11 @@ pack_compress(struct mk_pack_writer *w, const struct mk_pack_dict *dict,
 	return 0;
 }
 
-int
-mk_pack_writer_add(struct mk_pack_writer *w, enum mk_pack_type type,
-    const uint8_t id[MK_PACK_ID_LEN], const void *data, size_t len,
-    const struct mk_pack_dict *dict, struct mk_pack_entry *entry_r,
-    struct mk_err *err)
+/* Check a blob's type and size; start a pack if none is open. */
+static int
+pack_writer_prepare(struct mk_pack_writer *w, enum mk_pack_type type,
+    size_t len, struct mk_err *err)
 {
-	uint8_t nonce[MK_CRYPTO_NONCE_LEN], aad[PACK_AAD_LEN];
-	struct mk_pack_entry e;
-	size_t bound, stored;
-	uint8_t *dst;
-
 	if (type < MK_PACK_TYPE_HEADER || type > MK_PACK_TYPE_DICT)
 		return mk_err_set(err, "pack: unknown blob type %d", (int)type);
 	if (len > MK_PACK_BLOB_MAX)
@@ -317,6 +333,50 @@ mk_pack_writer_add(struct mk_pack_writer *w, enum mk_pack_type type,
 		    len, MK_PACK_BLOB_MAX);
 	if (w->buf == NULL && pack_writer_begin(w, err) < 0)
 		return -1;
+	return 0;
+}
+
+/*
+ * Seal the e->length stored bytes at the end of the pack (e->offset) and
+ * append the entry.
+ */
+static int
+pack_writer_seal(struct mk_pack_writer *w, struct mk_pack_entry *e,
+    struct mk_pack_entry *entry_r, struct mk_err *err)
+{
+	uint8_t nonce[MK_CRYPTO_NONCE_LEN], aad[PACK_AAD_LEN];
+	uint8_t *dst = w->buf + e->offset;
+	size_t stored = e->length;
+
+	if (w->encrypted) {
+		pack_nonce(e->offset, nonce);
+		pack_blob_aad(e, aad);
+		if (mk_crypto_aead_seal(w->aead, nonce, aad, sizeof(aad), dst,
+			stored, dst, dst + stored, err) < 0)
+			return mk_err_prefix(err, "pack: seal blob");
+		stored += MK_CRYPTO_TAG_LEN;
+	}
+	e->length = (uint32_t)stored;
+	w->len += stored;
+	mk_xgrow(&w->entries, &w->entries_cap, w->count + 1, sizeof(*e));
+	w->entries[w->count++] = *e;
+	if (entry_r != NULL)
+		*entry_r = *e;
+	return 0;
+}
+
+int
+mk_pack_writer_add(struct mk_pack_writer *w, enum mk_pack_type type,
+    const uint8_t id[MK_PACK_ID_LEN], const void *data, size_t len,
+    const struct mk_pack_dict *dict, struct mk_pack_entry *entry_r,
+    struct mk_err *err)
+{
+	struct mk_pack_entry e;
+	size_t bound, stored;
+	uint8_t *dst;
+
+	if (pack_writer_prepare(w, type, len, err) < 0)
+		return -1;
 	bound = ZSTD_compressBound(len);
 	pack_writer_reserve(w, (bound > len ? bound : len) + MK_CRYPTO_TAG_LEN);
 	memset(&e, 0, sizeof(e));
@@ -325,7 +385,8 @@ mk_pack_writer_add(struct mk_pack_writer *w, enum mk_pack_type type,
 	e.offset = w->len;
 	e.raw_length = (uint32_t)len;
 	dst = w->buf + w->len;
-	if (pack_compress(w, dict, dst, bound, data, len, &stored, err) < 0)
+	if (pack_compress(w->cctx, w->level, dict, dst, bound, data, len,
+		&stored, err) < 0)
 		return -1;
 	if (stored > 0) {
 		e.compression = dict != NULL ? MK_PACK_ZSTD_DICT : MK_PACK_ZSTD;
@@ -337,21 +398,119 @@ mk_pack_writer_add(struct mk_pack_writer *w, enum mk_pack_type type,
 			memcpy(dst, data, len);
 		stored = len;
 	}
-	if (w->encrypted) {
-		pack_nonce(e.offset, nonce);
-		pack_blob_aad(&e, aad);
-		if (mk_crypto_aead_seal(w->aead, nonce, aad, sizeof(aad), dst,
-			stored, dst, dst + stored, err) < 0)
-			return mk_err_prefix(err, "pack: seal blob");
-		stored += MK_CRYPTO_TAG_LEN;
-	}
 	e.length = (uint32_t)stored;
-	w->len += stored;
-	mk_xgrow(&w->entries, &w->entries_cap, w->count + 1, sizeof(e));
-	w->entries[w->count++] = e;
-	if (entry_r != NULL)
-		*entry_r = e;
+	return pack_writer_seal(w, &e, entry_r, err);
+}
+
+void
+mk_pack_writer_recycle(struct mk_pack_writer *w, struct mk_pack **packp)
+{
+	struct mk_pack *pack = *packp;
+
+	if (pack == NULL)
+		return;
+	if (w->spare == NULL && pack->cap > 0) {
+		w->spare = pack->data;
+		w->spare_cap = pack->cap;
+		pack->data = NULL;
+	}
+	mk_pack_free(packp);
+}
+
+int
+mk_pack_writer_add_blob(struct mk_pack_writer *w, enum mk_pack_type type,
+    const uint8_t id[MK_PACK_ID_LEN], const struct mk_pack_blob *blob,
+    struct mk_pack_entry *entry_r, struct mk_err *err)
+{
+	struct mk_pack_entry e;
+
+	if (pack_writer_prepare(w, type, blob->raw_length, err) < 0)
+		return -1;
+	if ((blob->compression == MK_PACK_RAW &&
+		blob->len != blob->raw_length) ||
+	    (blob->compression != MK_PACK_RAW &&
+		blob->compression != MK_PACK_ZSTD) ||
+	    blob->len > blob->raw_length)
+		return mk_err_set(err, "pack: prepared blob is inconsistent");
+	pack_writer_reserve(w, blob->len + MK_CRYPTO_TAG_LEN);
+	memset(&e, 0, sizeof(e));
+	memcpy(e.id, id, MK_PACK_ID_LEN);
+	e.type = (uint8_t)type;
+	e.compression = blob->compression;
+	e.offset = w->len;
+	e.raw_length = blob->raw_length;
+	e.length = (uint32_t)blob->len;
+	if (blob->len > 0)
+		memcpy(w->buf + w->len, blob->data, blob->len);
+	return pack_writer_seal(w, &e, entry_r, err);
+}
+
+int
+mk_pack_compressor_new(
+    int level, struct mk_pack_compressor **comp_r, struct mk_err *err)
+{
+	struct mk_pack_compressor *c;
+
+	*comp_r = NULL;
+	if (level < 0 || level > ZSTD_maxCLevel())
+		return mk_err_set(err, "zstd level %d out of range 0-%d", level,
+		    ZSTD_maxCLevel());
+	c = mk_xcalloc(1, sizeof(*c));
+	c->level = level;
+	if ((c->small = ZSTD_createCCtx()) == NULL ||
+	    (c->large = ZSTD_createCCtx()) == NULL)
+		mk_fatal("pack", "ZSTD_createCCtx: out of memory");
+	*comp_r = c;
 	return 0;
+}
+
+size_t
+mk_pack_compress_bound(size_t len)
+{
+	return ZSTD_compressBound(len);
+}
+
+int
+mk_pack_compress(struct mk_pack_compressor *c, const void *data, size_t len,
+    void *dst, size_t cap, struct mk_pack_blob *blob_r, struct mk_err *err)
+{
+	size_t n;
+
+	memset(blob_r, 0, sizeof(*blob_r));
+	if (len > MK_PACK_BLOB_MAX)
+		return mk_err_set(err,
+		    "pack: blob of %zu bytes above the %u "
+		    "limit (chunk it)",
+		    len, MK_PACK_BLOB_MAX);
+	if (cap < ZSTD_compressBound(len))
+		return mk_err_set(err, "pack: compression buffer too small");
+	if (pack_compress(len >= PACK_LARGE_BLOB ? c->large : c->small,
+		c->level, NULL, dst, cap, data, len, &n, err) < 0)
+		return -1;
+	blob_r->raw_length = (uint32_t)len;
+	if (n > 0) {
+		blob_r->compression = MK_PACK_ZSTD;
+		blob_r->data = dst;
+		blob_r->len = n;
+	} else {
+		blob_r->compression = MK_PACK_RAW;
+		blob_r->data = data;
+		blob_r->len = len;
+	}
+	return 0;
+}
+
+void
+mk_pack_compressor_free(struct mk_pack_compressor **compp)
+{
+	struct mk_pack_compressor *c = *compp;
+
+	if (c == NULL)
+		return;
+	ZSTD_freeCCtx(c->small);
+	ZSTD_freeCCtx(c->large);
+	free(c);
+	*compp = NULL;
 }
 
 size_t
@@ -449,6 +608,7 @@ mk_pack_writer_finish(
 	mk_crypto_hex(hash, sizeof(hash), pack->id);
 	pack->data = w->buf;
 	pack->len = w->len;
+	pack->cap = w->cap;
 	pack->entries = w->entries;
 	pack->count = w->count;
 	w->buf = NULL;
@@ -468,6 +628,7 @@ mk_pack_writer_free(struct mk_pack_writer **writerp)
 	if (w == NULL)
 		return;
 	pack_writer_reset(w);
+	free(w->spare);
 	ZSTD_freeCCtx(w->cctx);
 	mk_crypto_wipe(w->data_key, sizeof(w->data_key));
 	free(w);

@@ -1049,6 +1049,13 @@ mk_repo_pack_writer_new(const struct mk_repo *repo,
 }
 
 int
+mk_repo_compressor_new(const struct mk_repo *repo,
+    struct mk_pack_compressor **comp_r, struct mk_err *err)
+{
+	return mk_pack_compressor_new(repo->level, comp_r, err);
+}
+
+int
 mk_repo_chunker_new(const struct mk_repo *repo, struct mk_chunker **chunker_r,
     struct mk_err *err)
 {

@@ -192,26 +192,38 @@ backup_print(struct backup_cli *cli, const char *address,
 	cli->printed++;
 }
 
+/* A mailbox committed, or failed, maybe after later ones (shared packs). */
+static void
+backup_done(const char *address, const struct mk_backup_stats *s,
+    const struct mk_err *err, void *arg)
+{
+	struct backup_cli *cli = arg;
+
+	if (err != NULL) {
+		mk_log_error("backup", "%s", err->msg);
+		cli->failed++;
+		backup_print(cli, address, NULL, err->msg);
+		return;
+	}
+	if (s->skipped.count > 0)
+		mk_log_warn("backup", "%s: %llu entries skipped, first: %s",
+		    address, s->skipped.count, s->skipped.first);
+	cli->read_messages += s->read_messages;
+	cli->read_bytes += s->read_bytes;
+	cli->stored_bytes += s->stored_bytes;
+	backup_print(cli, address, s, NULL);
+}
+
 static void
 backup_one(struct backup_cli *cli, const char *address, const char *relpath)
 {
 	struct mk_backup_stats s;
 	struct mk_err err;
 
+	/* Success is reported by backup_done(), now or after the pack. */
 	if (mk_backup_mailbox(
-		cli->bk, cli->rootfd, relpath, address, &s, &err) < 0) {
-		mk_log_error("backup", "%s", err.msg);
-		cli->failed++;
-		backup_print(cli, address, NULL, err.msg);
-		return;
-	}
-	if (s.skipped.count > 0)
-		mk_log_warn("backup", "%s: %llu entries skipped, first: %s",
-		    address, s.skipped.count, s.skipped.first);
-	cli->read_messages += s.read_messages;
-	cli->read_bytes += s.read_bytes;
-	cli->stored_bytes += s.stored_bytes;
-	backup_print(cli, address, &s, NULL);
+		cli->bk, cli->rootfd, relpath, address, &s, &err) < 0)
+		backup_done(address, NULL, &err, cli);
 }
 
 static int
@@ -245,6 +257,7 @@ backup_run(struct cmd_ctx *ctx, int argc, char **argv)
 		mk_log_error("backup", "%s", err.msg);
 		goto out;
 	}
+	mk_backup_share_packs(cli.bk, backup_done, &cli);
 	if (ctx->json)
 		printf("{\"run\":\"%s\",\"mailboxes\":[", id);
 	for (k = 0; list != NULL && k < list->count; k++)
@@ -265,6 +278,11 @@ backup_run(struct cmd_ctx *ctx, int argc, char **argv)
 			continue;
 		}
 		backup_one(&cli, argv[i], relpath);
+	}
+	/* The last pack, and the mailboxes waiting for it. */
+	if (mk_backup_flush(cli.bk, &err) < 0) {
+		mk_log_error("backup", "%s", err.msg);
+		cli.failed++;
 	}
 	if (mk_backup_run_end(cli.repo, cli.cat, run, &err) < 0) {
 		mk_log_error("backup", "%s", err.msg);

@@ -19,7 +19,10 @@
  * Thread safety: blocking I/O, never on an event loop.  A session
  * belongs to one thread and uses its own catalog connection; sessions
  * of one run may back up different mailboxes at once (the repository is
- * shared).  One run at a time per catalog.
+ * shared).  One run at a time per catalog.  A session starts one worker
+ * thread per processor (at most 8) that hashes and compresses new
+ * content; the session's thread reads files with the idle I/O class,
+ * dedups, encrypts into packs and writes the catalog.
  */
 #ifndef MAILKEEP_BACKUP_H
 #define MAILKEEP_BACKUP_H
@@ -106,6 +109,35 @@ void mk_backup_free(struct mk_backup **bkp);
  */
 int mk_backup_mailbox(struct mk_backup *bk, int rootfd, const char *relpath,
     const char *address, struct mk_backup_stats *stats_r, struct mk_err *err);
+
+/*
+ * How a mailbox backed up with shared packs ended: err is NULL when its
+ * snapshot is committed (stats->snapshot is set), else why it was not.
+ */
+typedef void mk_backup_done_cb(const char *address,
+    const struct mk_backup_stats *stats, const struct mk_err *err, void *arg);
+
+/*
+ * Share packs between the mailboxes of the session: a mailbox no longer
+ * ends its own pack.  A mailbox whose new blobs are all recorded is
+ * committed before mk_backup_mailbox() returns; one with blobs in the
+ * open pack waits until that pack is stored (full, or at
+ * mk_backup_flush(), or early when many mailboxes wait), so packs stay
+ * durable before catalog rows point at them.  Either way, cb tells how
+ * it ended; mk_backup_mailbox() then returns 0 once the mailbox is
+ * captured, with *stats_r as captured (snapshot 0 while it waits), and
+ * -1 (cb not called) when the capture failed.
+ */
+void mk_backup_share_packs(
+    struct mk_backup *bk, mk_backup_done_cb *cb, void *arg);
+
+/*
+ * Store the open pack and commit the mailboxes waiting for it (each
+ * reported to the callback).  Call it before mk_backup_run_end().
+ * Returns -1 when the pack could not be stored: the waiting mailboxes
+ * are then reported failed.
+ */
+int mk_backup_flush(struct mk_backup *bk, struct mk_err *err);
 
 /*
  * The runs in the repository, read from their run objects (no catalog

@@ -91,6 +91,7 @@ struct mk_pack {
 	char id[MK_PACK_NAME_LEN + 1]; /* lower-case hex SHA-256 of data */
 	uint8_t *data;
 	size_t len;
+	size_t cap; /* of data, for mk_pack_writer_recycle() */
 	struct mk_pack_entry *entries; /* in pack order */
 	size_t count;
 };
@@ -128,6 +129,45 @@ int mk_pack_writer_add(struct mk_pack_writer *writer, enum mk_pack_type type,
     const struct mk_pack_dict *dict, struct mk_pack_entry *entry_r,
     struct mk_err *err);
 
+/*
+ * A blob compressed ahead of time, possibly in another thread, by
+ * mk_pack_compress(): the stored bytes before encryption.
+ */
+struct mk_pack_blob {
+	uint8_t compression; /* MK_PACK_RAW or MK_PACK_ZSTD */
+	uint32_t raw_length;
+	const uint8_t *data; /* len bytes: the caller's dst, or the input */
+	size_t len;
+};
+
+/* A zstd context at a level (0: raw); one thread at a time. */
+struct mk_pack_compressor;
+
+int mk_pack_compressor_new(
+    int level, struct mk_pack_compressor **comp_r, struct mk_err *err);
+void mk_pack_compressor_free(struct mk_pack_compressor **compp);
+
+/* The room mk_pack_compress() needs for len bytes. */
+size_t mk_pack_compress_bound(size_t len);
+
+/*
+ * Compress len bytes of data (at most MK_PACK_BLOB_MAX) into dst (cap
+ * bytes, at least mk_pack_compress_bound(len)).  *blob_r points at dst,
+ * or at data itself when compression does not help.
+ */
+int mk_pack_compress(struct mk_pack_compressor *comp, const void *data,
+    size_t len, void *dst, size_t cap, struct mk_pack_blob *blob_r,
+    struct mk_err *err);
+
+/*
+ * mk_pack_writer_add() of a blob compressed by mk_pack_compress(): the
+ * writer only encrypts it.  The blob is copied.
+ */
+int mk_pack_writer_add_blob(struct mk_pack_writer *writer,
+    enum mk_pack_type type, const uint8_t id[MK_PACK_ID_LEN],
+    const struct mk_pack_blob *blob, struct mk_pack_entry *entry_r,
+    struct mk_err *err);
+
 /* Bytes and blobs in the pack being written (0 before the first add). */
 size_t mk_pack_writer_size(const struct mk_pack_writer *writer);
 size_t mk_pack_writer_count(const struct mk_pack_writer *writer);
@@ -141,6 +181,13 @@ bool mk_pack_writer_full(const struct mk_pack_writer *writer);
  */
 int mk_pack_writer_finish(
     struct mk_pack_writer *writer, struct mk_pack **pack_r, struct mk_err *err);
+
+/*
+ * Free a pack once stored, keeping its memory for the writer's next
+ * pack (large buffers fault in again on every new allocation).
+ */
+void mk_pack_writer_recycle(
+    struct mk_pack_writer *writer, struct mk_pack **packp);
 
 /* Free the writer, dropping an unfinished pack and wiping keys. */
 void mk_pack_writer_free(struct mk_pack_writer **writerp);

@@ -168,6 +168,10 @@ int mk_repo_blob_id(const struct mk_repo *repo, const void *data, size_t len,
 int mk_repo_pack_writer_new(const struct mk_repo *repo,
     struct mk_pack_writer **writer_r, struct mk_err *err);
 
+/* A compressor at this repository's zstd level (mk_pack_compress()). */
+int mk_repo_compressor_new(const struct mk_repo *repo,
+    struct mk_pack_compressor **comp_r, struct mk_err *err);
+
 /* A chunker with this repository's key and parameters. */
 int mk_repo_chunker_new(const struct mk_repo *repo,
     struct mk_chunker **chunker_r, struct mk_err *err);

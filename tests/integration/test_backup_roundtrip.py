@@ -22,6 +22,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -159,6 +160,18 @@ def backup(check, env, what):
     return {m["address"]: m for m in doc["mailboxes"]}
 
 
+def run_open(state):
+    """Whether the catalog has a backup run that has not ended."""
+    db = sqlite3.connect(os.path.join(state, "catalog.db"), timeout=5)
+    try:
+        return db.execute("SELECT count(*) FROM run WHERE ended_ns IS NULL"
+                          ).fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
+
+
 def repo_bytes(state):
     total = 0
     for dirpath, _, filenames in os.walk(os.path.join(state, "repository")):
@@ -167,9 +180,14 @@ def repo_bytes(state):
 
 
 def main():
+    return run_scenario(scenario, 20261124, "mk-backup-")
+
+
+def run_scenario(scenario, seed, prefix):
+    """Run scenario(check, rng, tmp) in a temporary directory; exit code."""
     check = Checks()
-    rng = random.Random(20261124)
-    tmp = tempfile.mkdtemp(prefix="mk-backup-")
+    rng = random.Random(seed)
+    tmp = tempfile.mkdtemp(prefix=prefix)
     try:
         scenario(check, rng, tmp)
     finally:
@@ -296,6 +314,12 @@ def scenario(check, rng, tmp):
         store.deliver(big, b"Subject: bulk\n\n" + base64.encodebytes(rng.randbytes(400000)))
     proc = subprocess.Popen([os.path.join(BIN_DIR, "mailkeep"), *env, "backup", "run"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Kill it once its run is open in the catalog (a slow build may take
+    # a while to get there), while it reads.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None \
+            and not run_open(state):
+        time.sleep(0.05)
     time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -639,6 +639,76 @@ test_pack_level_zero_stores_raw(void **state)
 	blobset_free(&bs);
 }
 
+/*
+ * Blobs compressed ahead (as the backup's workers do) and added with
+ * mk_pack_writer_add_blob() read back like mk_pack_writer_add()'s; a
+ * recycled pack buffer makes a second, equally readable pack.
+ */
+static void
+test_pack_prepared_blobs_and_recycled_buffer(void **state)
+{
+	struct mk_pack_opts opts = { MK_PACK_SIZE_MAX, 3 };
+	struct mk_pack_compressor *comp = NULL;
+	struct mk_pack_writer *w = NULL;
+	struct mk_pack *pack = NULL;
+	struct blobset bs = { .n = 0 };
+	struct mk_pack_blob blob;
+	uint8_t *dst = NULL;
+	struct mk_err err;
+	size_t i, round, ncompressed = 0;
+
+	(void)state;
+	for (i = 0; i < 40; i++) {
+		bs.len[i] = i == 0 ? 0 : (size_t)(rng() % 300000);
+		bs.data[i] = make_blob(bs.len[i], i % 2 == 0);
+		blob_id(&keys_enc, bs.data[i], bs.len[i], bs.id[i]);
+		bs.n++;
+	}
+	assert_int_equal(mk_pack_compressor_new(3, &comp, &err), 0);
+	assert_int_equal(mk_pack_writer_new(&keys_enc, &opts, &w, &err), 0);
+	for (round = 0; round < 2; round++) {
+		for (i = 0; i < bs.n; i++) {
+			size_t cap = mk_pack_compress_bound(bs.len[i]);
+
+			dst = realloc(dst, cap > 0 ? cap : 1);
+			assert_non_null(dst);
+			assert_int_equal(mk_pack_compress(comp, bs.data[i],
+					     bs.len[i], dst, cap, &blob, &err),
+			    0);
+			assert_int_equal(blob.raw_length, bs.len[i]);
+			ncompressed += blob.compression == MK_PACK_ZSTD;
+			if (mk_pack_writer_add_blob(w, MK_PACK_TYPE_BODY,
+				bs.id[i], &blob, NULL, &err) < 0)
+				fail_msg("add %zu: %s", i, err.msg);
+		}
+		assert_int_equal(mk_pack_writer_finish(w, &pack, &err), 0);
+		assert_int_equal(
+		    read_all(&keys_enc, pack->data, pack->len, &bs, &err), 0);
+		mk_pack_writer_recycle(w, &pack);
+		assert_null(pack);
+	}
+	/* Text compresses, random bytes are stored raw. */
+	assert_true(ncompressed > 0 && ncompressed < 2 * bs.n);
+	/* A buffer too small and a blob too large are refused. */
+	assert_int_equal(
+	    mk_pack_compress(comp, bs.data[1], bs.len[1], dst, 1, &blob, &err),
+	    -1);
+	assert_int_equal(mk_pack_compress(comp, bs.data[1],
+			     MK_PACK_BLOB_MAX + 1, dst, SIZE_MAX, &blob, &err),
+	    -1);
+	blob.compression = 7;
+	blob.raw_length = 10;
+	blob.len = 10;
+	blob.data = bs.data[1];
+	assert_int_equal(mk_pack_writer_add_blob(
+			     w, MK_PACK_TYPE_BODY, bs.id[1], &blob, NULL, &err),
+	    -1);
+	free(dst);
+	mk_pack_writer_free(&w);
+	mk_pack_compressor_free(&comp);
+	blobset_free(&bs);
+}
+
 int
 main(void)
 {
@@ -662,6 +732,8 @@ main(void)
 		cmocka_unit_test_setup(test_pack_writer_limits, pack_setup),
 		cmocka_unit_test_setup(
 		    test_pack_level_zero_stores_raw, pack_setup),
+		cmocka_unit_test_setup(
+		    test_pack_prepared_blobs_and_recycled_buffer, pack_setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
