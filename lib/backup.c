@@ -15,6 +15,7 @@
 #include "mailkeep/log.h"
 #include "mailkeep/maildir.h"
 #include "mailkeep/mem.h"
+#include "mailkeep/reindex.h"
 #include "mailkeep/str.h"
 
 /* Listings of a folder whose dovecot-uidlist keeps changing. */
@@ -1549,11 +1550,14 @@ mk_backup_run_begin(struct mk_repo *repo, struct mk_catalog *cat,
 {
 	uint8_t raw[MK_SNAPSHOT_RUN_ID_LEN / 2];
 	struct backup_open_runs open;
+	struct mk_reindex_stats rs;
 	size_t i;
 	int rc = -1;
 
 	memset(&open, 0, sizeof(open));
-	if (mk_catalog_runs_open(cat, backup_open_cb, &open, err) < 0)
+	/* Packs another host stored (or a killed run): reuse their blobs. */
+	if (mk_reindex_packs(repo, cat, &rs, err) < 0 ||
+	    mk_catalog_runs_open(cat, backup_open_cb, &open, err) < 0)
 		goto out;
 	for (i = 0; i < open.n; i++) {
 		if (backup_run_publish(repo, cat, open.v[i].run, open.v[i].name,
