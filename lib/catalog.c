@@ -868,9 +868,13 @@ mk_catalog_blob_get(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
     struct mk_err *err)
 {
 	sqlite3_stmt *st = cat->stmts[STMT_BLOB_GET];
+	uint8_t key[MK_PACK_ID_LEN];
 	const unsigned char *pack;
 	int r, rc = -1;
 
+	/* id may be entry_r->id, which is cleared below. */
+	memcpy(key, id, MK_PACK_ID_LEN);
+	id = key;
 	if (catalog_bound(cat, st,
 		sqlite3_bind_blob(st, 1, id, MK_PACK_ID_LEN, SQLITE_STATIC),
 		err) < 0)
