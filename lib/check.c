@@ -44,21 +44,6 @@ struct ck {
 	struct mk_hmap *damaged_set;
 };
 
-static uint64_t
-ck_id_key(const uint8_t *id)
-{
-	uint64_t k;
-
-	memcpy(&k, id, sizeof(k));
-	return k;
-}
-
-static bool
-ck_id_match(const void *value, const void *ctx)
-{
-	return memcmp(value, ctx, MK_PACK_ID_LEN) == 0;
-}
-
 static bool
 ck_pack_match(const void *value, const void *ctx)
 {
@@ -90,8 +75,8 @@ ck_problem(
 static bool
 ck_is_damaged(const struct ck *ck, const uint8_t id[MK_PACK_ID_LEN])
 {
-	return mk_hmap_get(ck->damaged_set, ck_id_key(id), ck_id_match, id) !=
-	    NULL;
+	return mk_hmap_get(ck->damaged_set, mk_pack_id_key(id),
+		   mk_pack_id_match, id) != NULL;
 }
 
 static void
@@ -113,8 +98,8 @@ ck_damaged_index(struct ck *ck)
 	mk_hmap_free(&ck->damaged_set);
 	ck->damaged_set = mk_hmap_new();
 	for (i = 0; i < ck->ndamaged; i++)
-		mk_hmap_put(
-		    ck->damaged_set, ck_id_key(ck->damaged[i]), ck->damaged[i]);
+		mk_hmap_put(ck->damaged_set, mk_pack_id_key(ck->damaged[i]),
+		    ck->damaged[i]);
 }
 
 static struct ck_pack *
@@ -202,7 +187,7 @@ ck_pack_read(struct ck *ck, struct ck_pack *p, const char *name,
 		if (mk_pack_reader_get_mem(*r_r, data, len, &e[i], NULL, &plain,
 			&plen, &berr) < 0) {
 			ck_problem(ck, "blob-damaged", name, "%s", berr.msg);
-			mk_hmap_put(p->bad, ck_id_key(e[i].id),
+			mk_hmap_put(p->bad, mk_pack_id_key(e[i].id),
 			    memcpy(mk_xmalloc(MK_PACK_ID_LEN), e[i].id,
 				MK_PACK_ID_LEN));
 			continue;
@@ -264,7 +249,7 @@ ck_pack_load(struct ck *ck, struct ck_pack *p)
 	    p->nentries * sizeof(*p->entries));
 	for (i = 0; i < p->nentries; i++)
 		mk_hmap_put(
-		    p->by_id, ck_id_key(p->entries[i].id), &p->entries[i]);
+		    p->by_id, mk_pack_id_key(p->entries[i].id), &p->entries[i]);
 	mk_pack_reader_free(&r);
 }
 
@@ -290,7 +275,8 @@ ck_blob_cb(const char *pack, const struct mk_pack_entry *e, void *arg)
 	}
 	mk_crypto_hex(e->id, 8, hex);
 	(void)mk_repo_pack_object(p->id, name, NULL);
-	x = mk_hmap_get(p->by_id, ck_id_key(e->id), ck_id_match, e->id);
+	x = mk_hmap_get(
+	    p->by_id, mk_pack_id_key(e->id), mk_pack_id_match, e->id);
 	if (x == NULL) {
 		ck_problem(ck, "blob-missing", name,
 		    "blob %s is not in the pack's index", hex);
@@ -304,8 +290,8 @@ ck_blob_cb(const char *pack, const struct mk_pack_entry *e, void *arg)
 		    hex, (unsigned long long)e->offset, e->length,
 		    (unsigned long long)x->offset, x->length);
 		ck_damaged(ck, e->id);
-	} else if (mk_hmap_get(p->bad, ck_id_key(e->id), ck_id_match, e->id) !=
-	    NULL)
+	} else if (mk_hmap_get(p->bad, mk_pack_id_key(e->id), mk_pack_id_match,
+		       e->id) != NULL)
 		ck_damaged(ck, e->id);
 }
 
