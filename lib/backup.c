@@ -17,6 +17,7 @@
 #include "mailkeep/log.h"
 #include "mailkeep/maildir.h"
 #include "mailkeep/mem.h"
+#include "mailkeep/reindex.h"
 #include "mailkeep/str.h"
 
 /* Listings of a folder whose dovecot-uidlist keeps changing. */
@@ -239,21 +240,6 @@ backup_stat_mtime(const struct stat *st)
 	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
-static uint64_t
-backup_id_key(const uint8_t *id)
-{
-	uint64_t k;
-
-	memcpy(&k, id, sizeof(k));
-	return k;
-}
-
-static bool
-backup_id_match(const void *value, const void *ctx)
-{
-	return memcmp(value, ctx, MK_PACK_ID_LEN) == 0;
-}
-
 static bool
 backup_entry_match(const void *value, const void *ctx)
 {
@@ -426,7 +412,7 @@ bk_pack_add(struct mk_backup *bk, struct bk_mailbox *mb, enum mk_pack_type type,
 	mk_xgrow(&bk->pending_ids, &bk->pcap, bk->npending + 1,
 	    sizeof(*bk->pending_ids));
 	bk->pending_ids[bk->npending++] = copy;
-	mk_hmap_put(bk->pending, backup_id_key(copy), copy);
+	mk_hmap_put(bk->pending, mk_pack_id_key(copy), copy);
 	bk->open_used = true;
 	mb->stats->new_blobs++;
 	mb->stats->stored_bytes += entry.length;
@@ -443,7 +429,7 @@ static int
 bk_blob_known(
     struct mk_backup *bk, const uint8_t id[MK_PACK_ID_LEN], struct mk_err *err)
 {
-	if (mk_hmap_get(bk->pending, backup_id_key(id), backup_id_match, id) !=
+	if (mk_hmap_get(bk->pending, mk_pack_id_key(id), mk_pack_id_match, id) !=
 	    NULL) {
 		bk->open_used = true;
 		return 1;
@@ -2109,11 +2095,14 @@ mk_backup_run_begin(struct mk_repo *repo, struct mk_catalog *cat,
 {
 	uint8_t raw[MK_SNAPSHOT_RUN_ID_LEN / 2];
 	struct backup_open_runs open;
+	struct mk_reindex_stats rs;
 	size_t i;
 	int rc = -1;
 
 	memset(&open, 0, sizeof(open));
-	if (mk_catalog_runs_open(cat, backup_open_cb, &open, err) < 0)
+	/* Packs another host stored (or a killed run): reuse their blobs. */
+	if (mk_reindex_packs(repo, cat, &rs, err) < 0 ||
+	    mk_catalog_runs_open(cat, backup_open_cb, &open, err) < 0)
 		goto out;
 	for (i = 0; i < open.n; i++) {
 		if (backup_run_publish(repo, cat, open.v[i].run, open.v[i].name,
