@@ -716,14 +716,27 @@ mk_repo_init(const char *location, const struct mk_repo_key *key,
     const struct mk_repo_init_opts *opts, struct mk_repo **repo_r,
     struct mk_err *err)
 {
+	struct mk_storage *storage = NULL;
+
+	*repo_r = NULL;
+	if (mk_storage_open(location, true, &storage, err) < 0)
+		return -1;
+	return mk_repo_init_storage(storage, key, opts, repo_r, err);
+}
+
+int
+mk_repo_init_storage(struct mk_storage *storage, const struct mk_repo_key *key,
+    const struct mk_repo_init_opts *opts, struct mk_repo **repo_r,
+    struct mk_err *err)
+{
 	static const struct mk_repo_init_opts defaults;
 	static const struct mk_chunker_params def_chunker = {
 		MK_CHUNKER_MIN_DEFAULT, MK_CHUNKER_AVG_DEFAULT,
 		MK_CHUNKER_MAX_DEFAULT
 	};
-	struct mk_storage *storage = NULL;
+	const char *location = storage->location;
+	struct mk_repo *repo = repo_new(storage);
 	struct mk_storage_stat sst;
-	struct mk_repo *repo = NULL;
 	uint8_t raw_id[MK_REPO_ID_LEN / 2];
 	struct repo_names rn;
 	json_t *obj = NULL;
@@ -736,18 +749,19 @@ mk_repo_init(const char *location, const struct mk_repo_key *key,
 		opts = &defaults;
 	if (key == NULL)
 		key = &repo_no_key;
-	if (opts->no_encryption && key->kind != MK_REPO_KEY_NONE)
-		return mk_err_set(err,
+	if (opts->no_encryption && key->kind != MK_REPO_KEY_NONE) {
+		mk_err_set(err,
 		    "a key was given for a repository "
 		    "without encryption");
+		goto out;
+	}
 	if (!opts->no_encryption && repo_key_check(key, err) < 0)
-		return -1;
+		goto out;
 	if (opts->level < 0 || opts->level > 19 ||
-	    opts->pack_size > MK_PACK_SIZE_MAX)
-		return mk_err_set(err, "bad compression level or pack size");
-	if (mk_storage_open(location, true, &storage, err) < 0)
-		return -1;
-	repo = repo_new(storage);
+	    opts->pack_size > MK_PACK_SIZE_MAX) {
+		mk_err_set(err, "bad compression level or pack size");
+		goto out;
+	}
 	repo->level = opts->level == 0 ? MK_PACK_LEVEL_DEFAULT : opts->level;
 	repo->pack_size =
 	    opts->pack_size == 0 ? MK_PACK_SIZE_DEFAULT : opts->pack_size;
@@ -810,7 +824,19 @@ mk_repo_open(const char *location, const struct mk_repo_key *key,
     struct mk_repo **repo_r, struct mk_err *err)
 {
 	struct mk_storage *storage = NULL;
-	struct mk_repo *repo = NULL;
+
+	*repo_r = NULL;
+	if (mk_storage_open(location, false, &storage, err) < 0)
+		return -1;
+	return mk_repo_open_storage(storage, key, repo_r, err);
+}
+
+int
+mk_repo_open_storage(struct mk_storage *storage, const struct mk_repo_key *key,
+    struct mk_repo **repo_r, struct mk_err *err)
+{
+	const char *location = storage->location;
+	struct mk_repo *repo = repo_new(storage);
 	uint8_t *data = NULL;
 	size_t len = 0;
 	int rc = -1;
@@ -818,9 +844,6 @@ mk_repo_open(const char *location, const struct mk_repo_key *key,
 	*repo_r = NULL;
 	if (key == NULL)
 		key = &repo_no_key;
-	if (mk_storage_open(location, false, &storage, err) < 0)
-		return -1;
-	repo = repo_new(storage);
 	if (mk_storage_get(storage, REPO_CONFIG, &data, &len, err) < 0) {
 		if (err != NULL && err->sys_errno == ENOENT)
 			mk_err_set(err, "%s: no repository here (no config)",
