@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,12 @@ struct mk_repo {
 	int level;
 	uint32_t pack_size;
 	struct mk_chunker_params chunker;
+
+	/* The header of the pack read last: a restore reads many blobs of
+	 * one pack, and on S3 each read of it is a request. */
+	pthread_mutex_t header_lock;
+	char header_pack[MK_REPO_PACK_OBJECT_LEN + 1];
+	uint8_t header[MK_PACK_HEADER_LEN];
 };
 
 /* The current time as ISO 8601 UTC. */
@@ -701,6 +708,7 @@ repo_new(struct mk_storage *storage)
 	struct mk_repo *repo = mk_xcalloc(1, sizeof(*repo));
 
 	repo->storage = storage;
+	pthread_mutex_init(&repo->header_lock, NULL);
 	return repo;
 }
 
@@ -898,6 +906,7 @@ mk_repo_close(struct mk_repo **repop)
 	if (repo == NULL)
 		return;
 	mk_storage_close(&repo->storage);
+	pthread_mutex_destroy(&repo->header_lock);
 	mk_crypto_hash_free(&repo->id_hash);
 	mk_crypto_keys_wipe(&repo->keys);
 	free(repo);
@@ -1102,6 +1111,30 @@ mk_repo_put_pack(
 	return mk_storage_put(repo->storage, name, pack->data, pack->len, err);
 }
 
+/* The header of pack object name, from the one-pack cache or storage. */
+static int
+repo_pack_header(struct mk_repo *repo, const char *name,
+    uint8_t header[MK_PACK_HEADER_LEN], struct mk_err *err)
+{
+	bool hit;
+
+	pthread_mutex_lock(&repo->header_lock);
+	hit = strcmp(repo->header_pack, name) == 0;
+	if (hit)
+		memcpy(header, repo->header, MK_PACK_HEADER_LEN);
+	pthread_mutex_unlock(&repo->header_lock);
+	if (hit)
+		return 0;
+	if (mk_storage_get_range(
+		repo->storage, name, 0, header, MK_PACK_HEADER_LEN, err) < 0)
+		return -1;
+	pthread_mutex_lock(&repo->header_lock);
+	mk_strlcpy(repo->header_pack, name, sizeof(repo->header_pack));
+	memcpy(repo->header, header, MK_PACK_HEADER_LEN);
+	pthread_mutex_unlock(&repo->header_lock);
+	return 0;
+}
+
 int
 mk_repo_read_blob(struct mk_repo *repo, const char *pack_id,
     const struct mk_pack_entry *entry, const struct mk_pack_dict *dict,
@@ -1116,8 +1149,7 @@ mk_repo_read_blob(struct mk_repo *repo, const char *pack_id,
 	*len_r = 0;
 	if (mk_repo_pack_object(pack_id, name, err) < 0)
 		return -1;
-	if (mk_storage_get_range(
-		repo->storage, name, 0, header, sizeof(header), err) < 0 ||
+	if (repo_pack_header(repo, name, header, err) < 0 ||
 	    mk_pack_reader_new(&repo->keys, header, sizeof(header), &r, err) <
 		0)
 		goto out;
