@@ -15,6 +15,7 @@
 #include "mailkeep/log.h"
 #include "mailkeep/maildir.h"
 #include "mailkeep/mem.h"
+#include "mailkeep/reindex.h"
 #include "mailkeep/str.h"
 
 /* Listings of a folder whose dovecot-uidlist keeps changing. */
@@ -154,21 +155,6 @@ backup_stat_mtime(const struct stat *st)
 	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
-static uint64_t
-backup_id_key(const uint8_t *id)
-{
-	uint64_t k;
-
-	memcpy(&k, id, sizeof(k));
-	return k;
-}
-
-static bool
-backup_id_match(const void *value, const void *ctx)
-{
-	return memcmp(value, ctx, MK_PACK_ID_LEN) == 0;
-}
-
 static bool
 backup_entry_match(const void *value, const void *ctx)
 {
@@ -296,7 +282,7 @@ bk_blob(struct bk_mailbox *mb, enum mk_pack_type type, const void *data,
 
 	if (mk_repo_blob_id(mb->bk->repo, data, len, id_r, err) < 0)
 		return -1;
-	if (mk_hmap_get(mb->pending, backup_id_key(id_r), backup_id_match,
+	if (mk_hmap_get(mb->pending, mk_pack_id_key(id_r), mk_pack_id_match,
 		id_r) != NULL)
 		return 0;
 	if ((r = mk_catalog_blob_get(mb->bk->cat, id_r, NULL, NULL, err)) < 0)
@@ -311,7 +297,7 @@ bk_blob(struct bk_mailbox *mb, enum mk_pack_type type, const void *data,
 	mk_xgrow(&mb->pending_ids, &mb->pcap, mb->npending + 1,
 	    sizeof(*mb->pending_ids));
 	mb->pending_ids[mb->npending++] = copy;
-	mk_hmap_put(mb->pending, backup_id_key(copy), copy);
+	mk_hmap_put(mb->pending, mk_pack_id_key(copy), copy);
 	mb->stats->new_blobs++;
 	mb->stats->stored_bytes += entry.length;
 	if (mk_pack_writer_full(mb->writer))
@@ -1549,11 +1535,14 @@ mk_backup_run_begin(struct mk_repo *repo, struct mk_catalog *cat,
 {
 	uint8_t raw[MK_SNAPSHOT_RUN_ID_LEN / 2];
 	struct backup_open_runs open;
+	struct mk_reindex_stats rs;
 	size_t i;
 	int rc = -1;
 
 	memset(&open, 0, sizeof(open));
-	if (mk_catalog_runs_open(cat, backup_open_cb, &open, err) < 0)
+	/* Packs another host stored (or a killed run): reuse their blobs. */
+	if (mk_reindex_packs(repo, cat, &rs, err) < 0 ||
+	    mk_catalog_runs_open(cat, backup_open_cb, &open, err) < 0)
 		goto out;
 	for (i = 0; i < open.n; i++) {
 		if (backup_run_publish(repo, cat, open.v[i].run, open.v[i].name,

@@ -868,9 +868,13 @@ mk_catalog_blob_get(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
     struct mk_err *err)
 {
 	sqlite3_stmt *st = cat->stmts[STMT_BLOB_GET];
+	uint8_t key[MK_PACK_ID_LEN];
 	const unsigned char *pack;
 	int r, rc = -1;
 
+	/* id may be entry_r->id, which is cleared below. */
+	memcpy(key, id, MK_PACK_ID_LEN);
+	id = key;
 	if (catalog_bound(cat, st,
 		sqlite3_bind_blob(st, 1, id, MK_PACK_ID_LEN, SQLITE_STATIC),
 		err) < 0)
@@ -1261,4 +1265,218 @@ mk_catalog_checkpoint(struct mk_catalog *cat, struct mk_err *err)
 		NULL, NULL) != SQLITE_OK)
 		return catalog_error(cat, err, "checkpoint");
 	return 0;
+}
+
+/* Prepare a statement used once; logs nothing, fills err. */
+static int
+catalog_prepare(struct mk_catalog *cat, const char *sql, sqlite3_stmt **st_r,
+    struct mk_err *err)
+{
+	if (sqlite3_prepare_v2(cat->db, sql, -1, st_r, NULL) != SQLITE_OK)
+		return catalog_error(cat, err, sql);
+	return 0;
+}
+
+/* Finish a walk over a statement's rows: r is the last step's result. */
+static int
+catalog_walk_end(
+    struct mk_catalog *cat, sqlite3_stmt *st, int r, struct mk_err *err)
+{
+	int rc = 0;
+
+	if (r == SQLITE_CORRUPT)
+		rc = mk_err_set(err, "catalog %s: a row is damaged (%s)",
+		    cat->path, sqlite3_sql(st));
+	else if (r != SQLITE_DONE)
+		rc = catalog_error(cat, err, sqlite3_sql(st));
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+mk_catalog_packs(struct mk_catalog *cat, mk_catalog_pack_cb *cb, void *arg,
+    struct mk_err *err)
+{
+	sqlite3_stmt *st;
+	const char *name;
+	int r;
+
+	if (catalog_prepare(
+		cat, "SELECT name, size FROM pack ORDER BY name", &st, err) < 0)
+		return -1;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		name = (const char *)sqlite3_column_text(st, 0);
+		if (name == NULL) {
+			r = SQLITE_CORRUPT;
+			break;
+		}
+		cb(name, (uint64_t)sqlite3_column_int64(st, 1), arg);
+	}
+	return catalog_walk_end(cat, st, r, err);
+}
+
+int
+mk_catalog_blobs(struct mk_catalog *cat, mk_catalog_blob_cb *cb, void *arg,
+    struct mk_err *err)
+{
+	struct mk_pack_entry e;
+	sqlite3_stmt *st;
+	const char *pack;
+	int r;
+
+	if (catalog_prepare(cat,
+		"SELECT p.name, b.id, b.offset, b.length, b.raw_length, "
+		"b.type, b.compression FROM blob b JOIN pack p ON p.id = "
+		"b.pack ORDER BY p.name, b.offset",
+		&st, err) < 0)
+		return -1;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&e, 0, sizeof(e));
+		pack = (const char *)sqlite3_column_text(st, 0);
+		if (pack == NULL || catalog_column_id(st, 1, e.id) < 0) {
+			r = SQLITE_CORRUPT;
+			break;
+		}
+		e.offset = (uint64_t)sqlite3_column_int64(st, 2);
+		e.length = (uint32_t)sqlite3_column_int64(st, 3);
+		e.raw_length = (uint32_t)sqlite3_column_int64(st, 4);
+		e.type = (uint8_t)sqlite3_column_int(st, 5);
+		e.compression = (uint8_t)sqlite3_column_int(st, 6);
+		cb(pack, &e, arg);
+	}
+	return catalog_walk_end(cat, st, r, err);
+}
+
+int
+mk_catalog_runs(struct mk_catalog *cat, mk_catalog_runs_cb *cb, void *arg,
+    struct mk_err *err)
+{
+	sqlite3_stmt *st;
+	const char *name;
+	int r;
+
+	if (catalog_prepare(cat,
+		"SELECT id, name, started_ns, ended_ns FROM run ORDER BY id",
+		&st, err) < 0)
+		return -1;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		name = (const char *)sqlite3_column_text(st, 1);
+		if (name == NULL) {
+			r = SQLITE_CORRUPT;
+			break;
+		}
+		cb(sqlite3_column_int64(st, 0), name,
+		    sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3),
+		    arg);
+	}
+	return catalog_walk_end(cat, st, r, err);
+}
+
+int
+mk_catalog_backup_clear(struct mk_catalog *cat, struct mk_err *err)
+{
+	/* Children before parents, for the foreign keys. */
+	return catalog_exec(cat,
+	    "DELETE FROM message_version; DELETE FROM message_chunk; "
+	    "DELETE FROM message; DELETE FROM snapshot; DELETE FROM run; "
+	    "DELETE FROM blob; DELETE FROM pack; DELETE FROM dir_name; "
+	    "DELETE FROM backup_mailbox;",
+	    err);
+}
+
+int
+mk_catalog_damage_add(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
+    struct mk_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	if (catalog_exec(cat,
+		"CREATE TEMP TABLE IF NOT EXISTS damaged (ref INTEGER "
+		"PRIMARY KEY)",
+		err) < 0 ||
+	    catalog_prepare(cat,
+		"INSERT OR IGNORE INTO damaged (ref) SELECT ref FROM blob "
+		"WHERE id = ?1",
+		&st, err) < 0)
+		goto out;
+	if (catalog_bound(cat, st,
+		sqlite3_bind_blob(st, 1, id, MK_PACK_ID_LEN, SQLITE_STATIC),
+		err) < 0)
+		goto out;
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		catalog_error(cat, err, "damaged blob");
+		goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+void
+mk_catalog_damage_reset(struct mk_catalog *cat)
+{
+	sqlite3_exec(
+	    cat->db, "DROP TABLE IF EXISTS temp.damaged", NULL, NULL, NULL);
+}
+
+int
+mk_catalog_damage_each(struct mk_catalog *cat, mk_catalog_damage_cb *cb,
+    void *arg, struct mk_err *err)
+{
+	struct mk_catalog_damage d;
+	sqlite3_stmt *st;
+	int r;
+
+	if (catalog_exec(cat,
+		"CREATE TEMP TABLE IF NOT EXISTS damaged (ref INTEGER "
+		"PRIMARY KEY)",
+		err) < 0)
+		return -1;
+	/* One pass over the messages, whatever the number of blobs. */
+	if (catalog_prepare(cat,
+		"WITH hit (message, ref) AS ("
+		" SELECT id, header FROM message WHERE header IN damaged"
+		" UNION SELECT id, body FROM message WHERE body IN damaged"
+		" UNION SELECT message, blob FROM message_chunk WHERE blob IN "
+		"damaged) "
+		"SELECT bm.address, b.id, 0, d.name, m.base, v.suffix, "
+		"v.appeared, v.vanished FROM hit JOIN message m ON m.id = "
+		"hit.message JOIN blob b ON b.ref = hit.ref JOIN "
+		"message_version v ON v.message = m.id JOIN backup_mailbox bm "
+		"ON bm.id = v.mailbox JOIN dir_name d ON d.id = v.dir "
+		"UNION ALL SELECT bm.address, b.id, s.id, NULL, NULL, NULL, 0, "
+		"0 FROM snapshot s JOIN backup_mailbox bm ON bm.id = s.mailbox "
+		"JOIN blob b ON b.ref = s.object WHERE s.object IN damaged "
+		"ORDER BY 1, 4, 5, 7",
+		&st, err) < 0)
+		return -1;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&d, 0, sizeof(d));
+		d.address = (const char *)sqlite3_column_text(st, 0);
+		d.blob = sqlite3_column_blob(st, 1);
+		d.snapshot = sqlite3_column_int64(st, 2);
+		d.dir = (const char *)sqlite3_column_text(st, 3);
+		d.base = (const char *)sqlite3_column_text(st, 4);
+		d.suffix = (const char *)sqlite3_column_text(st, 5);
+		d.appeared = sqlite3_column_int64(st, 6);
+		d.vanished = sqlite3_column_int64(st, 7);
+		if (d.address == NULL || d.blob == NULL ||
+		    sqlite3_column_bytes(st, 1) != MK_PACK_ID_LEN ||
+		    (d.snapshot == 0 &&
+			(d.dir == NULL || d.base == NULL ||
+			    d.suffix == NULL))) {
+			r = SQLITE_CORRUPT;
+			break;
+		}
+		cb(&d, arg);
+	}
+	return catalog_walk_end(cat, st, r, err);
+}
+
+int64_t
+mk_catalog_last_id(struct mk_catalog *cat)
+{
+	return sqlite3_last_insert_rowid(cat->db);
 }

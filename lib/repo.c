@@ -1219,3 +1219,36 @@ out:
 	mk_pack_reader_free(&r);
 	return rc;
 }
+
+struct repo_packs {
+	mk_repo_pack_cb *cb;
+	void *arg;
+};
+
+static int
+repo_packs_cb(void *arg, const char *name, const struct mk_storage_stat *st,
+    struct mk_err *err)
+{
+	struct repo_packs *rp = arg;
+	const char *id = name + strlen(REPO_PACKS) + 3;
+
+	(void)err;
+	/* "packs/ab/<64 hex>" whose directory is the id's first two. */
+	if (strlen(name) != MK_REPO_PACK_OBJECT_LEN ||
+	    name[strlen(REPO_PACKS) + 2] != '/' ||
+	    strspn(id, "0123456789abcdef") != MK_PACK_NAME_LEN ||
+	    memcmp(id, name + strlen(REPO_PACKS), 2) != 0)
+		return 0;
+	rp->cb(id, st->size, rp->arg);
+	return 0;
+}
+
+int
+mk_repo_packs(
+    struct mk_repo *repo, mk_repo_pack_cb *cb, void *arg, struct mk_err *err)
+{
+	struct repo_packs rp = { cb, arg };
+
+	return mk_storage_list(
+	    repo->storage, REPO_PACKS, repo_packs_cb, &rp, err);
+}

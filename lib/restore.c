@@ -190,8 +190,12 @@ rs_chunk(struct rs_ctx *ctx, const uint8_t id[MK_PACK_ID_LEN],
 		const struct mk_snapshot_message *m = &msgs[i];
 
 		snprintf(name, sizeof(name), "%s%s", m->base, m->suffix);
-		if (rs_write_file(ctx, subfd[m->cur], name, &m->file, err) < 0)
+		if (rs_write_file(ctx, subfd[m->cur], name, &m->file, err) <
+		    0) {
+			/* Say which message could not be restored. */
+			mk_err_prefix(err, "message %s", name);
 			goto out;
+		}
 		ctx->stats->messages++;
 		ctx->stats->bytes += m->file.size;
 	}

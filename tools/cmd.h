@@ -35,6 +35,7 @@ int cmd_repo(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_backup(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_snapshots(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_restore(struct cmd_ctx *ctx, int argc, char **argv);
+int cmd_check(struct cmd_ctx *ctx, int argc, char **argv);
 
 /* Shared by backup, snapshots and restore (tools/cmd_backup.c). */
 struct json_t;

@@ -8,9 +8,11 @@
 
 #include <jansson.h>
 
+#include "mailkeep/catalog.h"
 #include "mailkeep/fsutil.h"
 #include "mailkeep/log.h"
 #include "mailkeep/mem.h"
+#include "mailkeep/reindex.h"
 #include "mailkeep/repo.h"
 #include "mailkeep/str.h"
 
@@ -21,6 +23,8 @@ struct repo_args {
 	const char *location; /* --repository */
 	const char *key_file; /* --key-file */
 	const char *pass_file; /* --passphrase-file */
+	const char *new_key_file; /* --new-key-file (key add) */
+	const char *new_pass_file; /* --new-passphrase-file (key add) */
 	bool no_encryption; /* --no-encryption (init) */
 };
 
@@ -33,6 +37,10 @@ struct repo_cli {
 	bool key_file_given;
 	bool no_encryption;
 	char *passphrase; /* from the environment or a file; wiped */
+	const char *new_key_file;
+	char *new_passphrase; /* key add: the new slot's; wiped */
+	char **args; /* the positional arguments */
+	int nargs;
 };
 
 static void
@@ -40,6 +48,7 @@ repo_cli_free(struct repo_cli *cli)
 {
 	free(cli->location);
 	mk_repo_passphrase_free(&cli->passphrase);
+	mk_repo_passphrase_free(&cli->new_passphrase);
 	mk_conf_free(&cli->conf);
 }
 
@@ -55,23 +64,65 @@ repo_absolute(const char *location)
 	return mk_xasprintf("%s/%s", cwd, location);
 }
 
+/* The environment variable with the passphrase of a slot being added. */
+#define REPO_NEW_PASSPHRASE_ENV "MAILKEEP_NEW_PASSPHRASE"
+
+/* What a subcommand accepts beyond the common options. */
+enum repo_mode {
+	REPO_PLAIN, /* info, rebuild-catalog, key list, key verify */
+	REPO_INIT, /* --no-encryption */
+	REPO_KEY_ADD, /* --new-key-file, --new-passphrase-file */
+	REPO_KEY_REMOVE, /* one slot id */
+};
+
+/* The new slot's passphrase, from a file or the environment. */
+static int
+repo_new_passphrase(const struct repo_args *a, struct repo_cli *cli)
+{
+	const char *env = getenv(REPO_NEW_PASSPHRASE_ENV);
+	struct mk_err err;
+
+	if (a->new_pass_file != NULL) {
+		if (mk_repo_passphrase_read(
+			a->new_pass_file, &cli->new_passphrase, &err) < 0) {
+			mk_log_error("repo", "%s", err.msg);
+			return CMD_FAIL;
+		}
+	} else if (env != NULL && env[0] != '\0')
+		cli->new_passphrase = mk_xstrdup(env);
+	if ((cli->new_passphrase != NULL) == (a->new_key_file != NULL)) {
+		mk_log_error("repo",
+		    "key add needs the new key: --new-key-file FILE, or a "
+		    "passphrase from --new-passphrase-file FILE or %s (one of "
+		    "them)",
+		    REPO_NEW_PASSPHRASE_ENV);
+		return CMD_USAGE;
+	}
+	cli->new_key_file = a->new_key_file;
+	return CMD_OK;
+}
+
 /*
  * Parse the subcommand's options and settle the location, key file and
  * passphrase.  Returns CMD_OK, CMD_USAGE or CMD_FAIL (logged).
  */
 static int
-repo_setup(
-    struct cmd_ctx *ctx, int argc, char **argv, bool init, struct repo_cli *cli)
+repo_setup(struct cmd_ctx *ctx, int argc, char **argv, enum repo_mode mode,
+    struct repo_cli *cli)
 {
 	static const struct option longopts[] = {
 		{ "repository", required_argument, NULL, 'r' },
 		{ "key-file", required_argument, NULL, 'k' },
 		{ "passphrase-file", required_argument, NULL, 'p' },
+		{ "new-key-file", required_argument, NULL, 'K' },
+		{ "new-passphrase-file", required_argument, NULL, 'P' },
 		{ "no-encryption", no_argument, NULL, 'n' },
 		{ "json", no_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct repo_args a = { NULL, NULL, NULL, false };
+	struct repo_args a = { NULL, NULL, NULL, NULL, NULL, false };
+	bool init = mode == REPO_INIT;
+	int rc;
 	const char *env;
 	struct mk_err err;
 	int ch;
@@ -90,6 +141,15 @@ repo_setup(
 		case 'p':
 			a.pass_file = optarg;
 			break;
+		case 'K':
+		case 'P':
+			if (mode != REPO_KEY_ADD)
+				return cmd_usage(ctx);
+			if (ch == 'K')
+				a.new_key_file = optarg;
+			else
+				a.new_pass_file = optarg;
+			break;
 		case 'n':
 			if (!init)
 				return cmd_usage(ctx);
@@ -103,8 +163,13 @@ repo_setup(
 		}
 	}
 	env = getenv(MK_REPO_PASSPHRASE_ENV);
-	if (optind != argc)
+	if (argc - optind != (mode == REPO_KEY_REMOVE ? 1 : 0))
 		return cmd_usage(ctx);
+	cli->args = argv + optind;
+	cli->nargs = argc - optind;
+	if (mode == REPO_KEY_ADD &&
+	    (rc = repo_new_passphrase(&a, cli)) != CMD_OK)
+		return rc;
 	if (a.no_encryption &&
 	    (a.key_file != NULL || a.pass_file != NULL || env != NULL)) {
 		mk_log_error("repo",
@@ -171,7 +236,7 @@ repo_init(struct cmd_ctx *ctx, int argc, char **argv)
 	bool created = false;
 	int rc, status = CMD_FAIL;
 
-	if ((rc = repo_setup(ctx, argc, argv, true, &cli)) != CMD_OK) {
+	if ((rc = repo_setup(ctx, argc, argv, REPO_INIT, &cli)) != CMD_OK) {
 		repo_cli_free(&cli);
 		return rc;
 	}
@@ -322,42 +387,70 @@ repo_print_info_json(const struct mk_repo_info *info,
 	json_decref(obj);
 }
 
+/*
+ * Set up a subcommand and open the repository with a passphrase if one
+ * is given, else the key file if there is one.  Returns CMD_OK with
+ * *repo_r open, or CMD_USAGE or CMD_FAIL (logged); cli is set up either
+ * way (repo_cli_free it).
+ */
+static int
+repo_setup_open(struct cmd_ctx *ctx, int argc, char **argv, enum repo_mode mode,
+    struct repo_cli *cli, struct mk_repo **repo_r)
+{
+	struct mk_repo_key key = { MK_REPO_KEY_NONE, NULL, NULL, NULL };
+	struct mk_storage_opts sopts;
+	struct mk_storage *st = NULL;
+	struct mk_err err;
+	int rc;
+
+	*repo_r = NULL;
+	if ((rc = repo_setup(ctx, argc, argv, mode, cli)) != CMD_OK)
+		return rc;
+	if (cli->passphrase != NULL) {
+		key.kind = MK_REPO_KEY_PASSPHRASE;
+		key.passphrase = cli->passphrase;
+	} else if (cli->key_file_given || access(cli->key_file, F_OK) == 0) {
+		key.kind = MK_REPO_KEY_FILE;
+		key.key_file = cli->key_file;
+	}
+	mk_storage_opts_from_conf(cli->conf, &sopts);
+	if (mk_storage_open_opts(cli->location, &sopts, false, &st, &err) < 0 ||
+	    mk_repo_open_storage(st, &key, repo_r, &err) < 0) {
+		mk_log_error("repo", "%s", err.msg);
+		return CMD_FAIL;
+	}
+	return CMD_OK;
+}
+
+/* The warning that status, info and key list give for a single slot. */
+static const char *
+repo_slot_warning(const struct mk_repo_info *info)
+{
+	if (info->encrypted && info->slots == 1)
+		return "only one key slot: losing its key loses every backup "
+		       "(add another with 'mailkeep repo key add')";
+	return NULL;
+}
+
 static int
 repo_info(struct cmd_ctx *ctx, int argc, char **argv)
 {
-	struct mk_repo_key key = { MK_REPO_KEY_NONE, NULL, NULL, NULL };
 	const char *warning = NULL;
-	struct mk_storage_opts sopts;
-	struct mk_storage *st = NULL;
 	struct mk_repo *repo = NULL;
 	struct mk_repo_info info;
 	struct repo_cli cli;
 	struct mk_err err;
 	int rc;
 
-	if ((rc = repo_setup(ctx, argc, argv, false, &cli)) != CMD_OK) {
-		repo_cli_free(&cli);
-		return rc;
-	}
-	/* A passphrase if given, else the key file if there is one. */
-	if (cli.passphrase != NULL) {
-		key.kind = MK_REPO_KEY_PASSPHRASE;
-		key.passphrase = cli.passphrase;
-	} else if (cli.key_file_given || access(cli.key_file, F_OK) == 0) {
-		key.kind = MK_REPO_KEY_FILE;
-		key.key_file = cli.key_file;
-	}
-	mk_storage_opts_from_conf(cli.conf, &sopts);
-	if (mk_storage_open_opts(cli.location, &sopts, false, &st, &err) < 0 ||
-	    mk_repo_open_storage(st, &key, &repo, &err) < 0 ||
-	    mk_repo_info(repo, &info, &err) < 0) {
+	if ((rc = repo_setup_open(ctx, argc, argv, REPO_PLAIN, &cli, &repo)) !=
+	    CMD_OK)
+		goto out;
+	if (mk_repo_info(repo, &info, &err) < 0) {
 		mk_log_error("repo", "%s", err.msg);
 		rc = CMD_FAIL;
 		goto out;
 	}
-	if (info.encrypted && info.slots == 1)
-		warning =
-		    "only one key slot: losing its key loses every backup";
+	warning = repo_slot_warning(&info);
 	if (ctx->json)
 		repo_print_info_json(&info, cli.conf, warning);
 	else
@@ -366,6 +459,267 @@ repo_info(struct cmd_ctx *ctx, int argc, char **argv)
 		mk_log_warn("repo", "%s", warning);
 	rc = CMD_OK;
 out:
+	mk_repo_close(&repo);
+	repo_cli_free(&cli);
+	return rc;
+}
+
+static const char *
+repo_kind_name(enum mk_repo_key_kind kind)
+{
+	return kind == MK_REPO_KEY_PASSPHRASE ? "passphrase" : "key file";
+}
+
+/* key list: every slot, the one opened marked. */
+static int
+repo_key_list(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct mk_repo_slot *slots = NULL;
+	struct mk_repo *repo = NULL;
+	struct mk_repo_info info;
+	const char *warning;
+	struct repo_cli cli;
+	struct mk_err err;
+	json_t *list;
+	size_t n = 0, i;
+	int rc;
+
+	if ((rc = repo_setup_open(ctx, argc, argv, REPO_PLAIN, &cli, &repo)) !=
+	    CMD_OK)
+		goto out;
+	if (mk_repo_info(repo, &info, &err) < 0 ||
+	    mk_repo_key_list(repo, &slots, &n, &err) < 0) {
+		mk_log_error("repo", "%s", err.msg);
+		rc = CMD_FAIL;
+		goto out;
+	}
+	warning = repo_slot_warning(&info);
+	if (ctx->json) {
+		list = json_array();
+		for (i = 0; i < n; i++)
+			json_array_append_new(list,
+			    json_pack("{s:s, s:s, s:s, s:s, s:b}", "id",
+				slots[i].id, "kind",
+				slots[i].kind == MK_REPO_KEY_PASSPHRASE
+				    ? "passphrase"
+				    : "key_file",
+				"created", slots[i].created, "host",
+				slots[i].host, "opened",
+				strcmp(slots[i].id, info.slot_id) == 0));
+		cmd_backup_print(json_pack(
+		    "{s:o, s:s?}", "slots", list, "warning", warning));
+	} else {
+		printf("%-32s  %-10s  %-20s  %s\n", "SLOT", "KIND", "CREATED",
+		    "HOST");
+		for (i = 0; i < n; i++)
+			printf("%-32s  %-10s  %-20s  %s%s\n", slots[i].id,
+			    repo_kind_name(slots[i].kind), slots[i].created,
+			    slots[i].host,
+			    strcmp(slots[i].id, info.slot_id) == 0
+				? "  (opened now)"
+				: "");
+	}
+	if (warning != NULL)
+		mk_log_warn("repo", "%s", warning);
+	rc = CMD_OK;
+out:
+	free(slots);
+	mk_repo_close(&repo);
+	repo_cli_free(&cli);
+	return rc;
+}
+
+/* key add: a new slot for a new key file or passphrase. */
+static int
+repo_key_add(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct mk_repo_key key = { MK_REPO_KEY_FILE, NULL, NULL, NULL };
+	char slot[MK_REPO_SLOT_ID_LEN + 1];
+	struct mk_repo *repo = NULL;
+	struct repo_cli cli;
+	struct mk_err err;
+	bool created = false;
+	int rc;
+
+	if ((rc = repo_setup_open(
+		 ctx, argc, argv, REPO_KEY_ADD, &cli, &repo)) != CMD_OK)
+		goto out;
+	rc = CMD_FAIL;
+	if (cli.new_passphrase != NULL) {
+		key.kind = MK_REPO_KEY_PASSPHRASE;
+		key.passphrase = cli.new_passphrase;
+	} else {
+		key.key_file = cli.new_key_file;
+		if (repo_key_file_ensure(cli.new_key_file, &created, &err) < 0)
+			goto fail;
+	}
+	if (mk_repo_key_add(repo, &key, slot, &err) < 0) {
+		if (created)
+			unlink(cli.new_key_file);
+		goto fail;
+	}
+	if (ctx->json)
+		cmd_backup_print(
+		    json_pack("{s:s, s:s, s:s?, s:b}", "slot", slot, "kind",
+			key.kind == MK_REPO_KEY_PASSPHRASE ? "passphrase"
+							   : "key_file",
+			"key_file", key.key_file, "created_key_file", created));
+	else if (key.kind == MK_REPO_KEY_PASSPHRASE)
+		printf("added passphrase slot %s\n", slot);
+	else
+		printf("added key file slot %s: %s%s\n", slot, key.key_file,
+		    created ? " (a new key: copy it off this machine)" : "");
+	rc = CMD_OK;
+	goto out;
+fail:
+	mk_log_error("repo", "%s", err.msg);
+out:
+	mk_repo_close(&repo);
+	repo_cli_free(&cli);
+	return rc;
+}
+
+/* key remove SLOT: never the last one. */
+static int
+repo_key_remove(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct mk_repo *repo = NULL;
+	struct repo_cli cli;
+	struct mk_err err;
+	int rc;
+
+	if ((rc = repo_setup_open(
+		 ctx, argc, argv, REPO_KEY_REMOVE, &cli, &repo)) != CMD_OK)
+		goto out;
+	if (mk_repo_key_remove(repo, cli.args[0], &err) < 0) {
+		mk_log_error("repo", "%s", err.msg);
+		rc = CMD_FAIL;
+		goto out;
+	}
+	if (ctx->json)
+		cmd_backup_print(json_pack("{s:s}", "removed", cli.args[0]));
+	else
+		printf("removed key slot %s\n", cli.args[0]);
+	rc = CMD_OK;
+out:
+	mk_repo_close(&repo);
+	repo_cli_free(&cli);
+	return rc;
+}
+
+/*
+ * key verify: whether the key given (a passphrase, else the key file)
+ * opens a slot holding this repository's master key.  Opening the
+ * repository with it already says so; verify asks the slots again, as
+ * a script that rotates keys would.
+ */
+static int
+repo_key_verify(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct mk_repo_key key = { MK_REPO_KEY_FILE, NULL, NULL, NULL };
+	char slot[MK_REPO_SLOT_ID_LEN + 1] = "";
+	struct mk_repo *repo = NULL;
+	struct repo_cli cli;
+	struct mk_err err;
+	int rc, r;
+
+	if ((rc = repo_setup_open(ctx, argc, argv, REPO_PLAIN, &cli, &repo)) !=
+	    CMD_OK)
+		goto out;
+	rc = CMD_FAIL;
+	if (cli.passphrase != NULL) {
+		key.kind = MK_REPO_KEY_PASSPHRASE;
+		key.passphrase = cli.passphrase;
+	} else
+		key.key_file = cli.key_file;
+	if ((r = mk_repo_key_verify(repo, &key, slot, &err)) < 0) {
+		mk_log_error("repo", "%s", err.msg);
+		goto out;
+	}
+	if (r == 0) {
+		mk_log_error("repo", "no key slot opens with this key");
+		goto out;
+	}
+	if (ctx->json)
+		cmd_backup_print(json_pack("{s:s, s:s}", "slot", slot, "kind",
+		    key.kind == MK_REPO_KEY_PASSPHRASE ? "passphrase"
+						       : "key_file"));
+	else
+		printf("the %s opens key slot %s\n", repo_kind_name(key.kind),
+		    slot);
+	rc = CMD_OK;
+out:
+	mk_repo_close(&repo);
+	repo_cli_free(&cli);
+	return rc;
+}
+
+static int
+repo_key(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	if (argc < 2)
+		return cmd_usage(ctx);
+	if (strcmp(argv[1], "list") == 0)
+		return repo_key_list(ctx, argc - 1, argv + 1);
+	if (strcmp(argv[1], "add") == 0)
+		return repo_key_add(ctx, argc - 1, argv + 1);
+	if (strcmp(argv[1], "remove") == 0)
+		return repo_key_remove(ctx, argc - 1, argv + 1);
+	if (strcmp(argv[1], "verify") == 0)
+		return repo_key_verify(ctx, argc - 1, argv + 1);
+	return cmd_usage(ctx);
+}
+
+/* rebuild-catalog: the backup tables from the repository alone. */
+static int
+repo_rebuild_catalog(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct mk_reindex_stats st;
+	struct mk_catalog *cat = NULL;
+	struct mk_repo *repo = NULL;
+	struct repo_cli cli;
+	struct mk_err err;
+	int rc;
+
+	if ((rc = repo_setup_open(ctx, argc, argv, REPO_PLAIN, &cli, &repo)) !=
+	    CMD_OK)
+		goto out;
+	rc = CMD_FAIL;
+	if (mk_fs_mkdir_p(cli.conf->state_dir, 0700, &err) < 0 ||
+	    mk_catalog_open(cli.conf->catalog, &cat, &err) < 0 ||
+	    mk_reindex_catalog(repo, cat, &st, &err) < 0) {
+		mk_log_error("repo", "%s", err.msg);
+		goto out;
+	}
+	if (ctx->json)
+		cmd_backup_print(json_pack(
+		    "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "catalog",
+		    cli.conf->catalog, "packs", (json_int_t)st.packs, "blobs",
+		    (json_int_t)st.blobs, "runs", (json_int_t)st.runs,
+		    "snapshots", (json_int_t)st.snapshots, "messages",
+		    (json_int_t)st.messages, "versions",
+		    (json_int_t)st.versions, "skipped",
+		    (json_int_t)st.skipped));
+	else
+		printf("catalog %s rebuilt from %s: %llu packs (%llu blobs), "
+		       "%llu runs, %llu snapshots, %llu messages, %llu "
+		       "versions\n",
+		    cli.conf->catalog, cli.location,
+		    (unsigned long long)st.packs, (unsigned long long)st.blobs,
+		    (unsigned long long)st.runs,
+		    (unsigned long long)st.snapshots,
+		    (unsigned long long)st.messages,
+		    (unsigned long long)st.versions);
+	if (st.skipped > 0) {
+		mk_log_error("repo",
+		    "%llu damaged objects were left out (see above); "
+		    "'mailkeep check' says what they affect",
+		    (unsigned long long)st.skipped);
+		goto out;
+	}
+	rc = CMD_OK;
+out:
+	mk_catalog_close(&cat);
 	mk_repo_close(&repo);
 	repo_cli_free(&cli);
 	return rc;
@@ -380,5 +734,9 @@ cmd_repo(struct cmd_ctx *ctx, int argc, char **argv)
 		return repo_init(ctx, argc - 1, argv + 1);
 	if (strcmp(argv[1], "info") == 0)
 		return repo_info(ctx, argc - 1, argv + 1);
+	if (strcmp(argv[1], "key") == 0)
+		return repo_key(ctx, argc - 1, argv + 1);
+	if (strcmp(argv[1], "rebuild-catalog") == 0)
+		return repo_rebuild_catalog(ctx, argc - 1, argv + 1);
 	return cmd_usage(ctx);
 }

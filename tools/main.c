@@ -29,20 +29,38 @@ static const struct cmd_entry cmd_table[] = {
 	    "store." },
 	{ "status", cmd_status, "status",
 	    "Ask mailkeepd how it is: mailboxes, watches, scans, audit." },
-	{ "repo", cmd_repo, "repo init | info",
-	    "Create the backup repository, or describe it.\n"
+	{ "repo", cmd_repo,
+	    "repo init | info | rebuild-catalog | key list|add|remove|verify",
+	    "Create the backup repository, describe it, rebuild the catalog "
+	    "from\n"
+	    "it, or manage its key slots.\n"
 	    "  repo init [--repository LOC] [--key-file FILE] "
 	    "[--passphrase-file FILE]\n"
 	    "            [--no-encryption]\n"
-	    "  repo info [--repository LOC] [--key-file FILE] "
-	    "[--passphrase-file FILE] [--json]\n"
-	    "LOC is a directory (default <state_dir>/repository).  init "
-	    "creates the key\n"
-	    "file (default <state_dir>/repo.key) if it is missing: copy it "
-	    "off the machine.\n"
-	    "A passphrase comes from $MAILKEEP_PASSPHRASE or "
-	    "--passphrase-file, never\n"
-	    "from the command line; at init it adds a recovery key slot." },
+	    "  repo info [--json]\n"
+	    "  repo rebuild-catalog [--json]\n"
+	    "  repo key list [--json]\n"
+	    "  repo key add --new-key-file FILE | --new-passphrase-file FILE\n"
+	    "  repo key remove SLOT\n"
+	    "  repo key verify\n"
+	    "Every subcommand takes --repository LOC, --key-file FILE and\n"
+	    "--passphrase-file FILE.  LOC is a directory (default "
+	    "<state_dir>/repository).\n"
+	    "init creates the key file (default <state_dir>/repo.key) if it "
+	    "is missing:\n"
+	    "copy it off the machine.  A passphrase comes from "
+	    "$MAILKEEP_PASSPHRASE or\n"
+	    "--passphrase-file, never from the command line; at init it adds "
+	    "a recovery\n"
+	    "key slot.  key add wraps the master key for a new key file "
+	    "(created if\n"
+	    "missing) or a new passphrase ($MAILKEEP_NEW_PASSPHRASE or "
+	    "--new-passphrase-file);\n"
+	    "key remove never removes the last slot; key verify says which "
+	    "slot the key\n"
+	    "given opens.  rebuild-catalog replaces the catalog's backup "
+	    "tables with what\n"
+	    "the repository holds, in one transaction." },
 	{ "backup", cmd_backup, "backup run [MAILBOX...] | backup list [RUN]",
 	    "Back up mailboxes into the repository: run backs up the named\n"
 	    "mailboxes, or every mailbox of the store, reading only new\n"
@@ -62,6 +80,16 @@ static const struct cmd_entry cmd_table[] = {
 	    "now: restoring into the live mailbox, a folder or a message\n"
 	    "alone, by time (--at), and mbox or eml exports are not built\n"
 	    "yet." },
+	{ "check", cmd_check, "check [--sample PERCENT] [--json]",
+	    "Verify the repository and the catalog against each other: every\n"
+	    "pack's header and index, every blob the catalog records at its\n"
+	    "place, every run and mailbox snapshot with its lists against the\n"
+	    "catalog's message versions.  --sample PERCENT (default 0) also\n"
+	    "reads that share of the packs whole, decrypting every blob and\n"
+	    "checking its id; 100 reads everything.  Damage is reported as "
+	    "the\n"
+	    "mailboxes, folders and messages it affects, one line each on\n"
+	    "stderr.  Exit 0 when nothing is wrong, 1 otherwise." },
 	{ "help", NULL, "help [COMMAND]",
 	    "Show the commands, or one in full." },
 };

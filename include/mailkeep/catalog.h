@@ -213,9 +213,72 @@ int mk_catalog_message_add(struct mk_catalog *cat,
 int mk_catalog_version_add(struct mk_catalog *cat, int64_t snapshot,
     const struct mk_catalog_version *v, struct mk_err *err);
 
+/* The id of the row the last insert on this connection added (the
+ * version of mk_catalog_version_add, say). */
+int64_t mk_catalog_last_id(struct mk_catalog *cat);
+
 /* Mark a version alive until now as vanished in snapshot. */
 int mk_catalog_version_vanish(struct mk_catalog *cat, int64_t version,
     int64_t snapshot, struct mk_err *err);
+
+/*
+ * Repository-level views of the backup tables, for check and for
+ * rebuilding the catalog (lib/check.c, lib/reindex.c).  Callbacks run
+ * while the query does: they must not use the catalog.
+ */
+
+/* Every recorded pack: its name (pack id) and size. */
+typedef void mk_catalog_pack_cb(const char *name, uint64_t size, void *arg);
+int mk_catalog_packs(struct mk_catalog *cat, mk_catalog_pack_cb *cb, void *arg,
+    struct mk_err *err);
+
+/* Every recorded blob with its pack, by pack then offset. */
+typedef void mk_catalog_blob_cb(
+    const char *pack, const struct mk_pack_entry *entry, void *arg);
+int mk_catalog_blobs(struct mk_catalog *cat, mk_catalog_blob_cb *cb, void *arg,
+    struct mk_err *err);
+
+/* Every run: ended_ns is 0 while the run is open. */
+typedef void mk_catalog_runs_cb(int64_t run, const char *name,
+    int64_t started_ns, int64_t ended_ns, void *arg);
+int mk_catalog_runs(struct mk_catalog *cat, mk_catalog_runs_cb *cb, void *arg,
+    struct mk_err *err);
+
+/*
+ * Empty every backup table (packs, blobs, runs, snapshots, messages,
+ * versions), inside the caller's transaction; usage, limits and warning
+ * states stay.  For rebuilding the backup tables from the repository.
+ */
+int mk_catalog_backup_clear(struct mk_catalog *cat, struct mk_err *err);
+
+/*
+ * Damage: mark blobs as damaged (a blob not recorded is ignored), then
+ * ask what they break.  The marks live in a temporary table of this
+ * connection until mk_catalog_damage_reset().
+ */
+int mk_catalog_damage_add(struct mk_catalog *cat,
+    const uint8_t id[MK_PACK_ID_LEN], struct mk_err *err);
+void mk_catalog_damage_reset(struct mk_catalog *cat);
+
+/*
+ * What a damaged blob breaks: a message version (dir, base and suffix
+ * set, from snapshot appeared until vanished, 0 while alive), or a
+ * snapshot whose object is damaged (snapshot set, dir NULL).  Strings
+ * are borrowed for the callback.
+ */
+struct mk_catalog_damage {
+	const char *address;
+	const uint8_t *blob; /* the damaged blob */
+	int64_t snapshot; /* a snapshot whose object is damaged, or 0 */
+	const char *dir; /* "" for INBOX, ".Sent"; NULL for a snapshot */
+	const char *base;
+	const char *suffix;
+	int64_t appeared;
+	int64_t vanished;
+};
+typedef void mk_catalog_damage_cb(const struct mk_catalog_damage *d, void *arg);
+int mk_catalog_damage_each(struct mk_catalog *cat, mk_catalog_damage_cb *cb,
+    void *arg, struct mk_err *err);
 
 /* Fold the WAL into the database and truncate it (after a run). */
 int mk_catalog_checkpoint(struct mk_catalog *cat, struct mk_err *err);

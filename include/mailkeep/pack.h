@@ -86,6 +86,14 @@ void mk_pack_dict_free(struct mk_pack_dict **dictp);
 int mk_pack_id_hash_new(const struct mk_crypto_keys *keys,
     struct mk_crypto_hash **hash_r, struct mk_err *err);
 
+/*
+ * Blob ids in a struct mk_hmap: the key is the id's first 8 bytes (ids
+ * are uniform already), the match compares whole ids (value and ctx
+ * both point to MK_PACK_ID_LEN bytes).
+ */
+uint64_t mk_pack_id_key(const uint8_t id[MK_PACK_ID_LEN]);
+bool mk_pack_id_match(const void *value, const void *ctx);
+
 /* A finished pack: its bytes, its id and its index.  Owned by the caller. */
 struct mk_pack {
 	char id[MK_PACK_NAME_LEN + 1]; /* lower-case hex SHA-256 of data */

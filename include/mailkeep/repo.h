@@ -205,4 +205,13 @@ int mk_repo_read_blob(struct mk_repo *repo, const char *pack_id,
 int mk_repo_load_pack(struct mk_repo *repo, const char *pack_id,
     struct mk_pack_reader **reader_r, struct mk_err *err);
 
+/*
+ * Call cb for every pack stored in the repository, with its id and size,
+ * in no particular order.  Objects under packs/ whose names are not pack
+ * names are skipped.
+ */
+typedef void mk_repo_pack_cb(const char *pack_id, uint64_t size, void *arg);
+int mk_repo_packs(
+    struct mk_repo *repo, mk_repo_pack_cb *cb, void *arg, struct mk_err *err);
+
 #endif

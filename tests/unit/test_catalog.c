@@ -172,6 +172,47 @@ test_catalog_reopen_keeps_data(void **state)
 	mk_catalog_close(&cat);
 }
 
+/*
+ * The backup's own call passes the entry's id as the key and the entry
+ * as the result: the id must survive (a run object once got a zero id).
+ */
+static void
+test_catalog_blob_get_into_its_own_key(void **state)
+{
+	struct mk_pack_entry e[2], got;
+	char name[MK_PACK_NAME_LEN + 1];
+	struct mk_catalog *cat = NULL;
+	struct mk_pack pack;
+	struct mk_err err;
+
+	(void)state;
+	memset(e, 0, sizeof(e));
+	memset(e[0].id, 0xab, MK_PACK_ID_LEN);
+	memset(e[1].id, 0xcd, MK_PACK_ID_LEN);
+	e[0].offset = 48;
+	e[0].length = e[0].raw_length = 10;
+	e[1].offset = 58;
+	e[1].length = e[1].raw_length = 7;
+	e[1].type = MK_PACK_TYPE_META;
+	memset(&pack, 0, sizeof(pack));
+	memset(pack.id, 'f', MK_PACK_NAME_LEN);
+	pack.len = 200;
+	pack.entries = e;
+	pack.count = 2;
+	assert_int_equal(mk_catalog_open(fx_path(dir, "c.db"), &cat, &err), 0);
+	assert_int_equal(mk_catalog_begin(cat, &err), 0);
+	assert_int_equal(mk_catalog_pack_add(cat, &pack, 1, &err), 0);
+	assert_int_equal(mk_catalog_commit(cat, &err), 0);
+	got = e[1];
+	memset(&got.offset, 0, sizeof(got.offset));
+	assert_int_equal(mk_catalog_blob_get(cat, got.id, name, &got, &err), 1);
+	assert_memory_equal(got.id, e[1].id, MK_PACK_ID_LEN);
+	assert_int_equal(got.offset, 58);
+	assert_int_equal(got.type, MK_PACK_TYPE_META);
+	assert_string_equal(name, pack.id);
+	mk_catalog_close(&cat);
+}
+
 int
 main(void)
 {
@@ -187,6 +228,9 @@ main(void)
 		    cat_teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_catalog_reopen_keeps_data, cat_setup, cat_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_catalog_blob_get_into_its_own_key, cat_setup,
+		    cat_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
