@@ -96,6 +96,7 @@ EOF
 
 mk_restore_all() { # mk_restore_all CONF DIR
 	local conf=$1 to=$2 line
+	mkdir -p "$to"
 	"$MAILKEEP" -c "$conf" --json snapshots | python3 -c '
 import json, sys
 last = {}

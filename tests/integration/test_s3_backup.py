@@ -13,7 +13,9 @@ completes.  A second host with its own state dir and credentials from the
 environment backs up into the same repository at the same time.  Every
 snapshot of both hosts restores byte for byte from the bucket.  A fresh
 state dir with only the credentials and the key lists every run from the
-bucket.  A listing of more than one page (1000 keys) is counted right.
+bucket, rebuilds its catalog from it and restores every mailbox of both
+hosts.  A pack deleted behind our back is named by `check`.  A listing of
+more than one page (1000 keys) is counted right.
 """
 
 import concurrent.futures
@@ -332,6 +334,45 @@ def scenario(check, ceph, tmp):
         listed = json.loads(res.stdout)["snapshots"] if res.returncode == 0 else []
         check("fresh state dir: backup list RUN reads its mailbox snapshots",
               len(listed) > 0, res.stderr)
+
+    # ... rebuilds its catalog from the bucket and restores the last
+    # snapshot of every mailbox of both hosts.
+    res = mailkeep(fresh.conf, "repo", "rebuild-catalog")
+    check("fresh state dir: repo rebuild-catalog from the bucket", res.returncode == 0,
+          res.stderr)
+    res = mailkeep(fresh.conf, "--json", "snapshots")
+    snaps = json.loads(res.stdout)["snapshots"] if res.returncode == 0 else []
+    latest = {}
+    for s in snaps:
+        if s["id"] > latest.get(s["mailbox"], 0):
+            latest[s["mailbox"]] = s["id"]
+    bad = []
+    os.makedirs(os.path.join(fresh.tmp, "restored"))
+    for host in (a, b):
+        for mailbox in host.store.maildirs():
+            mine = max(i for i, path in host.copies.items()
+                       if path.endswith(os.path.relpath(host.store.maildirs()[mailbox],
+                                                        host.root)))
+            to = os.path.join(fresh.tmp, "restored", mailbox)
+            res = mailkeep(fresh.conf, "restore", mailbox, "--snapshot",
+                           str(latest.get(mailbox, 0)), "--to", to)
+            diff = (first_difference(tree(to), tree(host.copies[mine]))
+                    if res.returncode == 0 else res.stderr.strip())
+            if diff is not None:
+                bad.append(f"{mailbox}: {diff}")
+    check("fresh state dir: the last snapshot of every mailbox of both hosts "
+          "restores byte for byte", not bad and len(latest) == 5, "; ".join(bad[:3]))
+
+    # A pack deleted behind our back: check names it and what it affects.
+    packs = sorted(k for k in s3.list(bucket, "mail/packs/"))
+    gone = packs[len(packs) // 2]
+    s3.delete(bucket, gone)
+    res = mailkeep(a.conf, "--json", "check")
+    doc = json.loads(res.stdout) if res.stdout.startswith("{") else {}
+    check("check after a pack vanished: exit 1, the pack named",
+          res.returncode == 1 and any(p.get("object") == gone[len("mail/"):]
+                                      for p in doc.get("problems", [])),
+          res.stdout[:300] + res.stderr[-300:])
 
     # More than one page of ListObjectsV2: 1100 keys under a repository's
     # packs/, counted by `repo info`.
