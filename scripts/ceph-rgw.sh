@@ -130,11 +130,11 @@ cmd_start() { # cmd_start DIR
 	monmaptool --create --fsid "$(sed -n 's/^fsid = //p' "$d/ceph.conf")" \
 	    --addv a "[v2:127.0.0.1:$monport]" "$d/monmap" >/dev/null
 	ceph-mon "${c[@]}" --mkfs -i a --monmap "$d/monmap"
-	ceph-mon "${c[@]}" -i a
+	ceph-mon "${c[@]}" -i a 2>>"$d/log/start.log"
 	uuid=$(cat /proc/sys/kernel/random/uuid)
 	ceph "${c[@]}" osd new "$uuid" >/dev/null
 	ceph-osd "${c[@]}" -i 0 --mkfs --osd-uuid "$uuid" 2>>"$d/log/mkfs.log"
-	ceph-osd "${c[@]}" -i 0
+	ceph-osd "${c[@]}" -i 0 2>>"$d/log/start.log"
 	# The gateway's pools, made at once rather than on the first request.
 	{
 		for p in .rgw.root default.rgw.log default.rgw.control \
