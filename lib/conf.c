@@ -21,6 +21,7 @@ enum conf_type {
 	CONF_DURATION, /* seconds, with s m h d, from min to max */
 	CONF_ENUM, /* one word of allowed ("a|b|c"), stored as its index */
 	CONF_BOOL, /* yes/no, true/false, on/off, 1/0 */
+	CONF_SIZE, /* bytes, with K M G T, from min to max */
 };
 
 /* Sections whose keys are names (domains, addresses), not settings. */
@@ -34,7 +35,7 @@ struct conf_key {
 	size_t offset;
 	const char *def; /* NULL: no default, derived or unset */
 	const char *allowed; /* CONF_CHAR and CONF_ENUM: what is allowed */
-	uint64_t min, max; /* CONF_UINT and CONF_DURATION */
+	uint64_t min, max; /* CONF_UINT, CONF_DURATION and CONF_SIZE */
 };
 
 #define CONF_AT(m) offsetof(struct mk_conf, m)
@@ -108,6 +109,27 @@ static const struct conf_key conf_keys[] = {
 	    NULL },
 	{ "repository", "compression_level", CONF_UINT,
 	    CONF_AT(repo_compression_level), "3", NULL, 1, 19 },
+	{ "repository", "region", CONF_STRING, CONF_AT(repo_region),
+	    "us-east-1", NULL },
+	{ "repository", "url_style", CONF_ENUM, CONF_AT(repo_url_style), "path",
+	    "path|virtual" },
+	{ "repository", "credentials_file", CONF_PATH,
+	    CONF_AT(repo_credentials_file), NULL, NULL },
+	{ "repository", "ca_file", CONF_PATH, CONF_AT(repo_ca_file), NULL,
+	    NULL },
+	{ "repository", "bandwidth_limit", CONF_SIZE,
+	    CONF_AT(repo_bandwidth_limit), "0", NULL, 0, UINT64_C(1) << 40 },
+	{ "repository", "connections", CONF_UINT, CONF_AT(repo_connections),
+	    "4", NULL, 1, 64 },
+	{ "repository", "retries", CONF_UINT, CONF_AT(repo_retries), "8", NULL,
+	    0, 30 },
+	{ "repository", "timeout", CONF_DURATION, CONF_AT(repo_timeout), "30s",
+	    NULL, 1, 3600 },
+	{ "repository", "multipart_threshold", CONF_SIZE,
+	    CONF_AT(repo_multipart_threshold), "16M", NULL, 5u << 20,
+	    UINT64_C(5) << 30 },
+	{ "repository", "part_size", CONF_SIZE, CONF_AT(repo_part_size), "8M",
+	    NULL, 5u << 20, UINT64_C(5) << 30 },
 };
 
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -171,8 +193,10 @@ conf_set(struct mk_conf *conf, const struct conf_key *k, const char *value,
 		return 0;
 	case CONF_UINT:
 	case CONF_DURATION:
-		if ((k->type == CONF_UINT
-			    ? mk_str_parse_u64(value, &v, err)
+	case CONF_SIZE:
+		if ((k->type == CONF_UINT ? mk_str_parse_u64(value, &v, err)
+			    : k->type == CONF_SIZE
+			    ? mk_str_parse_size(value, &v, err)
 			    : mk_str_parse_duration(value, &v, err)) < 0)
 			return mk_err_prefix(err, "%s", k->name);
 		if (v < k->min || v > k->max)

@@ -93,6 +93,22 @@ mk_crypto_sha256(const void *data, size_t len, uint8_t out[MK_CRYPTO_HASH_LEN],
 	return 0;
 }
 
+int
+mk_crypto_md5_base64(const void *data, size_t len,
+    char out[MK_CRYPTO_MD5_B64_LEN + 1], struct mk_err *err)
+{
+	unsigned char md[16];
+	unsigned int mdlen = 0;
+
+	if (EVP_Digest(data, len, md, &mdlen, EVP_md5(), NULL) != 1 ||
+	    mdlen != sizeof(md))
+		return crypto_error(err, "EVP_Digest(MD5)");
+	if (EVP_EncodeBlock((unsigned char *)out, md, sizeof(md)) !=
+	    MK_CRYPTO_MD5_B64_LEN)
+		return crypto_error(err, "EVP_EncodeBlock");
+	return 0;
+}
+
 /* HMAC-SHA-256 with an already fetched EVP_MAC. */
 static int
 crypto_hmac(EVP_MAC *mac, const void *key, size_t keylen, const void *data,

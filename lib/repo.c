@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,12 @@ struct mk_repo {
 	int level;
 	uint32_t pack_size;
 	struct mk_chunker_params chunker;
+
+	/* The header of the pack read last: a restore reads many blobs of
+	 * one pack, and on S3 each read of it is a request. */
+	pthread_mutex_t header_lock;
+	char header_pack[MK_REPO_PACK_OBJECT_LEN + 1];
+	uint8_t header[MK_PACK_HEADER_LEN];
 };
 
 /* The current time as ISO 8601 UTC. */
@@ -701,6 +708,7 @@ repo_new(struct mk_storage *storage)
 	struct mk_repo *repo = mk_xcalloc(1, sizeof(*repo));
 
 	repo->storage = storage;
+	pthread_mutex_init(&repo->header_lock, NULL);
 	return repo;
 }
 
@@ -716,14 +724,27 @@ mk_repo_init(const char *location, const struct mk_repo_key *key,
     const struct mk_repo_init_opts *opts, struct mk_repo **repo_r,
     struct mk_err *err)
 {
+	struct mk_storage *storage = NULL;
+
+	*repo_r = NULL;
+	if (mk_storage_open(location, true, &storage, err) < 0)
+		return -1;
+	return mk_repo_init_storage(storage, key, opts, repo_r, err);
+}
+
+int
+mk_repo_init_storage(struct mk_storage *storage, const struct mk_repo_key *key,
+    const struct mk_repo_init_opts *opts, struct mk_repo **repo_r,
+    struct mk_err *err)
+{
 	static const struct mk_repo_init_opts defaults;
 	static const struct mk_chunker_params def_chunker = {
 		MK_CHUNKER_MIN_DEFAULT, MK_CHUNKER_AVG_DEFAULT,
 		MK_CHUNKER_MAX_DEFAULT
 	};
-	struct mk_storage *storage = NULL;
+	const char *location = storage->location;
+	struct mk_repo *repo = repo_new(storage);
 	struct mk_storage_stat sst;
-	struct mk_repo *repo = NULL;
 	uint8_t raw_id[MK_REPO_ID_LEN / 2];
 	struct repo_names rn;
 	json_t *obj = NULL;
@@ -736,18 +757,19 @@ mk_repo_init(const char *location, const struct mk_repo_key *key,
 		opts = &defaults;
 	if (key == NULL)
 		key = &repo_no_key;
-	if (opts->no_encryption && key->kind != MK_REPO_KEY_NONE)
-		return mk_err_set(err,
+	if (opts->no_encryption && key->kind != MK_REPO_KEY_NONE) {
+		mk_err_set(err,
 		    "a key was given for a repository "
 		    "without encryption");
+		goto out;
+	}
 	if (!opts->no_encryption && repo_key_check(key, err) < 0)
-		return -1;
+		goto out;
 	if (opts->level < 0 || opts->level > 19 ||
-	    opts->pack_size > MK_PACK_SIZE_MAX)
-		return mk_err_set(err, "bad compression level or pack size");
-	if (mk_storage_open(location, true, &storage, err) < 0)
-		return -1;
-	repo = repo_new(storage);
+	    opts->pack_size > MK_PACK_SIZE_MAX) {
+		mk_err_set(err, "bad compression level or pack size");
+		goto out;
+	}
 	repo->level = opts->level == 0 ? MK_PACK_LEVEL_DEFAULT : opts->level;
 	repo->pack_size =
 	    opts->pack_size == 0 ? MK_PACK_SIZE_DEFAULT : opts->pack_size;
@@ -810,7 +832,19 @@ mk_repo_open(const char *location, const struct mk_repo_key *key,
     struct mk_repo **repo_r, struct mk_err *err)
 {
 	struct mk_storage *storage = NULL;
-	struct mk_repo *repo = NULL;
+
+	*repo_r = NULL;
+	if (mk_storage_open(location, false, &storage, err) < 0)
+		return -1;
+	return mk_repo_open_storage(storage, key, repo_r, err);
+}
+
+int
+mk_repo_open_storage(struct mk_storage *storage, const struct mk_repo_key *key,
+    struct mk_repo **repo_r, struct mk_err *err)
+{
+	const char *location = storage->location;
+	struct mk_repo *repo = repo_new(storage);
 	uint8_t *data = NULL;
 	size_t len = 0;
 	int rc = -1;
@@ -818,9 +852,6 @@ mk_repo_open(const char *location, const struct mk_repo_key *key,
 	*repo_r = NULL;
 	if (key == NULL)
 		key = &repo_no_key;
-	if (mk_storage_open(location, false, &storage, err) < 0)
-		return -1;
-	repo = repo_new(storage);
 	if (mk_storage_get(storage, REPO_CONFIG, &data, &len, err) < 0) {
 		if (err != NULL && err->sys_errno == ENOENT)
 			mk_err_set(err, "%s: no repository here (no config)",
@@ -875,6 +906,7 @@ mk_repo_close(struct mk_repo **repop)
 	if (repo == NULL)
 		return;
 	mk_storage_close(&repo->storage);
+	pthread_mutex_destroy(&repo->header_lock);
 	mk_crypto_hash_free(&repo->id_hash);
 	mk_crypto_keys_wipe(&repo->keys);
 	free(repo);
@@ -1086,6 +1118,30 @@ mk_repo_put_pack(
 	return mk_storage_put(repo->storage, name, pack->data, pack->len, err);
 }
 
+/* The header of pack object name, from the one-pack cache or storage. */
+static int
+repo_pack_header(struct mk_repo *repo, const char *name,
+    uint8_t header[MK_PACK_HEADER_LEN], struct mk_err *err)
+{
+	bool hit;
+
+	pthread_mutex_lock(&repo->header_lock);
+	hit = strcmp(repo->header_pack, name) == 0;
+	if (hit)
+		memcpy(header, repo->header, MK_PACK_HEADER_LEN);
+	pthread_mutex_unlock(&repo->header_lock);
+	if (hit)
+		return 0;
+	if (mk_storage_get_range(
+		repo->storage, name, 0, header, MK_PACK_HEADER_LEN, err) < 0)
+		return -1;
+	pthread_mutex_lock(&repo->header_lock);
+	mk_strlcpy(repo->header_pack, name, sizeof(repo->header_pack));
+	memcpy(repo->header, header, MK_PACK_HEADER_LEN);
+	pthread_mutex_unlock(&repo->header_lock);
+	return 0;
+}
+
 int
 mk_repo_read_blob(struct mk_repo *repo, const char *pack_id,
     const struct mk_pack_entry *entry, const struct mk_pack_dict *dict,
@@ -1100,8 +1156,7 @@ mk_repo_read_blob(struct mk_repo *repo, const char *pack_id,
 	*len_r = 0;
 	if (mk_repo_pack_object(pack_id, name, err) < 0)
 		return -1;
-	if (mk_storage_get_range(
-		repo->storage, name, 0, header, sizeof(header), err) < 0 ||
+	if (repo_pack_header(repo, name, header, err) < 0 ||
 	    mk_pack_reader_new(&repo->keys, header, sizeof(header), &r, err) <
 		0)
 		goto out;

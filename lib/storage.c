@@ -1,6 +1,8 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "mailkeep/conf.h"
 #include "mailkeep/storage.h"
 #include "mailkeep/str.h"
 
@@ -61,22 +63,67 @@ mk_storage_name_valid(const char *name, struct mk_err *err)
 	return true;
 }
 
-/*
- * Check an s3: location's syntax, s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX],
- * so that a typo is reported as such rather than as "not supported".
- */
-static int
-storage_s3_check(const char *location, struct mk_err *err)
+void
+mk_storage_opts_default(struct mk_storage_opts *opts)
 {
-	const char *p = location + 3;
+	memset(opts, 0, sizeof(*opts));
+	opts->region = "us-east-1";
+	opts->url_style = MK_STORAGE_URL_PATH;
+	opts->connections = 4;
+	opts->retries = 8;
+	opts->timeout = 30;
+	opts->multipart_threshold = 16u << 20;
+	opts->part_size = 8u << 20;
+}
+
+void
+mk_storage_opts_from_conf(
+    const struct mk_conf *conf, struct mk_storage_opts *opts)
+{
+	mk_storage_opts_default(opts);
+	opts->region = conf->repo_region;
+	opts->url_style = conf->repo_url_style;
+	opts->credentials_file = conf->repo_credentials_file;
+	opts->ca_file = conf->repo_ca_file;
+	opts->bandwidth_limit = conf->repo_bandwidth_limit;
+	opts->connections = (unsigned)conf->repo_connections;
+	opts->retries = (unsigned)conf->repo_retries;
+	opts->timeout = conf->repo_timeout;
+	opts->multipart_threshold = conf->repo_multipart_threshold;
+	opts->part_size = conf->repo_part_size;
+}
+
+/* Copy n bytes of src into dst (size bytes) as a string; false if long. */
+static bool
+storage_copy(char *dst, size_t size, const char *src, size_t n)
+{
+	if (n >= size)
+		return false;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+	return true;
+}
+
+int
+mk_storage_s3_parse(const char *location, struct mk_storage_s3_where *where_r,
+    struct mk_err *err)
+{
+	struct mk_storage_s3_where *w = where_r;
+	const char *p = location + 3, *host;
 	size_t n;
 
-	if (mk_str_has_prefix(p, "https://"))
-		p += 8;
-	else if (mk_str_has_prefix(p, "http://"))
-		p += 7;
-	else
+	memset(w, 0, sizeof(*w));
+	if (!mk_str_has_prefix(location, "s3:"))
 		goto bad;
+	if (mk_str_has_prefix(p, "https://")) {
+		mk_strlcpy(w->scheme, "https", sizeof(w->scheme));
+		p += 8;
+	} else if (mk_str_has_prefix(p, "http://")) {
+		mk_strlcpy(w->scheme, "http", sizeof(w->scheme));
+		p += 7;
+	} else
+		goto bad;
+	host = p;
 	n = strspn(p,
 	    "abcdefghijklmnopqrstuvwxyz"
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-");
@@ -94,15 +141,22 @@ storage_s3_check(const char *location, struct mk_err *err)
 			goto bad;
 		p += n;
 	}
+	if (!storage_copy(w->host, sizeof(w->host), host, (size_t)(p - host)))
+		goto bad;
 	if (*p++ != '/')
 		goto bad;
 	n = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789.-");
-	if (n < 3 || n > 63)
+	if (n < 3 || n > 63 ||
+	    !storage_copy(w->bucket, sizeof(w->bucket), p, n))
 		goto bad;
 	p += n;
-	if (*p == '/' && p[1] != '\0' && !mk_storage_name_valid(p + 1, err))
-		return mk_err_prefix(err, "%s: bad prefix", location);
-	if (*p != '\0' && *p != '/')
+	if (*p == '/' && p[1] != '\0') {
+		if (!mk_storage_name_valid(p + 1, err))
+			return mk_err_prefix(err, "%s: bad prefix", location);
+		snprintf(w->prefix, sizeof(w->prefix), "%s/", p + 1);
+		return 0;
+	}
+	if (*p != '\0' && strcmp(p, "/") != 0)
 		goto bad;
 	return 0;
 bad:
@@ -113,24 +167,31 @@ bad:
 }
 
 int
-mk_storage_open(const char *location, bool create, struct mk_storage **st_r,
-    struct mk_err *err)
+mk_storage_open_opts(const char *location, const struct mk_storage_opts *opts,
+    bool create, struct mk_storage **st_r, struct mk_err *err)
 {
+	struct mk_storage_opts defaults;
+
 	*st_r = NULL;
+	if (opts == NULL) {
+		mk_storage_opts_default(&defaults);
+		opts = &defaults;
+	}
 	if (location[0] == '/')
 		return mk_storage_local_open(location, create, st_r, err);
-	if (mk_str_has_prefix(location, "s3:")) {
-		if (storage_s3_check(location, err) < 0)
-			return -1;
-		return mk_err_set(err,
-		    "%s: S3 storage is not supported yet "
-		    "(use a local directory)",
-		    location);
-	}
+	if (mk_str_has_prefix(location, "s3:"))
+		return mk_storage_s3_open(location, opts, st_r, err);
 	return mk_err_set(err,
 	    "%s: unknown repository location "
 	    "(expected an absolute path or s3:...)",
 	    location);
+}
+
+int
+mk_storage_open(const char *location, bool create, struct mk_storage **st_r,
+    struct mk_err *err)
+{
+	return mk_storage_open_opts(location, NULL, create, st_r, err);
 }
 
 void

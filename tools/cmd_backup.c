@@ -46,18 +46,21 @@ cmd_backup_repo_open(
 {
 	struct mk_repo_key key = { MK_REPO_KEY_NONE, NULL, NULL, NULL };
 	const char *pass = getenv(MK_REPO_PASSPHRASE_ENV);
+	struct mk_storage_opts sopts;
 	struct mk_storage *st = NULL;
 	struct mk_storage_stat sst;
 	struct mk_err err;
 	int found;
 
 	/* Say plainly what to do about the commonest mistake. */
-	if (mk_storage_open(conf->repo_location, false, &st, &err) < 0)
+	mk_storage_opts_from_conf(conf, &sopts);
+	if (mk_storage_open_opts(
+		conf->repo_location, &sopts, false, &st, &err) < 0)
 		found = err.sys_errno == ENOENT ? 0 : -1;
 	else
 		found = mk_storage_stat(st, "config", &sst, &err);
-	mk_storage_close(&st);
 	if (found == 0) {
+		mk_storage_close(&st);
 		mk_log_error(ctx->name,
 		    "no backup repository at %s: create it with 'mailkeep "
 		    "repo init'",
@@ -65,6 +68,7 @@ cmd_backup_repo_open(
 		return -1;
 	}
 	if (found < 0) {
+		mk_storage_close(&st);
 		mk_log_error(ctx->name, "%s", err.msg);
 		return -1;
 	}
@@ -76,7 +80,7 @@ cmd_backup_repo_open(
 		key.kind = MK_REPO_KEY_FILE;
 		key.key_file = conf->repo_key_file;
 	}
-	if (mk_repo_open(conf->repo_location, &key, repo_r, &err) < 0) {
+	if (mk_repo_open_storage(st, &key, repo_r, &err) < 0) {
 		mk_log_error(ctx->name, "%s", err.msg);
 		return -1;
 	}

@@ -224,6 +224,8 @@ static int
 repo_init(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	struct mk_repo_init_opts opts;
+	struct mk_storage_opts sopts;
+	struct mk_storage *st = NULL;
 	struct mk_repo_key key = { MK_REPO_KEY_FILE, NULL, NULL, NULL };
 	struct mk_repo_key pass = { MK_REPO_KEY_PASSPHRASE, NULL, NULL, NULL };
 	char pass_slot[MK_REPO_SLOT_ID_LEN + 1] = "";
@@ -245,8 +247,10 @@ repo_init(struct cmd_ctx *ctx, int argc, char **argv)
 	if (!opts.no_encryption &&
 	    repo_key_file_ensure(cli.key_file, &created, &err) < 0)
 		goto fail;
-	if (mk_repo_init(cli.location, opts.no_encryption ? NULL : &key, &opts,
-		&repo, &err) < 0) {
+	mk_storage_opts_from_conf(cli.conf, &sopts);
+	if (mk_storage_open_opts(cli.location, &sopts, true, &st, &err) < 0 ||
+	    mk_repo_init_storage(
+		st, opts.no_encryption ? NULL : &key, &opts, &repo, &err) < 0) {
 		/* A key made for a repository that was not made is noise. */
 		if (created)
 			unlink(cli.key_file);
@@ -308,11 +312,21 @@ out:
 }
 
 static void
-repo_print_info(const struct mk_repo_info *info)
+repo_print_info(const struct mk_repo_info *info, const struct mk_conf *conf)
 {
+	struct mk_storage_s3_where w;
 	char a[32], b[32], c[32];
 
 	printf("location:     %s\n", info->location);
+	if (mk_storage_s3_parse(info->location, &w, NULL) == 0) {
+		printf("endpoint:     %s://%s (%s, %s-style URLs)\n", w.scheme,
+		    w.host, conf->repo_region,
+		    conf->repo_url_style == MK_STORAGE_URL_VIRTUAL ? "virtual"
+								   : "path");
+		printf("bucket:       %s\n", w.bucket);
+		printf(
+		    "prefix:       %s\n", w.prefix[0] != '\0' ? w.prefix : "-");
+	}
 	printf("id:           %s\n", info->id);
 	printf(
 	    "version:      %u.%u\n", info->version_major, info->version_minor);
@@ -336,8 +350,10 @@ repo_print_info(const struct mk_repo_info *info)
 }
 
 static void
-repo_print_info_json(const struct mk_repo_info *info, const char *warning)
+repo_print_info_json(const struct mk_repo_info *info,
+    const struct mk_conf *conf, const char *warning)
 {
+	struct mk_storage_s3_where w;
 	json_t *obj;
 	char *s;
 
@@ -353,6 +369,18 @@ repo_print_info_json(const struct mk_repo_info *info, const char *warning)
 	    (json_int_t)info->pack_size, "chunker", "min",
 	    (json_int_t)info->chunker.min, "avg", (json_int_t)info->chunker.avg,
 	    "max", (json_int_t)info->chunker.max, "warning", warning);
+	if (mk_storage_s3_parse(info->location, &w, NULL) == 0) {
+		char *endpoint = mk_xasprintf("%s://%s", w.scheme, w.host);
+
+		json_object_set_new(obj, "s3",
+		    json_pack("{s:s, s:s, s:s, s:s, s:s}", "endpoint", endpoint,
+			"bucket", w.bucket, "prefix", w.prefix, "region",
+			conf->repo_region, "url_style",
+			conf->repo_url_style == MK_STORAGE_URL_VIRTUAL
+			    ? "virtual"
+			    : "path"));
+		free(endpoint);
+	}
 	s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	printf("%s\n", s);
 	free(s);
@@ -370,6 +398,8 @@ repo_setup_open(struct cmd_ctx *ctx, int argc, char **argv, enum repo_mode mode,
     struct repo_cli *cli, struct mk_repo **repo_r)
 {
 	struct mk_repo_key key = { MK_REPO_KEY_NONE, NULL, NULL, NULL };
+	struct mk_storage_opts sopts;
+	struct mk_storage *st = NULL;
 	struct mk_err err;
 	int rc;
 
@@ -383,7 +413,9 @@ repo_setup_open(struct cmd_ctx *ctx, int argc, char **argv, enum repo_mode mode,
 		key.kind = MK_REPO_KEY_FILE;
 		key.key_file = cli->key_file;
 	}
-	if (mk_repo_open(cli->location, &key, repo_r, &err) < 0) {
+	mk_storage_opts_from_conf(cli->conf, &sopts);
+	if (mk_storage_open_opts(cli->location, &sopts, false, &st, &err) < 0 ||
+	    mk_repo_open_storage(st, &key, repo_r, &err) < 0) {
 		mk_log_error("repo", "%s", err.msg);
 		return CMD_FAIL;
 	}
@@ -420,9 +452,9 @@ repo_info(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	warning = repo_slot_warning(&info);
 	if (ctx->json)
-		repo_print_info_json(&info, warning);
+		repo_print_info_json(&info, cli.conf, warning);
 	else
-		repo_print_info(&info);
+		repo_print_info(&info, cli.conf);
 	if (warning != NULL)
 		mk_log_warn("repo", "%s", warning);
 	rc = CMD_OK;

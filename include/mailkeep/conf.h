@@ -82,6 +82,17 @@ struct mk_conf {
 	char *repo_location; /* default: <state_dir>/repository */
 	char *repo_key_file; /* default: <state_dir>/repo.key */
 	uint64_t repo_compression_level; /* zstd level of a new repository */
+	/* s3: locations only (struct mk_storage_opts) */
+	char *repo_region;
+	int repo_url_style; /* enum mk_storage_url_style */
+	char *repo_credentials_file;
+	char *repo_ca_file;
+	uint64_t repo_bandwidth_limit; /* bytes per second, 0: none */
+	uint64_t repo_connections;
+	uint64_t repo_retries;
+	uint64_t repo_timeout; /* seconds */
+	uint64_t repo_multipart_threshold; /* bytes */
+	uint64_t repo_part_size; /* bytes */
 };
 
 /* A configuration holding every default. */

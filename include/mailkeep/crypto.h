@@ -141,6 +141,12 @@ int mk_crypto_aead_open(struct mk_crypto_aead *aead,
 
 void mk_crypto_aead_free(struct mk_crypto_aead **aeadp);
 
+/* The MD5 of data in base64 (24 characters), as S3's Content-MD5 wants;
+ * for transfer integrity only, never for security. */
+#define MK_CRYPTO_MD5_B64_LEN 24
+int mk_crypto_md5_base64(const void *data, size_t len,
+    char out[MK_CRYPTO_MD5_B64_LEN + 1], struct mk_err *err);
+
 /* Lower-case hex of len bytes into hex, which holds 2 * len + 1. */
 void mk_crypto_hex(const void *bin, size_t len, char *hex);
 

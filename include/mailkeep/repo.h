@@ -128,6 +128,16 @@ int mk_repo_init(const char *location, const struct mk_repo_key *key,
 int mk_repo_open(const char *location, const struct mk_repo_key *key,
     struct mk_repo **repo_r, struct mk_err *err);
 
+/*
+ * mk_repo_init() and mk_repo_open() on a storage already open (an S3
+ * bucket with its settings).  They take storage, also on failure.
+ */
+int mk_repo_init_storage(struct mk_storage *storage,
+    const struct mk_repo_key *key, const struct mk_repo_init_opts *opts,
+    struct mk_repo **repo_r, struct mk_err *err);
+int mk_repo_open_storage(struct mk_storage *storage,
+    const struct mk_repo_key *key, struct mk_repo **repo_r, struct mk_err *err);
+
 /* Close and wipe the master key.  NULL is allowed. */
 void mk_repo_close(struct mk_repo **repop);
 

@@ -6,7 +6,8 @@
  *
  *   /absolute/path                     a local directory (storage_local.c)
  *   s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]
- *                                      recognised, refused for now
+ *                                      an S3 bucket (storage_s3.c), with
+ *                                      the settings of struct mk_storage_opts
  *
  * Names are 1-1024 bytes of [A-Za-z0-9._/-] in '/'-separated components
  * of 1-200 bytes each that do not start with '.' (so no "." or "..", no
@@ -82,14 +83,64 @@ struct mk_storage {
 	char *location; /* as given to mk_storage_open() */
 };
 
+enum mk_storage_url_style {
+	MK_STORAGE_URL_PATH, /* https://HOST/BUCKET/KEY */
+	MK_STORAGE_URL_VIRTUAL, /* https://BUCKET.HOST/KEY */
+};
+
 /*
- * Open the storage at location.  With create, a local directory is made
- * (with its parents, mode 0700) if missing; without it, it must exist.
- * Returns -1 with err set for an unknown or malformed location, and for a
- * backend not supported yet.
+ * The settings of an s3: location ([repository] in the configuration;
+ * docs/s3.md).  mk_storage_opts_default() fills the defaults.
  */
+struct mk_storage_opts {
+	const char *region; /* signing region, "us-east-1" */
+	int url_style; /* enum mk_storage_url_style */
+	const char *credentials_file; /* NULL: AWS_* environment variables */
+	const char *ca_file; /* NULL: the system's CA certificates */
+	uint64_t bandwidth_limit; /* bytes per second per transfer, 0: none */
+	unsigned connections; /* requests in flight at most, >= 1 */
+	unsigned retries; /* after a timeout, 5xx or lost connection */
+	uint64_t timeout; /* seconds without progress that fail a try */
+	uint64_t multipart_threshold; /* objects this large go in parts */
+	uint64_t part_size; /* >= 5 MiB, S3's smallest part */
+};
+
+void mk_storage_opts_default(struct mk_storage_opts *opts);
+
+struct mk_conf;
+/* The settings of conf's [repository] section (borrowed strings). */
+void mk_storage_opts_from_conf(
+    const struct mk_conf *conf, struct mk_storage_opts *opts);
+
+/*
+ * Open the storage at location with opts (NULL: the defaults).  With
+ * create, a local directory is made (with its parents, mode 0700) if
+ * missing; without it, it must exist.  An S3 bucket must exist either
+ * way; opening one sends no request.  Returns -1 with err set for an
+ * unknown or malformed location or unusable settings (credentials
+ * missing, a credentials file others may read).
+ */
+int mk_storage_open_opts(const char *location,
+    const struct mk_storage_opts *opts, bool create, struct mk_storage **st_r,
+    struct mk_err *err);
 int mk_storage_open(const char *location, bool create, struct mk_storage **st_r,
     struct mk_err *err);
+
+/* Where an s3: location points. */
+struct mk_storage_s3_where {
+	char scheme[8]; /* "http" or "https" */
+	char host[256]; /* "HOST" or "HOST:PORT" as written */
+	char bucket[64];
+	char prefix[MK_STORAGE_NAME_MAX + 2]; /* "" or "PREFIX/" */
+};
+
+/* Parse s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]; -1 with err if bad. */
+int mk_storage_s3_parse(const char *location,
+    struct mk_storage_s3_where *where_r, struct mk_err *err);
+
+/* The S3 backend (storage_s3.c); see mk_storage_open_opts(). */
+int mk_storage_s3_open(const char *location, const struct mk_storage_opts *opts,
+    struct mk_storage **st_r, struct mk_err *err);
 
 /* The local directory backend; path must be absolute. */
 int mk_storage_local_open(const char *path, bool create,

@@ -745,3 +745,65 @@ def _wait_gone(pids, timeout):
             return False
         time.sleep(0.05)
     return True
+
+
+class CephError(RuntimeError):
+    pass
+
+
+class CephRGW:
+    """A single-node Ceph cluster with the RADOS Gateway on 127.0.0.1,
+    started by scripts/ceph-rgw.sh in a temp dir; stopped by pid.
+
+        with CephRGW() as ceph:
+            print(ceph.env["S3_ENDPOINT"], ceph.bucket)
+            ceph.s3.list(ceph.bucket)      # tests/integration/s3client.py
+            ceph.stop_rgw(); ceph.start_rgw()
+    """
+
+    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                          "scripts", "ceph-rgw.sh")
+
+    def __init__(self):
+        # Short: the daemons' admin sockets live below it.
+        self.dir = tempfile.mkdtemp(prefix="mk-ceph-", dir="/tmp")
+        self.env, self.s3 = {}, None
+
+    def _run(self, *args, timeout=120):
+        res = subprocess.run(["bash", self.SCRIPT, *args, self.dir], capture_output=True,
+                             text=True, timeout=timeout)
+        if res.returncode != 0:
+            raise CephError(f"ceph-rgw.sh {args[0]}: exit {res.returncode}: "
+                            f"{res.stderr.strip()[-2000:]}")
+        return res.stdout
+
+    def start(self):
+        from s3client import S3, read_env
+        self._run("start")
+        self.env = read_env(os.path.join(self.dir, "s3.env"))
+        self.bucket = self.env["S3_BUCKET"]
+        self.s3 = S3.from_env(os.path.join(self.dir, "s3.env"))
+        return self
+
+    def stop(self):
+        self._run("stop")
+
+    def stop_rgw(self):
+        self._run("stop-rgw")
+
+    def start_rgw(self):
+        self._run("start-rgw")
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc):
+        self.stop()
+        if os.environ.get("MK_KEEP_TMP") == "1":
+            print(f"keeping {self.dir}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)

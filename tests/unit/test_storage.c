@@ -391,10 +391,10 @@ test_storage_locations(void **state)
 		const char *location;
 		const char *error; /* NULL: opens */
 	} cases[] = {
-		{ "s3:https://s3.example.com/bucket", "not supported yet" },
+		{ "s3:https://s3.example.com/bucket", "no S3 credentials" },
 		{ "s3:http://127.0.0.1:9000/my-bucket/host1/repo",
-		    "not supported yet" },
-		{ "s3:https://h:65535/bucket/", "not supported yet" },
+		    "no S3 credentials" },
+		{ "s3:https://h:65535/bucket/", "no S3 credentials" },
 		{ "s3:ftp://h/bucket", "malformed" },
 		{ "s3:https://h:0/bucket", "malformed" },
 		{ "s3:https://h:65536/bucket", "malformed" },
@@ -412,6 +412,8 @@ test_storage_locations(void **state)
 	size_t i;
 
 	(void)state;
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		assert_int_equal(
 		    mk_storage_open(cases[i].location, true, &other, &err), -1);
@@ -433,10 +435,83 @@ test_storage_locations(void **state)
 	mk_storage_close(&other);
 }
 
+static void
+test_storage_s3_where_and_credentials(void **state)
+{
+	struct mk_storage_s3_where w;
+	struct mk_storage_opts opts;
+	struct mk_storage *other = NULL;
+	struct mk_err err;
+	const char *creds;
+
+	(void)state;
+	assert_int_equal(
+	    mk_storage_s3_parse(
+		"s3:http://127.0.0.1:7480/my-bucket/host1/repo", &w, &err),
+	    0);
+	assert_string_equal(w.scheme, "http");
+	assert_string_equal(w.host, "127.0.0.1:7480");
+	assert_string_equal(w.bucket, "my-bucket");
+	assert_string_equal(w.prefix, "host1/repo/");
+	assert_int_equal(
+	    mk_storage_s3_parse("s3:https://s3.example.com/b-1/", &w, &err), 0);
+	assert_string_equal(w.scheme, "https");
+	assert_string_equal(w.prefix, "");
+
+	/* A credentials file others may read is refused, and says so. */
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	mk_storage_opts_default(&opts);
+	fx_write(root, "creds",
+	    "# for the backup bucket\n[other]\naws_access_key_id = NOPE\n"
+	    "[default]\naws_access_key_id = AKID\n"
+	    "aws_secret_access_key = s3cr3t\n");
+	creds = fx_path(root, "creds");
+	assert_int_equal(chmod(creds, 0644), 0);
+	opts.credentials_file = creds;
+	assert_int_equal(mk_storage_open_opts(
+			     "s3:https://h/bucket", &opts, false, &other, &err),
+	    -1);
+	assert_non_null(strstr(err.msg, "chmod 600"));
+	assert_null(strstr(err.msg, "s3cr3t"));
+	assert_int_equal(chmod(fx_path(root, "creds"), 0600), 0);
+	opts.credentials_file = fx_path(root, "creds");
+	assert_int_equal(mk_storage_open_opts(
+			     "s3:https://h/bucket", &opts, false, &other, &err),
+	    0);
+	assert_string_equal(other->ops->scheme, "s3");
+	mk_storage_close(&other);
+	/* One without a secret is refused; so is a part under 5 MiB. */
+	fx_write(root, "creds2", "aws_access_key_id = AKID\n");
+	assert_int_equal(chmod(fx_path(root, "creds2"), 0600), 0);
+	opts.credentials_file = fx_path(root, "creds2");
+	assert_int_equal(mk_storage_open_opts(
+			     "s3:https://h/bucket", &opts, false, &other, &err),
+	    -1);
+	assert_non_null(strstr(err.msg, "aws_secret_access_key"));
+	opts.credentials_file = NULL;
+	setenv("AWS_ACCESS_KEY_ID", "AKID", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t", 1);
+	opts.part_size = 1 << 20;
+	assert_int_equal(mk_storage_open_opts(
+			     "s3:https://h/bucket", &opts, false, &other, &err),
+	    -1);
+	opts.part_size = 8 << 20;
+	assert_int_equal(mk_storage_open_opts(
+			     "s3:https://h/bucket", &opts, false, &other, &err),
+	    0);
+	mk_storage_close(&other);
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+		    test_storage_s3_where_and_credentials, storage_setup,
+		    storage_teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_storage_put_get_range_stat_delete, storage_setup,
 		    storage_teardown),
