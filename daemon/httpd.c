@@ -28,6 +28,7 @@
 #include "accept.h"
 #include "enforce.h"
 #include "httpd.h"
+#include "jobs.h"
 #include "live.h"
 #include "postfix.h"
 
@@ -200,8 +201,11 @@ httpd_mailbox_json(
 	json_object_set_new(obj, "polled", json_boolean(mb->polled));
 	json_object_set_new(obj, "scanned_at", httpd_time_json(mb->scanned_ns));
 	json_object_set_new(obj, "quota", httpd_quota_json(d, mb));
-	if (detail)
+	if (detail) {
 		json_object_set_new(obj, "path", httpd_str(mb->relpath));
+		json_object_set_new(obj, "last_backup",
+		    httpd_time_json(mk_jobs_last_backup(d->jobs, mb->address)));
+	}
 	return obj;
 }
 
@@ -445,6 +449,7 @@ httpd_get_status(struct httpd_server *srv, struct evhttp_request *req)
 	    json_pack("{s:I, s:I, s:I}", "passes", (json_int_t)s->audits,
 		"drift_bytes", (json_int_t)s->audit_drift_bytes,
 		"drift_mailboxes", (json_int_t)s->audit_drift_mailboxes));
+	json_object_set_new(doc, "backup", mk_jobs_status_json(d->jobs));
 	httpd_send_json(srv, req, 200, "OK", doc);
 }
 
@@ -639,6 +644,7 @@ httpd_get_metrics(struct httpd_server *srv, struct evhttp_request *req)
 	httpd_metric(b, "mailkeep_catalog_errors_total", "counter",
 	    "Failed catalog writes.", s->persist_errors);
 	httpd_metrics_policy(d, b);
+	mk_jobs_metrics(d->jobs, b);
 	if (srv->role != HTTPD_METRICS || srv->httpd->token != NULL)
 		httpd_metrics_domains(srv->httpd, b);
 	httpd_send(srv, req, 200, "OK", "text/plain; version=0.0.4", b);
@@ -688,6 +694,127 @@ httpd_post_quota(struct httpd_server *srv, struct evhttp_request *req,
 	free(t);
 }
 
+/* A job id in a path: digits only, no leading zero. */
+static int
+httpd_job_id(const char *s, size_t len, uint64_t *id_r)
+{
+	char buf[21];
+	struct mk_err err;
+
+	if (len == 0 || len >= sizeof(buf) || s[0] == '0' ||
+	    strspn(s, "0123456789") < len)
+		return -1;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	return mk_str_parse_u64(buf, id_r, &err);
+}
+
+/* POST /v1/backup with {"mailboxes":[...]} or nothing: every mailbox. */
+static void
+httpd_post_backup(struct httpd_server *srv, struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in), n = 0, i;
+	struct mk_jobs *jobs = srv->httpd->d->jobs;
+	json_t *doc = NULL, *list = NULL, *v;
+	enum mk_jobs_refusal why;
+	char **names = NULL;
+	const char *key;
+	json_error_t jerr;
+	struct mk_err err;
+	uint64_t id;
+
+	if (len > 0) {
+		doc = json_loadb((const char *)evbuffer_pullup(in, -1), len,
+		    JSON_REJECT_DUPLICATES, &jerr);
+		if (doc == NULL || !json_is_object(doc)) {
+			httpd_error(srv, req, 400, "Bad Request",
+			    "the body must be a JSON object like "
+			    "{\"mailboxes\":[\"a@example.org\"]}");
+			goto out;
+		}
+		json_object_foreach(doc, key, v)
+		{
+			if (strcmp(key, "mailboxes") != 0 ||
+			    !json_is_array(v)) {
+				httpd_error(srv, req, 400, "Bad Request",
+				    "only \"mailboxes\", an array of "
+				    "addresses, is understood");
+				goto out;
+			}
+			list = v;
+		}
+	}
+	n = json_array_size(list);
+	names = mk_xcalloc(n + 1, sizeof(*names));
+	for (i = 0; i < n; i++) {
+		const char *a = json_string_value(json_array_get(list, i));
+
+		if (a == NULL || a[0] == '\0' || strlen(a) > 320) {
+			httpd_error(srv, req, 400, "Bad Request",
+			    "each mailbox must be an address (a string of 1 to "
+			    "320 bytes)");
+			goto out;
+		}
+		names[i] = mk_xstrdup(a);
+		mk_str_lower(names[i]);
+	}
+	if (mk_jobs_submit_backup(jobs, names, n, &id, &why, &err) < 0) {
+		if (why == MK_JOBS_NOT_FOUND)
+			httpd_error(srv, req, 404, "Not Found", err.msg);
+		else if (why == MK_JOBS_BUSY)
+			httpd_error(
+			    srv, req, 503, "Service Unavailable", err.msg);
+		else
+			httpd_error(srv, req, 400, "Bad Request", err.msg);
+		goto out;
+	}
+	httpd_send_json(srv, req, 202, "Accepted", mk_jobs_job_json(jobs, id));
+out:
+	for (i = 0; names != NULL && i < n; i++)
+		free(names[i]);
+	free(names);
+	json_decref(doc);
+}
+
+/* POST /v1/jobs/<id>/cancel */
+static void
+httpd_post_cancel(
+    struct httpd_server *srv, struct evhttp_request *req, const char *rest)
+{
+	struct mk_jobs *jobs = srv->httpd->d->jobs;
+	const char *slash = strchr(rest, '/');
+	uint64_t id;
+	int r;
+
+	if (slash == NULL || strcmp(slash, "/cancel") != 0 ||
+	    httpd_job_id(rest, (size_t)(slash - rest), &id) < 0) {
+		httpd_error(srv, req, 404, "Not Found", "no such endpoint");
+		return;
+	}
+	if ((r = mk_jobs_cancel(jobs, id)) == 0)
+		httpd_error(srv, req, 404, "Not Found", "no such job");
+	else if (r < 0)
+		httpd_error(srv, req, 409, "Conflict", "the job has finished");
+	else
+		httpd_send_json(
+		    srv, req, 200, "OK", mk_jobs_job_json(jobs, id));
+}
+
+static void
+httpd_get_job(
+    struct httpd_server *srv, struct evhttp_request *req, const char *rest)
+{
+	uint64_t id;
+	json_t *doc;
+
+	if (httpd_job_id(rest, strlen(rest), &id) < 0 ||
+	    (doc = mk_jobs_job_json(srv->httpd->d->jobs, id)) == NULL)
+		httpd_error(srv, req, 404, "Not Found", "no such job");
+	else
+		httpd_send_json(srv, req, 200, "OK", doc);
+}
+
 static void
 httpd_post(struct httpd_server *srv, struct evhttp_request *req,
     const char *path, const struct evkeyvalq *q)
@@ -713,6 +840,14 @@ httpd_post(struct httpd_server *srv, struct evhttp_request *req,
 	}
 	if (strcmp(path, "/v1/quota") == 0) {
 		httpd_post_quota(srv, req, q);
+		return;
+	}
+	if (strcmp(path, "/v1/backup") == 0) {
+		httpd_post_backup(srv, req);
+		return;
+	}
+	if (strncmp(path, "/v1/jobs/", 9) == 0) {
+		httpd_post_cancel(srv, req, path + 9);
 		return;
 	}
 	if (strcmp(path, "/v1/reload") == 0) {
@@ -820,6 +955,11 @@ httpd_request_cb(struct evhttp_request *req, void *arg)
 		httpd_get_mailboxes(srv, req, &query);
 	else if (strncmp(path, "/v1/mailboxes/", 14) == 0)
 		httpd_get_mailbox(srv, req, path + 14);
+	else if (strcmp(path, "/v1/jobs") == 0)
+		httpd_send_json(srv, req, 200, "OK",
+		    mk_jobs_list_json(srv->httpd->d->jobs));
+	else if (strncmp(path, "/v1/jobs/", 9) == 0)
+		httpd_get_job(srv, req, path + 9);
 	else if (strcmp(path, "/metrics") == 0)
 		httpd_get_metrics(srv, req);
 	else

@@ -19,6 +19,7 @@ enum conf_type {
 	CONF_CHAR, /* one character out of allowed */
 	CONF_UINT, /* a number from min to max */
 	CONF_DURATION, /* seconds, with s m h d, from min to max */
+	CONF_SIZE, /* bytes, with K M G T, from min to max */
 	CONF_ENUM, /* one word of allowed ("a|b|c"), stored as its index */
 	CONF_BOOL, /* yes/no, true/false, on/off, 1/0 */
 };
@@ -34,7 +35,7 @@ struct conf_key {
 	size_t offset;
 	const char *def; /* NULL: no default, derived or unset */
 	const char *allowed; /* CONF_CHAR and CONF_ENUM: what is allowed */
-	uint64_t min, max; /* CONF_UINT and CONF_DURATION */
+	uint64_t min, max; /* CONF_UINT, CONF_DURATION and CONF_SIZE */
 };
 
 #define CONF_AT(m) offsetof(struct mk_conf, m)
@@ -100,6 +101,16 @@ static const struct conf_key conf_keys[] = {
 	    NULL },
 	{ "repository", "compression_level", CONF_UINT,
 	    CONF_AT(repo_compression_level), "3", NULL, 1, 19 },
+	{ "backup", "schedule", CONF_STRING, CONF_AT(backup_schedule), NULL,
+	    NULL },
+	{ "backup", "concurrency", CONF_UINT, CONF_AT(backup_concurrency), "1",
+	    NULL, 1, 64 },
+	{ "backup", "bandwidth", CONF_SIZE, CONF_AT(backup_bandwidth), "0",
+	    NULL, 0, UINT64_MAX },
+	{ "backup", "jitter", CONF_DURATION, CONF_AT(backup_jitter), "0", NULL,
+	    0, 86400 },
+	{ "backup", "run_at_start", CONF_BOOL, CONF_AT(backup_run_at_start),
+	    "no", NULL },
 };
 
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -163,8 +174,10 @@ conf_set(struct mk_conf *conf, const struct conf_key *k, const char *value,
 		return 0;
 	case CONF_UINT:
 	case CONF_DURATION:
-		if ((k->type == CONF_UINT
-			    ? mk_str_parse_u64(value, &v, err)
+	case CONF_SIZE:
+		if ((k->type == CONF_UINT ? mk_str_parse_u64(value, &v, err)
+			    : k->type == CONF_SIZE
+			    ? mk_str_parse_size(value, &v, err)
 			    : mk_str_parse_duration(value, &v, err)) < 0)
 			return mk_err_prefix(err, "%s", k->name);
 		if (v < k->min || v > k->max)

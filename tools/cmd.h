@@ -48,5 +48,15 @@ int cmd_backup_repo_open(
 void cmd_backup_time(int64_t ns, char buf[32]);
 /* Print a JSON document on one line and free it. */
 void cmd_backup_print(struct json_t *obj);
+/* Does a mailkeepd hold the lock of conf's state directory? */
+bool cmd_daemon_running(const struct mk_conf *conf);
+/*
+ * Follow a job that mailkeepd accepted (job: its JSON, borrowed) until
+ * it ends, with a progress line on stderr when that is a terminal; print
+ * the outcome (--json: the job object) and return CMD_OK when it is
+ * "done", else CMD_FAIL.
+ */
+int cmd_job_wait(
+    struct cmd_ctx *ctx, const struct mk_conf *conf, struct json_t *job);
 
 #endif

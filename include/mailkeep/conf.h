@@ -77,6 +77,14 @@ struct mk_conf {
 	char *repo_location; /* default: <state_dir>/repository */
 	char *repo_key_file; /* default: <state_dir>/repo.key */
 	uint64_t repo_compression_level; /* zstd level of a new repository */
+
+	/* [backup]: runs in mailkeepd */
+	char *backup_schedule; /* a cron expression, or NULL: none */
+	uint64_t backup_concurrency; /* mailboxes backed up at once */
+	uint64_t backup_bandwidth; /* bytes read per second; 0: no limit */
+	uint64_t backup_jitter; /* seconds: a scheduled start is delayed by
+				   up to this, at random */
+	bool backup_run_at_start; /* one run when the daemon starts */
 };
 
 /* A configuration holding every default. */
