@@ -337,15 +337,27 @@ int
 mk_catalog_open(const char *path, struct mk_catalog **cat_r, struct mk_err *err)
 {
 	struct mk_catalog *cat;
+	struct stat st;
 	int64_t dummy;
 	int fd, i;
 
 	*cat_r = NULL;
-	/* Create the file ourselves so that it is never world-readable. */
-	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
+	/*
+	 * Create the file ourselves so that it is never world-readable.  An
+	 * existing one is not opened here: closing a descriptor of it would
+	 * drop the fcntl locks that this process's other connections hold,
+	 * and another process could then delete the WAL under them.
+	 */
+	fd = open(
+	    path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	else if (errno != EEXIST)
 		return mk_err_sys(err, "open(%s)", path);
-	close(fd);
+	else if (lstat(path, &st) < 0)
+		return mk_err_sys(err, "lstat(%s)", path);
+	else if (S_ISLNK(st.st_mode))
+		return mk_err_set(err, "%s: a symbolic link", path);
 	cat = mk_xcalloc(1, sizeof(*cat));
 	cat->path = mk_xstrdup(path);
 	if (sqlite3_open_v2(path, &cat->db,
