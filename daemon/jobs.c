@@ -658,9 +658,11 @@ jobs_begin(struct jobs_job *job)
 	job->rootfd = jobs->d->rootfd;
 	job->repo_location = mk_xstrdup(conf->repo_location);
 	job->repo_key_file = mk_xstrdup(conf->repo_key_file);
-	mk_log_info("jobs", "job %llu (%s, %s): %zu mailboxes",
+	mk_log_info("jobs",
+	    "job %llu (%s, %s): %zu mailboxes, %u at once, %llu bytes/s "
+	    "(0: no limit)",
 	    (unsigned long long)job->id, job->kind->name, job->trigger,
-	    job->total);
+	    job->total, job->concurrency, (unsigned long long)job->bandwidth);
 	jobs_submit_task(job, JOBS_BEGIN, 0);
 }
 
