@@ -137,8 +137,8 @@ httpd_usage_json(const struct mk_usage *u)
 	    (json_int_t)u->messages);
 }
 
-static json_t *
-httpd_time_json(int64_t ns)
+json_t *
+mk_httpd_time_json(int64_t ns)
 {
 	time_t t = (time_t)(ns / 1000000000);
 	struct tm tm;
@@ -199,12 +199,14 @@ httpd_mailbox_json(
 	json_object_set_new(obj, "folders", folders);
 	json_object_set_new(obj, "stale", json_boolean(mb->stale));
 	json_object_set_new(obj, "polled", json_boolean(mb->polled));
-	json_object_set_new(obj, "scanned_at", httpd_time_json(mb->scanned_ns));
+	json_object_set_new(
+	    obj, "scanned_at", mk_httpd_time_json(mb->scanned_ns));
 	json_object_set_new(obj, "quota", httpd_quota_json(d, mb));
 	if (detail) {
 		json_object_set_new(obj, "path", httpd_str(mb->relpath));
 		json_object_set_new(obj, "last_backup",
-		    httpd_time_json(mk_jobs_last_backup(d->jobs, mb->address)));
+		    mk_httpd_time_json(
+			mk_jobs_last_backup(d->jobs, mb->address)));
 	}
 	return obj;
 }
@@ -217,7 +219,7 @@ httpd_history_cb(int64_t day, const struct mk_usage *u, void *arg)
 	json_t *h = httpd_usage_json(u);
 
 	json_object_set_new(
-	    h, "date", httpd_time_json(day * 86400 * 1000000000LL));
+	    h, "date", mk_httpd_time_json(day * 86400 * 1000000000LL));
 	json_array_append_new(arg, h);
 }
 
@@ -426,7 +428,7 @@ httpd_get_status(struct httpd_server *srv, struct evhttp_request *req)
 	mk_live_counts(d->live, &c);
 	doc = json_pack("{s:s, s:I, s:o, s:I, s:b, s:{s:s, s:s}}", "version",
 	    MK_VERSION, "pid", (json_int_t)getpid(), "started",
-	    httpd_time_json(d->started_ns), "uptime_seconds",
+	    mk_httpd_time_json(d->started_ns), "uptime_seconds",
 	    (json_int_t)((mk_daemon_now_ns() - d->started_ns) / 1000000000),
 	    "ready", d->ready, "store", "root", d->conf->store_root, "template",
 	    d->conf->store_template);
@@ -453,9 +455,8 @@ httpd_get_status(struct httpd_server *srv, struct evhttp_request *req)
 	httpd_send_json(srv, req, 200, "OK", doc);
 }
 
-/* A metric line with its HELP and TYPE. */
-static void
-httpd_metric(struct evbuffer *b, const char *name, const char *type,
+void
+mk_httpd_metric(struct evbuffer *b, const char *name, const char *type,
     const char *help, uint64_t value)
 {
 	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name,
@@ -536,14 +537,14 @@ httpd_metrics_policy(struct mk_daemon *d, struct evbuffer *b)
 	size_t counts[MK_WARN_THRESHOLDS_MAX], n, i;
 	uint64_t cum = 0;
 
-	httpd_metric(b, "mailkeep_policy_requests_total", "counter",
+	mk_httpd_metric(b, "mailkeep_policy_requests_total", "counter",
 	    "Policy requests answered.", s->policy_requests);
-	httpd_metric(b, "mailkeep_policy_refused_total", "counter",
+	mk_httpd_metric(b, "mailkeep_policy_refused_total", "counter",
 	    "Policy requests answered with a refusal.", s->policy_refused);
-	httpd_metric(b, "mailkeep_policy_bad_requests_total", "counter",
+	mk_httpd_metric(b, "mailkeep_policy_bad_requests_total", "counter",
 	    "Malformed policy requests (the connection was closed).",
 	    s->policy_errors);
-	httpd_metric(b, "mailkeep_policy_connections", "gauge",
+	mk_httpd_metric(b, "mailkeep_policy_connections", "gauge",
 	    "Policy connections open.",
 	    d->postfix != NULL ? mk_postfix_connections(d->postfix) : 0);
 	evbuffer_add_printf(b,
@@ -601,47 +602,47 @@ httpd_get_metrics(struct httpd_server *srv, struct evhttp_request *req)
 	if (b == NULL)
 		mk_fatal("httpd", "out of memory");
 	mk_live_counts(d->live, &c);
-	httpd_metric(b, "mailkeep_up", "gauge", "The daemon answers.", 1);
-	httpd_metric(b, "mailkeep_ready", "gauge",
+	mk_httpd_metric(b, "mailkeep_up", "gauge", "The daemon answers.", 1);
+	mk_httpd_metric(b, "mailkeep_ready", "gauge",
 	    "1 once the startup reconcile is done.", d->ready);
-	httpd_metric(b, "mailkeep_mailboxes", "gauge", "Mailboxes watched.",
+	mk_httpd_metric(b, "mailkeep_mailboxes", "gauge", "Mailboxes watched.",
 	    c.mailboxes);
-	httpd_metric(b, "mailkeep_mailboxes_stale", "gauge",
+	mk_httpd_metric(b, "mailkeep_mailboxes_stale", "gauge",
 	    "Mailboxes whose usage is being recounted.", c.stale);
-	httpd_metric(b, "mailkeep_mailboxes_polled", "gauge",
+	mk_httpd_metric(b, "mailkeep_mailboxes_polled", "gauge",
 	    "Mailboxes polled because the inotify watch limit was hit.",
 	    c.polled);
-	httpd_metric(
+	mk_httpd_metric(
 	    b, "mailkeep_watches", "gauge", "inotify watches held.", c.watches);
-	httpd_metric(b, "mailkeep_usage_bytes", "gauge",
+	mk_httpd_metric(b, "mailkeep_usage_bytes", "gauge",
 	    "Physical size of all mail.", c.bytes);
-	httpd_metric(b, "mailkeep_usage_messages", "gauge",
+	mk_httpd_metric(b, "mailkeep_usage_messages", "gauge",
 	    "Messages in all mailboxes.", c.messages);
-	httpd_metric(b, "mailkeep_events_total", "counter",
+	mk_httpd_metric(b, "mailkeep_events_total", "counter",
 	    "inotify events handled.", s->events);
-	httpd_metric(b, "mailkeep_watch_overflows_total", "counter",
+	mk_httpd_metric(b, "mailkeep_watch_overflows_total", "counter",
 	    "inotify queue overflows (each causes a full rescan).",
 	    s->overflows);
-	httpd_metric(b, "mailkeep_scans_total", "counter",
+	mk_httpd_metric(b, "mailkeep_scans_total", "counter",
 	    "Mailbox scans finished.", s->scans);
-	httpd_metric(b, "mailkeep_rescans_total", "counter",
+	mk_httpd_metric(b, "mailkeep_rescans_total", "counter",
 	    "Scans caused by changes during a scan or by faults.", s->rescans);
-	httpd_metric(b, "mailkeep_scan_errors_total", "counter",
+	mk_httpd_metric(b, "mailkeep_scan_errors_total", "counter",
 	    "Scans that failed.", s->scan_errors);
-	httpd_metric(b, "mailkeep_scans_queued", "gauge",
+	mk_httpd_metric(b, "mailkeep_scans_queued", "gauge",
 	    "Scans waiting for a worker.", c.queued);
-	httpd_metric(b, "mailkeep_audits_total", "counter",
+	mk_httpd_metric(b, "mailkeep_audits_total", "counter",
 	    "Audit passes finished.", s->audits);
-	httpd_metric(b, "mailkeep_audit_drift_bytes", "gauge",
+	mk_httpd_metric(b, "mailkeep_audit_drift_bytes", "gauge",
 	    "Bytes by which live usage differed from a fresh scan in the last "
 	    "audit.",
 	    s->audit_drift_bytes);
-	httpd_metric(b, "mailkeep_audit_drift_mailboxes", "gauge",
+	mk_httpd_metric(b, "mailkeep_audit_drift_mailboxes", "gauge",
 	    "Mailboxes whose live usage differed in the last audit.",
 	    s->audit_drift_mailboxes);
-	httpd_metric(b, "mailkeep_http_requests_total", "counter",
+	mk_httpd_metric(b, "mailkeep_http_requests_total", "counter",
 	    "HTTP requests answered.", s->http_requests);
-	httpd_metric(b, "mailkeep_catalog_errors_total", "counter",
+	mk_httpd_metric(b, "mailkeep_catalog_errors_total", "counter",
 	    "Failed catalog writes.", s->persist_errors);
 	httpd_metrics_policy(d, b);
 	mk_jobs_metrics(d->jobs, b);

@@ -18,6 +18,7 @@
 #include "mailkeep/repo.h"
 #include "mailkeep/store.h"
 
+#include "httpd.h"
 #include "jobs.h"
 #include "live.h"
 #include "pool.h"
@@ -951,19 +952,6 @@ mk_jobs_free(struct mk_jobs **jobsp)
 /* Views */
 
 static json_t *
-jobs_time_json(int64_t ns)
-{
-	time_t t = (time_t)(ns / 1000000000);
-	struct tm tm;
-	char buf[32];
-
-	if (ns <= 0 || gmtime_r(&t, &tm) == NULL)
-		return json_null();
-	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return json_string(buf);
-}
-
-static json_t *
 jobs_json(const struct jobs_job *job)
 {
 	json_t *obj;
@@ -978,9 +966,9 @@ jobs_json(const struct jobs_job *job)
 	    (json_int_t)atomic_load(&job->bytes_read), "bytes_stored",
 	    (json_int_t)job->bytes_stored, "error_count",
 	    (json_int_t)job->nerrors, "errors", job->errors, "created",
-	    jobs_time_json(job->created_ns), "started",
-	    jobs_time_json(job->started_ns), "ended",
-	    jobs_time_json(job->ended_ns), "cancel_requested",
+	    mk_httpd_time_json(job->created_ns), "started",
+	    mk_httpd_time_json(job->started_ns), "ended",
+	    mk_httpd_time_json(job->ended_ns), "cancel_requested",
 	    (int)atomic_load(&job->cancel));
 	if (obj != NULL && job->run_id[0] != '\0')
 		json_object_set_new(obj, "run", json_string(job->run_id));
@@ -1046,11 +1034,11 @@ mk_jobs_status_json(struct mk_jobs *jobs)
 		running++;
 	return json_pack("{s:o, s:o, s:I, s:I, s:I, s:I, s:o, s:b}", "schedule",
 	    jobs->schedule != NULL ? json_string(jobs->schedule) : json_null(),
-	    "next", jobs_time_json((int64_t)jobs->due * 1000000000),
+	    "next", mk_httpd_time_json((int64_t)jobs->due * 1000000000),
 	    "jobs_queued", (json_int_t)jobs->nqueued, "jobs_running",
 	    (json_int_t)running, "mailboxes_backed_up", (json_int_t)a.count,
 	    "mailboxes_never", (json_int_t)a.never, "oldest_last_success",
-	    jobs_time_json(a.oldest_ns), "last_backups_loaded",
+	    mk_httpd_time_json(a.oldest_ns), "last_backups_loaded",
 	    (int)jobs->last_loaded);
 }
 
@@ -1075,12 +1063,27 @@ mk_jobs_last_backup(struct mk_jobs *jobs, const char *address)
 	return l != NULL ? l->ns : 0;
 }
 
+/* A Prometheus histogram: n buckets, the last one +Inf. */
 static void
-jobs_metric(struct evbuffer *b, const char *name, const char *type,
-    const char *help, uint64_t value)
+jobs_histogram(struct evbuffer *b, const char *name, const char *help,
+    const unsigned *le, const uint64_t *buckets, size_t n, double sum)
 {
-	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name,
-	    help, name, type, name, (unsigned long long)value);
+	uint64_t cum = 0;
+	size_t i;
+
+	evbuffer_add_printf(
+	    b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (i = 0; i < n; i++) {
+		cum += buckets[i];
+		if (i + 1 < n)
+			evbuffer_add_printf(b, "%s_bucket{le=\"%u\"} %llu\n",
+			    name, le[i], (unsigned long long)cum);
+		else
+			evbuffer_add_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n",
+			    name, (unsigned long long)cum);
+	}
+	evbuffer_add_printf(b, "%s_sum %.3f\n%s_count %llu\n", name, sum, name,
+	    (unsigned long long)cum);
 }
 
 void
@@ -1088,20 +1091,20 @@ mk_jobs_metrics(struct mk_jobs *jobs, struct evbuffer *b)
 {
 	struct jobs_job *job;
 	struct jobs_ages a;
-	uint64_t read = jobs->read_total, cum = 0;
+	uint64_t read = jobs->read_total;
 	size_t i;
 
 	/* Running jobs count what they have read so far. */
 	TAILQ_FOREACH(job, &jobs->list, entry)
 	if (job->state == JOBS_RUNNING)
 		read += atomic_load(&job->bytes_read);
-	jobs_metric(b, "mailkeep_backup_read_bytes_total", "counter",
+	mk_httpd_metric(b, "mailkeep_backup_read_bytes_total", "counter",
 	    "Bytes of mail read by backups.", read);
-	jobs_metric(b, "mailkeep_backup_stored_bytes_total", "counter",
+	mk_httpd_metric(b, "mailkeep_backup_stored_bytes_total", "counter",
 	    "Bytes added to the repository by backups (compressed, "
 	    "encrypted).",
 	    jobs->stored_total);
-	jobs_metric(b, "mailkeep_backup_mailboxes_total", "counter",
+	mk_httpd_metric(b, "mailkeep_backup_mailboxes_total", "counter",
 	    "Mailboxes backed up successfully.", jobs->mailboxes_ok);
 	evbuffer_add_printf(b,
 	    "# HELP mailkeep_backup_errors_total Mailboxes or runs that "
@@ -1118,56 +1121,20 @@ mk_jobs_metrics(struct mk_jobs *jobs, struct evbuffer *b)
 		evbuffer_add_printf(b,
 		    "mailkeep_jobs_total{state=\"%s\"} %llu\n",
 		    jobs_state_names[i], (unsigned long long)jobs->runs[i]);
-	evbuffer_add_printf(b,
-	    "# HELP mailkeep_job_duration_seconds How long finished jobs "
-	    "ran.\n# TYPE mailkeep_job_duration_seconds histogram\n");
-	for (i = 0; i < JOBS_DURATION_BUCKETS; i++) {
-		cum += jobs->duration_buckets[i];
-		if (i + 1 < JOBS_DURATION_BUCKETS)
-			evbuffer_add_printf(b,
-			    "mailkeep_job_duration_seconds_bucket{le=\"%u\"} "
-			    "%llu\n",
-			    jobs_duration_le[i], (unsigned long long)cum);
-		else
-			evbuffer_add_printf(b,
-			    "mailkeep_job_duration_seconds_bucket{le=\"+Inf\"} "
-			    "%llu\n",
-			    (unsigned long long)cum);
-	}
-	evbuffer_add_printf(b,
-	    "mailkeep_job_duration_seconds_sum %.3f\n"
-	    "mailkeep_job_duration_seconds_count %llu\n",
-	    jobs->duration_sum, (unsigned long long)cum);
+	jobs_histogram(b, "mailkeep_job_duration_seconds",
+	    "How long finished jobs ran.", jobs_duration_le,
+	    jobs->duration_buckets, JOBS_DURATION_BUCKETS, jobs->duration_sum);
 	jobs_ages(jobs, &a);
-	cum = 0;
-	evbuffer_add_printf(b,
-	    "# HELP mailkeep_backup_age_seconds Mailboxes by the age of "
-	    "their last successful backup.\n# TYPE mailkeep_backup_age_seconds "
-	    "histogram\n");
-	for (i = 0; i < JOBS_AGE_BUCKETS; i++) {
-		cum += a.buckets[i];
-		if (i + 1 < JOBS_AGE_BUCKETS)
-			evbuffer_add_printf(b,
-			    "mailkeep_backup_age_seconds_bucket{le=\"%u\"} "
-			    "%llu\n",
-			    jobs_age_le[i], (unsigned long long)cum);
-		else
-			evbuffer_add_printf(b,
-			    "mailkeep_backup_age_seconds_bucket{le=\"+Inf\"} "
-			    "%llu\n",
-			    (unsigned long long)cum);
-	}
-	evbuffer_add_printf(b,
-	    "mailkeep_backup_age_seconds_sum %.0f\n"
-	    "mailkeep_backup_age_seconds_count %llu\n",
-	    a.sum, (unsigned long long)a.count);
-	jobs_metric(b, "mailkeep_backup_never_mailboxes", "gauge",
+	jobs_histogram(b, "mailkeep_backup_age_seconds",
+	    "Mailboxes by the age of their last successful backup.",
+	    jobs_age_le, a.buckets, JOBS_AGE_BUCKETS, a.sum);
+	mk_httpd_metric(b, "mailkeep_backup_never_mailboxes", "gauge",
 	    "Mailboxes never backed up.", a.never);
-	jobs_metric(b, "mailkeep_backup_oldest_success_timestamp_seconds",
+	mk_httpd_metric(b, "mailkeep_backup_oldest_success_timestamp_seconds",
 	    "gauge",
 	    "When the mailbox backed up longest ago was backed up (0: none "
 	    "is).",
 	    (uint64_t)(a.oldest_ns / 1000000000));
-	jobs_metric(b, "mailkeep_jobs_queued", "gauge", "Jobs waiting to run.",
-	    jobs->nqueued);
+	mk_httpd_metric(b, "mailkeep_jobs_queued", "gauge",
+	    "Jobs waiting to run.", jobs->nqueued);
 }

@@ -35,7 +35,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mkenv import BIN_DIR, Checks, Mailkeepd, run_mailkeep, wait_for  # noqa: E402
+from mkenv import (BIN_DIR, Checks, Mailkeepd, count_messages,  # noqa: E402
+                   maildir_tree as tree, run_mailkeep, store_maildirs as maildirs,
+                   wait_for)
 
 SOURCE_DIR = os.environ.get("MK_SOURCE_DIR", os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -68,16 +70,6 @@ def write_config(path, store, state, schedule="0 0 1 1 *", bandwidth="6M"):
                               bandwidth=bandwidth))
 
 
-def maildirs(root):
-    out = {}
-    for domain in sorted(os.listdir(root)):
-        for user in sorted(os.listdir(os.path.join(root, domain))):
-            path = os.path.join(root, domain, user, "Maildir")
-            if os.path.isdir(path):
-                out[f"{user}@{domain}"] = path
-    return out
-
-
 def message_bytes(maildir):
     total = 0
     for dirpath, _, filenames in os.walk(maildir):
@@ -85,31 +77,6 @@ def message_bytes(maildir):
             total += sum(os.lstat(os.path.join(dirpath, f)).st_size
                          for f in filenames if not f.startswith("."))
     return total
-
-
-def count_messages(maildir):
-    n = 0
-    for dirpath, _, filenames in os.walk(maildir):
-        if os.path.basename(dirpath) in ("new", "cur"):
-            n += sum(1 for f in filenames if not f.startswith("."))
-    return n
-
-
-def tree(maildir):
-    """{path: (bytes, mtime_ns)} of the files, tmp/ and Dovecot's index
-    files left out (a backup never takes them)."""
-    out = {}
-    for dirpath, _, filenames in os.walk(maildir):
-        rel = os.path.relpath(dirpath, maildir)
-        if os.path.basename(dirpath) == "tmp":
-            continue
-        for name in filenames:
-            if name.startswith("dovecot.") or name == "maildirsize":
-                continue
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as f:
-                out[os.path.join(rel, name)] = (f.read(), os.lstat(path).st_mtime_ns)
-    return out
 
 
 class Store:

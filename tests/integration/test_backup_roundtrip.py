@@ -28,28 +28,13 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mkenv import BIN_DIR, Checks, run_mailkeep  # noqa: E402
+from mkenv import (BIN_DIR, Checks, count_messages,  # noqa: E402
+                   maildir_tree as tree, run_mailkeep, store_maildirs)
 
 SOURCE_DIR = os.environ.get("MK_SOURCE_DIR", os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 GEN_CORPUS = os.path.join(SOURCE_DIR, "bench", "gen-corpus.py")
 MAILBOXES = 5
-
-
-def tree(maildir):
-    """What a restore must give back: {path: (bytes, mtime_ns)} for files,
-    {path + "/": None} for directories; the contents of tmp/ left out."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(maildir):
-        rel = os.path.relpath(dirpath, maildir)
-        out[rel + "/"] = None
-        if os.path.basename(dirpath) == "tmp":
-            continue
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as f:
-                out[os.path.join(rel, name)] = (f.read(), os.lstat(path).st_mtime_ns)
-    return out
 
 
 def first_difference(got, want):
@@ -59,14 +44,6 @@ def first_difference(got, want):
                      "missing" if key not in got else "differs")
             return f"{key}: {where}"
     return None
-
-
-def count_messages(maildir):
-    n = 0
-    for dirpath, _, filenames in os.walk(maildir):
-        if os.path.basename(dirpath) in ("new", "cur"):
-            n += sum(1 for f in filenames if not f.startswith("."))
-    return n
 
 
 def folders(maildir):
@@ -81,13 +58,7 @@ class Store:
         self.root, self.rng, self.clock, self.seq = root, rng, 1794000000, 0
 
     def maildirs(self):
-        out = {}
-        for domain in sorted(os.listdir(self.root)):
-            for user in sorted(os.listdir(os.path.join(self.root, domain))):
-                path = os.path.join(self.root, domain, user, "Maildir")
-                if os.path.isdir(path):
-                    out[f"{user}@{domain}"] = path
-        return out
+        return store_maildirs(self.root)
 
     def deliver(self, maildir, data, folder=""):
         """As Dovecot's LDA: write in tmp/, rename into new/."""
