@@ -352,7 +352,7 @@ backup_run_daemon(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	struct mk_client_reply reply;
 	struct mk_conf *conf = NULL;
-	json_t *names = json_array(), *job = NULL;
+	json_t *names = json_array(), *req, *job = NULL;
 	json_error_t jerr;
 	struct mk_err err;
 	char *body = NULL;
@@ -360,12 +360,21 @@ backup_run_daemon(struct cmd_ctx *ctx, int argc, char **argv)
 
 	if (cmd_conf(ctx, &conf) < 0)
 		goto out;
-	for (i = 0; i < argc; i++)
-		json_array_append_new(names, json_string(argv[i]));
-	if ((body = json_dumps(json_pack("{s:O}", "mailboxes", names),
-		 JSON_COMPACT)) == NULL) {
-		mk_log_error(ctx->name, "mailbox names must be UTF-8");
-		rc = CMD_USAGE;
+	for (i = 0; i < argc; i++) {
+		json_t *name = json_string(argv[i]);
+
+		if (name == NULL) {
+			mk_log_error(ctx->name, "'%s' is not UTF-8", argv[i]);
+			rc = CMD_USAGE;
+			goto out;
+		}
+		json_array_append_new(names, name);
+	}
+	req = json_pack("{s:O}", "mailboxes", names);
+	body = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (body == NULL) {
+		mk_log_error(ctx->name, "cannot encode the request");
 		goto out;
 	}
 	if (mk_client_request(conf->control_socket, "POST", "/v1/backup",

@@ -277,6 +277,9 @@ def scenario(check, tmp, mk):
     check("an unknown mailbox: exit 1, says so",
           res.returncode == 1 and "no such mailbox: nobody@example.org" in res.stderr,
           res.stderr)
+    res = run_mailkeep("-c", conf, "backup", "run", "\udcff@example.org")
+    check("a name that is not UTF-8: exit 2, says so",
+          res.returncode == 2 and "not UTF-8" in res.stderr, res.stderr)
     res = run_mailkeep("-c", conf, "backup", "run", "--offline")
     check("--offline while mailkeepd runs is refused",
           res.returncode == 1 and "mailkeepd is running" in res.stderr, res.stderr)
