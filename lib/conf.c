@@ -100,6 +100,10 @@ static const struct conf_key conf_keys[] = {
 	    NULL },
 	{ "repository", "compression_level", CONF_UINT,
 	    CONF_AT(repo_compression_level), "3", NULL, 1, 19 },
+	{ "restore", "doveadm", CONF_PATH, CONF_AT(restore_doveadm), NULL,
+	    NULL },
+	{ "restore", "doveadm_config", CONF_PATH,
+	    CONF_AT(restore_doveadm_config), NULL, NULL },
 };
 
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))

@@ -787,10 +787,36 @@ out:
 	return rc;
 }
 
+/* Refuse a restore into the live mailbox that its quota has no room for. */
+static int
+rs_room(struct rs_ctx *ctx, struct mk_err *err)
+{
+	const struct mk_restore_req *req = ctx->req;
+	char need[32], room[32];
+
+	if (req->target == MK_RESTORE_TO_DIR)
+		return 0;
+	if (ctx->prog.bytes_total > req->room_bytes) {
+		mk_str_format_size(ctx->prog.bytes_total, need, sizeof(need));
+		mk_str_format_size(req->room_bytes, room, sizeof(room));
+		return mk_err_set(err,
+		    "the restore needs %s, the quota leaves %s (--force "
+		    "restores anyway)",
+		    need, room);
+	}
+	if (ctx->prog.messages_total > req->room_messages)
+		return mk_err_set(err,
+		    "the restore has %llu messages, the quota leaves room for "
+		    "%llu (--force restores anyway)",
+		    (unsigned long long)ctx->prog.messages_total,
+		    (unsigned long long)req->room_messages);
+	return 0;
+}
+
 /* The messages of one list chunk, those the request selects. */
 static int
 rs_chunk(struct rs_ctx *ctx, struct rs_folder *rf,
-    const uint8_t id[MK_PACK_ID_LEN], bool *found, struct mk_err *err)
+    const uint8_t id[MK_PACK_ID_LEN], struct mk_err *err)
 {
 	struct mk_snapshot_message *msgs = NULL;
 	uint8_t *data = NULL;
@@ -806,11 +832,8 @@ rs_chunk(struct rs_ctx *ctx, struct rs_folder *rf,
 		if (ctx->req->message != NULL &&
 		    strcmp(m->base, ctx->req->message) != 0)
 			continue;
-		*found = true;
-		if (ctx->req->message != NULL) {
-			ctx->prog.messages_total = 1;
-			ctx->prog.bytes_total = m->file.size;
-		}
+		if (rf->fd < 0 && rs_folder_open(ctx, rf->sf, rf, err) < 0)
+			goto out;
 		if ((r = rs_message(ctx, rf, m, err)) < 0)
 			goto out;
 		ctx->prog.messages++;
@@ -829,8 +852,8 @@ out:
 
 /* One folder: where it goes, its metadata files and messages. */
 static int
-rs_folder(struct rs_ctx *ctx, const struct mk_snapshot_folder *sf, bool *found,
-    struct mk_err *err)
+rs_folder(
+    struct rs_ctx *ctx, const struct mk_snapshot_folder *sf, struct mk_err *err)
 {
 	char name[MK_SNAPSHOT_NAME_MAX + 8];
 	struct rs_folder rf;
@@ -839,11 +862,18 @@ rs_folder(struct rs_ctx *ctx, const struct mk_snapshot_folder *sf, bool *found,
 
 	memset(&rf, 0, sizeof(rf));
 	rf.fd = rf.subfd[0] = rf.subfd[1] = rf.tmpfd = rf.mboxfd = -1;
-	if (rs_folder_open(ctx, sf, &rf, err) < 0)
+	rf.sf = sf;
+	/* A folder comes back even when empty; for one message, only the
+	 * folder that holds it. */
+	if (ctx->req->message == NULL && rs_folder_open(ctx, sf, &rf, err) < 0)
 		goto out;
 	for (i = 0; i < sf->nchunks; i++)
-		if (rs_chunk(ctx, &rf, sf->chunks[i], found, err) < 0)
+		if (rs_chunk(ctx, &rf, sf->chunks[i], err) < 0)
 			goto out;
+	if (rf.fd < 0) {
+		rc = 0;
+		goto out;
+	}
 	if (rf.mboxfd >= 0) {
 		int fd = rf.mboxfd;
 
@@ -870,13 +900,36 @@ out:
 	return rc;
 }
 
+/* Is the folder dir (".Restored-x") or one beneath it in the Maildir? */
+static int
+rs_folder_used(int livefd, const char *dir, struct mk_err *err)
+{
+	size_t n = strlen(dir);
+	struct dirent *de;
+	int fd, used = 0;
+	DIR *d;
+
+	if ((fd = openat(livefd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) <
+		0 ||
+	    (d = fdopendir(fd)) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return mk_err_sys(err, "opendir");
+	}
+	while (used == 0 && (de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, dir, n) == 0 &&
+		    (de->d_name[n] == '\0' || de->d_name[n] == '.'))
+			used = 1;
+	closedir(d);
+	return used;
+}
+
 /* A folder prefix for TO_NEW_FOLDER that no folder of the mailbox uses. */
 static int
 rs_pick_prefix(struct rs_ctx *ctx, struct mk_err *err)
 {
 	const char *p = ctx->req->prefix;
-	struct stat st;
-	int i;
+	int i, r;
 
 	if (p == NULL || p[0] == '\0' || strlen(p) > MK_RESTORE_PREFIX_MAX ||
 	    strpbrk(p, "./\\") != NULL || p[0] == '~')
@@ -891,9 +944,9 @@ rs_pick_prefix(struct rs_ctx *ctx, struct mk_err *err)
 			    "%s-%d", p, i);
 		snprintf(ctx->prefix_dir, sizeof(ctx->prefix_dir), ".%s",
 		    ctx->stats->folder);
-		if (fstatat(ctx->livefd, ctx->prefix_dir, &st,
-			AT_SYMLINK_NOFOLLOW) < 0 &&
-		    errno == ENOENT)
+		if ((r = rs_folder_used(ctx->livefd, ctx->prefix_dir, err)) < 0)
+			return -1;
+		if (r == 0)
 			return 0;
 	}
 	return mk_err_set(err, "folders %s to %s-%d exist already", p, p,
@@ -979,6 +1032,55 @@ rs_doveadm(struct rs_ctx *ctx, const char *dest, struct mk_err *err)
 		    WIFEXITED(status) ? WEXITSTATUS(status) : -1,
 		    errlen > 0 ? errbuf : "no message");
 	return 0;
+}
+
+/*
+ * Find the request's message: the index of its folder among the
+ * selected ones into *folder_r, its size into the progress totals.
+ * Nothing is written before it is found.
+ */
+static int
+rs_find_message(struct rs_ctx *ctx, const struct mk_snapshot_mailbox *mb,
+    const char *fdir, size_t *folder_r, struct mk_err *err)
+{
+	struct mk_snapshot_message *msgs = NULL;
+	uint8_t *data = NULL;
+	size_t len = 0, n = 0, i, k;
+	uint32_t c;
+
+	for (i = 0; i < mb->nfolders; i++) {
+		const struct mk_snapshot_folder *sf = &mb->folders[i];
+
+		if (!rs_folder_selected(sf->dir, fdir))
+			continue;
+		for (c = 0; c < sf->nchunks; c++) {
+			if (rs_blob(ctx, sf->chunks[c], &data, &len, err) < 0 ||
+			    mk_snapshot_messages_decode(
+				data, len, &msgs, &n, err) < 0) {
+				free(data);
+				return -1;
+			}
+			free(data);
+			data = NULL;
+			for (k = 0; k < n; k++)
+				if (strcmp(msgs[k].base, ctx->req->message) ==
+				    0)
+					break;
+			if (k < n) {
+				ctx->prog.messages_total = 1;
+				ctx->prog.bytes_total = msgs[k].file.size;
+			}
+			mk_snapshot_messages_free(&msgs, n);
+			if (k < n) {
+				*folder_r = i;
+				return 0;
+			}
+		}
+	}
+	return mk_err_set(err, "no message %s in snapshot %lld%s%s",
+	    ctx->req->message, (long long)ctx->req->snapshot,
+	    ctx->req->folder != NULL ? " in folder " : "",
+	    ctx->req->folder != NULL ? ctx->req->folder : "");
 }
 
 /* Prepare the target of the request: ctx->rootfd and friends. */
@@ -1077,8 +1179,7 @@ mk_restore_run(struct mk_repo *repo, struct mk_catalog *cat,
 	struct rs_snapshot rs;
 	struct rs_ctx ctx;
 	uint8_t *data = NULL;
-	size_t len = 0, i, nsel = 0;
-	bool found = false;
+	size_t len = 0, i, nsel = 0, only = SIZE_MAX;
 	int r, rc = -1, tmpfd;
 
 	memset(stats_r, 0, sizeof(*stats_r));
@@ -1130,8 +1231,12 @@ mk_restore_run(struct mk_repo *repo, struct mk_catalog *cat,
 		    (long long)req->snapshot, req->folder);
 		goto out;
 	}
-	if (req->message != NULL)
-		ctx.prog.messages_total = ctx.prog.bytes_total = 0;
+	if (req->message != NULL &&
+	    rs_find_message(
+		&ctx, mb, req->folder != NULL ? fdir : NULL, &only, err) < 0)
+		goto out;
+	if (rs_room(&ctx, err) < 0)
+		goto out;
 	if (rs_open_target(&ctx, err) < 0)
 		goto out;
 	if (ctx.direct && req->target == MK_RESTORE_TO_ORIGINAL &&
@@ -1148,17 +1253,12 @@ mk_restore_run(struct mk_repo *repo, struct mk_catalog *cat,
 		}
 	}
 	for (i = 0; i < mb->nfolders; i++)
-		if (rs_folder_selected(mb->folders[i].dir,
-			req->folder != NULL ? fdir : NULL) &&
-		    rs_folder(&ctx, &mb->folders[i], &found, err) < 0)
+		if ((req->message != NULL
+			    ? i == only
+			    : rs_folder_selected(mb->folders[i].dir,
+				  req->folder != NULL ? fdir : NULL)) &&
+		    rs_folder(&ctx, &mb->folders[i], err) < 0)
 			goto out;
-	if (req->message != NULL && !found) {
-		mk_err_set(err, "no message %s in snapshot %lld%s%s",
-		    req->message, (long long)req->snapshot,
-		    req->folder != NULL ? " in folder " : "",
-		    req->folder != NULL ? req->folder : "");
-		goto out;
-	}
 	if (ctx.whole) {
 		if ((tmpfd = mk_fs_openat_dir(ctx.rootfd, "tmp")) < 0) {
 			mk_err_sys(err, "open(tmp)");

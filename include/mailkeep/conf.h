@@ -77,6 +77,10 @@ struct mk_conf {
 	char *repo_location; /* default: <state_dir>/repository */
 	char *repo_key_file; /* default: <state_dir>/repo.key */
 	uint64_t repo_compression_level; /* zstd level of a new repository */
+
+	/* [restore] */
+	char *restore_doveadm; /* restores into live mailboxes go through it */
+	char *restore_doveadm_config; /* its -c; default: Dovecot's own */
 };
 
 /* A configuration holding every default. */

@@ -101,6 +101,11 @@ struct mk_restore_req {
 	const char *doveadm;
 	const char *doveadm_config;
 	const char *doveadm_user;
+	/* Into the live mailbox: what its quota still allows (limit minus
+	 * usage); a restore of more is refused before anything is written.
+	 * UINT64_MAX: no limit, or --force. */
+	uint64_t room_bytes;
+	uint64_t room_messages;
 };
 
 /* How far a restore is; totals are known from the start. */
@@ -135,8 +140,8 @@ struct mk_restore_stats {
  * Run one restore.  Returns 0 when everything selected was restored (or
  * skipped as already there), -1 with err set otherwise: bad request, an
  * unknown snapshot or one of another mailbox, nothing matching the
- * folder or message, a target that exists or is a symbolic link, a
- * cancel, doveadm failing, or messages that could not be read (stats
+ * folder or message, a target that exists or is a symbolic link, more
+ * than the quota room, a cancel, doveadm failing, or messages that could not be read (stats
  * then says what was restored).  progress_cb may be NULL.
  */
 int mk_restore_run(struct mk_repo *repo, struct mk_catalog *cat,
