@@ -370,6 +370,7 @@ struct rs_folder {
 	/* TO_ORIGINAL: the live folder's files, for the content check. */
 	struct rs_live *live;
 	size_t nlive, livecap;
+	int livesub[2]; /* the live folder's new/ and cur/, or -1 */
 	bool strip_keywords; /* live keywords differ: keep system flags */
 };
 
@@ -396,11 +397,14 @@ rs_folder_close(struct rs_folder *rf)
 	}
 	if (rf->fd >= 0)
 		close(rf->fd);
+	if (rf->livesub[0] >= 0)
+		close(rf->livesub[0]);
+	if (rf->livesub[1] >= 0)
+		close(rf->livesub[1]);
 	for (i = 0; i < rf->nlive; i++)
 		free(rf->live[i].name);
 	free(rf->live);
 	memset(rf, 0, sizeof(*rf));
-	rf->fd = rf->subfd[0] = rf->subfd[1] = rf->tmpfd = rf->mboxfd = -1;
 }
 
 static bool
@@ -542,9 +546,9 @@ rs_live_has(struct rs_folder *rf, const uint8_t *data, size_t len)
 		ssize_t n;
 		int fd;
 
-		if (l->size != len || rf->subfd[l->cur] < 0)
+		if (l->size != len || rf->livesub[l->cur] < 0)
 			continue;
-		fd = openat(rf->subfd[l->cur], l->name,
+		fd = openat(rf->livesub[l->cur], l->name,
 		    O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			continue;
@@ -604,6 +608,29 @@ rs_meta(struct rs_ctx *ctx, int tmpdirfd, int dirfd, const char *name,
 	return rc;
 }
 
+/*
+ * TO_ORIGINAL: list the live folder's files (it may not exist) and keep
+ * its new/ and cur/ open, for the content check.
+ */
+static int
+rs_live_folder(struct rs_ctx *ctx, struct rs_folder *rf, struct mk_err *err)
+{
+	const char *dir = rf->sf->dir;
+	int fd, rc;
+
+	fd = dir[0] == '\0' ? dup(ctx->livefd)
+			    : mk_fs_openat_dir(ctx->livefd, dir);
+	if (fd < 0 && errno == ENOENT)
+		return 0;
+	if (fd < 0)
+		return mk_err_sys(err, "open(%s)", dir);
+	rf->livesub[0] = mk_fs_openat_dir(fd, "new");
+	rf->livesub[1] = mk_fs_openat_dir(fd, "cur");
+	rc = rs_list_live(ctx, fd, rs_live_cb, rf, err);
+	close(fd);
+	return rc;
+}
+
 /* Open (making what is missing) where a folder's messages go. */
 static int
 rs_folder_open(struct rs_ctx *ctx, const struct mk_snapshot_folder *sf,
@@ -650,11 +677,14 @@ rs_folder_open(struct rs_ctx *ctx, const struct mk_snapshot_folder *sf,
 	    fstatat(rf->fd, "maildirfolder", &st, AT_SYMLINK_NOFOLLOW) < 0 &&
 	    rs_put(ctx, rf->tmpfd, rf->fd, "maildirfolder", "", 0, 0, err) < 0)
 		return -1;
+	if (ctx->req->target == MK_RESTORE_TO_ORIGINAL &&
+	    rs_live_folder(ctx, rf, err) < 0)
+		return -1;
 	if (ctx->direct && ctx->req->target == MK_RESTORE_TO_ORIGINAL) {
 		/* Keyword letters mean what the live folder's file says. */
 		rf->strip_keywords =
 		    !rs_keywords_same(ctx, rf->fd, &sf->keywords, err);
-		return rs_list_live(ctx, rf->fd, rs_live_cb, rf, err);
+		return 0;
 	}
 	if (fstatat(rf->fd, "dovecot-keywords", &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return rs_meta(ctx, rf->tmpfd, rf->fd, "dovecot-keywords",
@@ -742,7 +772,7 @@ rs_message(struct rs_ctx *ctx, struct rs_folder *rf,
 	int rc = -1;
 
 	snprintf(name, sizeof(name), "%s%s", m->base, m->suffix);
-	if (ctx->direct && ctx->req->target == MK_RESTORE_TO_ORIGINAL &&
+	if (ctx->req->target == MK_RESTORE_TO_ORIGINAL &&
 	    mk_hmap_get(ctx->live_bases, mk_hmap_hash(m->base, strlen(m->base)),
 		rs_base_match, m->base) != NULL) {
 		ctx->stats->skipped++;
@@ -756,7 +786,7 @@ rs_message(struct rs_ctx *ctx, struct rs_folder *rf,
 		ctx->stats->failed++;
 		return 1;
 	}
-	if (ctx->direct && ctx->req->target == MK_RESTORE_TO_ORIGINAL &&
+	if (ctx->req->target == MK_RESTORE_TO_ORIGINAL &&
 	    rs_live_has(rf, data, len)) {
 		ctx->stats->skipped++;
 		rc = 0;
@@ -862,6 +892,7 @@ rs_folder(
 
 	memset(&rf, 0, sizeof(rf));
 	rf.fd = rf.subfd[0] = rf.subfd[1] = rf.tmpfd = rf.mboxfd = -1;
+	rf.livesub[0] = rf.livesub[1] = -1;
 	rf.sf = sf;
 	/* A folder comes back even when empty; for one message, only the
 	 * folder that holds it. */
@@ -1239,7 +1270,7 @@ mk_restore_run(struct mk_repo *repo, struct mk_catalog *cat,
 		goto out;
 	if (rs_open_target(&ctx, err) < 0)
 		goto out;
-	if (ctx.direct && req->target == MK_RESTORE_TO_ORIGINAL &&
+	if (req->target == MK_RESTORE_TO_ORIGINAL &&
 	    rs_live_bases(&ctx, err) < 0)
 		goto out;
 	/* The Maildir++ root, when the tree has folders but not INBOX. */
