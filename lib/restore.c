@@ -506,7 +506,9 @@ rs_live_bases(struct rs_ctx *ctx, struct mk_err *err)
 		return mk_err_sys(err, "opendir(%s)", ctx->req->maildir);
 	}
 	while ((de = readdir(d)) != NULL) {
+		/* What a restore put into a new folder does not count. */
 		if (!mk_maildir_is_folder_dir(de->d_name) ||
+		    strncmp(de->d_name, ".Restored-", 10) == 0 ||
 		    (ffd = mk_fs_openat_dir(dirfd(d), de->d_name)) < 0)
 			continue;
 		if (rs_list_live(ctx, ffd, rs_base_cb, NULL, err) < 0) {

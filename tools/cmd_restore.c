@@ -45,6 +45,14 @@ restore_progress_cb(const struct mk_restore_progress *p, void *arg)
 	return true;
 }
 
+static void
+restore_limit_cb(const char *target, const struct mk_quota_limits *l, void *arg)
+{
+	struct mk_err err;
+
+	(void)mk_limits_set(arg, target, l, &err);
+}
+
 /* What the quota leaves for address: limits from the configuration and
  * the catalog, usage as last recorded. */
 static int
@@ -59,6 +67,7 @@ restore_room(struct cmd_ctx *ctx, const struct mk_conf *conf,
 
 	req->room_bytes = req->room_messages = UINT64_MAX;
 	if (mk_limits_new(conf, &limits, NULL, &err) < 0 ||
+	    mk_catalog_limits_load(cat, restore_limit_cb, limits, &err) < 0 ||
 	    (r = mk_catalog_get_usage(cat, address, &mu, &err)) < 0) {
 		mk_log_error(ctx->name, "quota: %s", err.msg);
 		mk_limits_free(&limits);
