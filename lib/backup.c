@@ -423,6 +423,9 @@ bk_store(struct bk_mailbox *mb, struct bk_reader *r, bool message,
 		if (!c->opaque &&
 		    bk_take(mb, r, MK_PACK_TYPE_HEADER, hlen, c, err) < 0)
 			return -1;
+		if (!c->opaque)
+			mk_catalog_header_put(mb->bk->cat, c->blobs[0],
+			    r->buf + r->start - hlen, hlen);
 	}
 	if (bk_fill(r, MK_CHUNKER_THRESHOLD + 1, err) < 0)
 		return -1;

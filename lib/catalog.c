@@ -11,6 +11,7 @@
 
 #include "mailkeep/catalog.h"
 #include "mailkeep/crypto.h"
+#include "mailkeep/header.h"
 #include "mailkeep/mem.h"
 
 enum catalog_stmt {
@@ -51,8 +52,19 @@ enum catalog_stmt {
 	STMT_VERSION_ADD,
 	STMT_VERSION_VANISH,
 	STMT_VERSIONS_AT,
+	STMT_HEADER_PUT,
+	STMT_LIST_AT,
 	STMT_COUNT,
 };
+
+/* The versions of mailbox ?3 alive at snapshot ?2, as v: two index
+ * ranges (alive now, and vanished after the snapshot), so "now" costs
+ * the live versions, not the whole history. */
+#define CATALOG_ALIVE_AT                                                       \
+	"(SELECT id FROM message_version WHERE mailbox = ?3 AND vanished IS "  \
+	"NULL AND appeared <= ?2 UNION ALL SELECT id FROM message_version "    \
+	"WHERE mailbox = ?3 AND vanished > ?2 AND appeared <= ?2) a JOIN "     \
+	"message_version v ON v.id = a.id"
 
 /* The columns of struct mk_catalog_snapshot, for the statements below. */
 #define CATALOG_SNAPSHOT_SELECT                                                \
@@ -152,13 +164,21 @@ static const char *const catalog_sql[STMT_COUNT] = {
 	[STMT_VERSIONS_AT] =
 	    "SELECT v.id, v.message, d.name, m.base, v.suffix, v.cur, "
 	    "v.mtime_ns, m.size, hb.id, bb.id, m.body IS NULL, v.appeared, "
-	    "v.vanished FROM (SELECT id FROM message_version WHERE mailbox = "
-	    "?3 AND vanished IS NULL AND appeared <= ?2 UNION ALL SELECT id "
-	    "FROM message_version WHERE mailbox = ?3 AND vanished > ?2 AND "
-	    "appeared <= ?2) a JOIN message_version v ON v.id = a.id JOIN "
+	    "v.vanished FROM " CATALOG_ALIVE_AT " JOIN "
 	    "message m ON m.id = v.message JOIN dir_name d ON d.id = v.dir "
 	    "LEFT JOIN blob hb ON hb.ref = m.header LEFT JOIN blob bb ON "
 	    "bb.ref = m.body",
+	[STMT_HEADER_PUT] =
+	    "INSERT INTO message_header (header, message_id, sender, "
+	    "recipients, subject, date) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON "
+	    "CONFLICT (header) DO NOTHING",
+	[STMT_LIST_AT] =
+	    "SELECT d.name, m.base, v.suffix, v.cur, v.mtime_ns, m.size, "
+	    "h.header IS NOT NULL, h.message_id, h.sender, h.recipients, "
+	    "h.subject, h.date FROM " CATALOG_ALIVE_AT " JOIN message m ON "
+	    "m.id = v.message JOIN dir_name d ON d.id = v.dir LEFT JOIN blob "
+	    "hb ON hb.ref = m.header LEFT JOIN message_header h ON h.header = "
+	    "hb.id ORDER BY d.name, v.mtime_ns, m.base",
 };
 
 /* Schema steps; step i brings user_version from i to i + 1. */
@@ -253,6 +273,21 @@ static const char *const catalog_migrations[MK_CATALOG_VERSION] = {
 	"  vanished INTEGER REFERENCES snapshot (id));"
 	"CREATE INDEX message_version_alive ON message_version"
 	"  (mailbox, vanished, appeared);",
+	/*
+	 * 4: the header fields people search by, per header blob (so per
+	 * message content, recorded once however many mailboxes hold it),
+	 * filled when a backup reads a message.  Keyed by the blob's id,
+	 * not its ref, because the row is written before the pack that
+	 * holds the blob is recorded.  Messages backed up before have no
+	 * row.
+	 */
+	"CREATE TABLE message_header ("
+	"  header BLOB PRIMARY KEY CHECK (length(header) = 32),"
+	"  message_id TEXT NOT NULL,"
+	"  sender TEXT NOT NULL,"
+	"  recipients TEXT NOT NULL,"
+	"  subject TEXT NOT NULL,"
+	"  date INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 struct mk_catalog {
@@ -1272,5 +1307,83 @@ mk_catalog_checkpoint(struct mk_catalog *cat, struct mk_err *err)
 	if (sqlite3_wal_checkpoint_v2(cat->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
 		NULL, NULL) != SQLITE_OK)
 		return catalog_error(cat, err, "checkpoint");
+	return 0;
+}
+
+void
+mk_catalog_header_put(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
+    const void *data, size_t len)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_HEADER_PUT];
+	struct mk_header h;
+
+	mk_header_parse(data, len, &h);
+	if (sqlite3_bind_blob(st, 1, id, MK_PACK_ID_LEN, SQLITE_STATIC) |
+	    sqlite3_bind_text(st, 2, h.message_id, -1, SQLITE_STATIC) |
+	    sqlite3_bind_text(st, 3, h.from, -1, SQLITE_STATIC) |
+	    sqlite3_bind_text(st, 4, h.to, -1, SQLITE_STATIC) |
+	    sqlite3_bind_text(st, 5, h.subject, -1, SQLITE_STATIC) |
+	    sqlite3_bind_int64(st, 6, h.date))
+		goto out;
+	/* A row that cannot be written is simply not there: the search
+	 * misses it, the backup goes on. */
+	(void)sqlite3_step(st);
+out:
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+/* A text column, "" when NULL. */
+static const char *
+catalog_text(sqlite3_stmt *st, int col)
+{
+	const char *s = (const char *)sqlite3_column_text(st, col);
+
+	return s != NULL ? s : "";
+}
+
+int
+mk_catalog_list_at(struct mk_catalog *cat, const char *address,
+    int64_t snapshot, mk_catalog_listing_cb *cb, void *arg, struct mk_err *err)
+{
+	struct mk_catalog_listing l;
+	sqlite3_stmt *st;
+	int64_t mailbox;
+	int r;
+
+	st = cat->stmts[STMT_BK_MAILBOX_ID];
+	if (catalog_bound(cat, st,
+		sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC),
+		err) < 0 ||
+	    (r = catalog_lookup_int(cat, st, &mailbox, err)) < 0)
+		return -1;
+	if (r == 0)
+		return 0;
+	st = cat->stmts[STMT_LIST_AT];
+	if (catalog_bound(cat, st,
+		sqlite3_bind_int64(st, 2, snapshot) |
+		    sqlite3_bind_int64(st, 3, mailbox),
+		err) < 0)
+		return -1;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&l, 0, sizeof(l));
+		l.dir = catalog_text(st, 0);
+		l.base = catalog_text(st, 1);
+		l.suffix = catalog_text(st, 2);
+		l.cur = sqlite3_column_int(st, 3) != 0;
+		l.mtime_ns = sqlite3_column_int64(st, 4);
+		l.size = (uint64_t)sqlite3_column_int64(st, 5);
+		l.has_header = sqlite3_column_int(st, 6) != 0;
+		l.message_id = catalog_text(st, 7);
+		l.from = catalog_text(st, 8);
+		l.to = catalog_text(st, 9);
+		l.subject = catalog_text(st, 10);
+		l.date = sqlite3_column_int64(st, 11);
+		cb(&l, arg);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (r != SQLITE_DONE)
+		return catalog_error(cat, err, "list");
 	return 0;
 }

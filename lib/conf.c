@@ -111,6 +111,10 @@ static const struct conf_key conf_keys[] = {
 	    0, 86400 },
 	{ "backup", "run_at_start", CONF_BOOL, CONF_AT(backup_run_at_start),
 	    "no", NULL },
+	{ "restore", "doveadm", CONF_PATH, CONF_AT(restore_doveadm), NULL,
+	    NULL },
+	{ "restore", "doveadm_config", CONF_PATH,
+	    CONF_AT(restore_doveadm_config), NULL, NULL },
 };
 
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))

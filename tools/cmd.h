@@ -35,6 +35,8 @@ int cmd_repo(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_backup(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_snapshots(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_restore(struct cmd_ctx *ctx, int argc, char **argv);
+int cmd_ls(struct cmd_ctx *ctx, int argc, char **argv);
+int cmd_diff(struct cmd_ctx *ctx, int argc, char **argv);
 
 /* Shared by backup, snapshots and restore (tools/cmd_backup.c). */
 struct json_t;
@@ -58,5 +60,27 @@ bool cmd_daemon_running(const struct mk_conf *conf);
  */
 int cmd_job_wait(
     struct cmd_ctx *ctx, const struct mk_conf *conf, struct json_t *job);
+
+/* Shared by ls, diff and restore (tools/cmd_snapshots.c). */
+struct mk_catalog;
+
+/* The time now in ns since the epoch. */
+int64_t cmd_now_ns(void);
+/*
+ * The snapshot of address that --snapshot ID or --at TIME names (both
+ * NULL: the newest), and its time.  Logs why not and returns CMD_FAIL
+ * (unknown mailbox, no such snapshot, nothing at that time) or
+ * CMD_USAGE (ID or TIME malformed); CMD_OK when found.
+ */
+int cmd_snapshot_pick(struct cmd_ctx *ctx, struct mk_catalog *cat,
+    const char *address, const char *id, const char *at, int64_t *snap_r,
+    int64_t *time_r);
+/* The flags of a Maildir file name's suffix (after ":2,"), or "". */
+const char *cmd_flags(const char *suffix);
+/* Is the folder directory dir fdir or one of its subfolders? */
+bool cmd_folder_within(const char *dir, const char *fdir);
+/* Open the catalog named by the configuration; logs on failure. */
+int cmd_catalog_open(
+    struct cmd_ctx *ctx, const struct mk_conf *conf, struct mk_catalog **cat_r);
 
 #endif

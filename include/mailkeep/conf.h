@@ -85,6 +85,10 @@ struct mk_conf {
 	uint64_t backup_jitter; /* seconds: a scheduled start is delayed by
 				   up to this, at random */
 	bool backup_run_at_start; /* one run when the daemon starts */
+
+	/* [restore] */
+	char *restore_doveadm; /* restores into live mailboxes go through it */
+	char *restore_doveadm_config; /* its -c; default: Dovecot's own */
 };
 
 /* A configuration holding every default. */
