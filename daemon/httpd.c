@@ -778,6 +778,86 @@ out:
 	json_decref(doc);
 }
 
+/*
+ * POST /v1/restore with {"mailbox":..., "snapshot":N, "folder":...,
+ * "message":..., "to":..., "format":..., "force":bool}.
+ */
+static void
+httpd_post_restore(struct httpd_server *srv, struct evhttp_request *req)
+{
+	static const char *const strings[] = { "mailbox", "folder", "message",
+		"to", "format" };
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in), i;
+	struct mk_jobs *jobs = srv->httpd->d->jobs;
+	struct mk_jobs_restore_req r;
+	const char *str[5] = { NULL };
+	enum mk_jobs_refusal why;
+	char *address = NULL;
+	const char *key;
+	json_error_t jerr;
+	struct mk_err err;
+	json_t *doc, *v;
+	uint64_t id;
+
+	memset(&r, 0, sizeof(r));
+	doc = len > 0 ? json_loadb((const char *)evbuffer_pullup(in, -1), len,
+			    JSON_REJECT_DUPLICATES, &jerr)
+		      : NULL;
+	if (doc == NULL || !json_is_object(doc)) {
+		httpd_error(srv, req, 400, "Bad Request",
+		    "the body must be a JSON object like "
+		    "{\"mailbox\":\"a@example.org\",\"snapshot\":7}");
+		goto out;
+	}
+	json_object_foreach(doc, key, v)
+	{
+		for (i = 0; i < 5 && strcmp(key, strings[i]) != 0; i++)
+			;
+		if (i < 5 && json_is_string(v) &&
+		    json_string_length(v) <= 4096 &&
+		    strlen(json_string_value(v)) == json_string_length(v))
+			str[i] = json_string_value(v);
+		else if (strcmp(key, "snapshot") == 0 && json_is_integer(v))
+			r.snapshot = (int64_t)json_integer_value(v);
+		else if (strcmp(key, "force") == 0 && json_is_boolean(v))
+			r.force = json_is_true(v);
+		else {
+			httpd_error(srv, req, 400, "Bad Request",
+			    "understood: mailbox, snapshot (a number), "
+			    "folder, message, to, format (strings without "
+			    "NUL, up to 4096 bytes), force (true or false)");
+			goto out;
+		}
+	}
+	if (str[0] == NULL || str[0][0] == '\0' || strlen(str[0]) > 320) {
+		httpd_error(srv, req, 400, "Bad Request", "give the mailbox");
+		goto out;
+	}
+	address = mk_xstrdup(str[0]);
+	mk_str_lower(address);
+	r.address = address;
+	r.folder = str[1];
+	r.message = str[2];
+	r.to = str[3];
+	r.format = str[4];
+	if (mk_jobs_submit_restore(jobs, &r, &id, &why, &err) < 0)
+		httpd_error(srv, req,
+		    why == MK_JOBS_NOT_FOUND  ? 404
+			: why == MK_JOBS_BUSY ? 503
+					      : 400,
+		    why == MK_JOBS_NOT_FOUND  ? "Not Found"
+			: why == MK_JOBS_BUSY ? "Service Unavailable"
+					      : "Bad Request",
+		    err.msg);
+	else
+		httpd_send_json(
+		    srv, req, 202, "Accepted", mk_jobs_job_json(jobs, id));
+out:
+	free(address);
+	json_decref(doc);
+}
+
 /* POST /v1/jobs/<id>/cancel */
 static void
 httpd_post_cancel(
@@ -845,6 +925,10 @@ httpd_post(struct httpd_server *srv, struct evhttp_request *req,
 	}
 	if (strcmp(path, "/v1/backup") == 0) {
 		httpd_post_backup(srv, req);
+		return;
+	}
+	if (strcmp(path, "/v1/restore") == 0) {
+		httpd_post_restore(srv, req);
 		return;
 	}
 	if (strncmp(path, "/v1/jobs/", 9) == 0) {

@@ -12,12 +12,15 @@
 
 #include "mailkeep/backup.h"
 #include "mailkeep/cron.h"
+#include "mailkeep/fsutil.h"
 #include "mailkeep/hmap.h"
 #include "mailkeep/log.h"
 #include "mailkeep/mem.h"
 #include "mailkeep/repo.h"
+#include "mailkeep/restore.h"
 #include "mailkeep/store.h"
 
+#include "enforce.h"
 #include "httpd.h"
 #include "jobs.h"
 #include "live.h"
@@ -68,10 +71,13 @@ static const unsigned jobs_age_le[] = { 3600, 21600, 86400, 172800, 604800,
 struct jobs_job;
 struct jobs_kind;
 
+#define JOBS_KINDS 2 /* entries of jobs_kinds[] */
+
 /* What one mailbox of a job gives back. */
 struct jobs_result {
 	uint64_t stored; /* bytes added to the repository */
 	int64_t time_ns; /* the snapshot's time (backups) */
+	struct mk_restore_stats restored; /* restores */
 };
 
 /* A job's worker functions; a kind is one table entry. */
@@ -86,6 +92,15 @@ struct jobs_kind {
 	jobs_item_cb *item; /* one mailbox */
 	jobs_phase_cb *end; /* after the last mailbox, also after a cancel */
 	bool last_backup; /* a success is a mailbox's last backup */
+	bool progress; /* the item reports messages and bytes of a total */
+};
+
+/* A restore job's request, owned by the job. */
+struct jobs_restore {
+	struct mk_restore_req req; /* its strings point at the members */
+	char *address, *folder, *message, *dir, *maildir, *doveadm,
+	    *doveadm_config;
+	char prefix[MK_RESTORE_PREFIX_MAX];
 };
 
 struct jobs_job {
@@ -116,6 +131,9 @@ struct jobs_job {
 	char run_id[MK_SNAPSHOT_RUN_ID_LEN + 1];
 	atomic_bool cancel;
 	atomic_uint_fast64_t bytes_read;
+	atomic_uint_fast64_t units, units_total, bytes_total; /* progress */
+	struct jobs_restore *restore; /* a restore's request */
+	json_t *result; /* what the job gave, for a restore */
 	pthread_mutex_t bucket_lock; /* the bandwidth token bucket */
 	double tokens;
 	struct timespec refilled;
@@ -153,7 +171,7 @@ struct mk_jobs {
 	/* Metrics. */
 	uint64_t read_total, stored_total;
 	uint64_t mailboxes_ok, reasons[JOBS_R_COUNT];
-	uint64_t runs[JOBS_CANCELLED + 1];
+	uint64_t runs[JOBS_KINDS][JOBS_CANCELLED + 1]; /* by kind, state */
 	uint64_t duration_buckets[JOBS_DURATION_BUCKETS];
 	double duration_sum;
 	int64_t last_run_ended_ns;
@@ -200,10 +218,20 @@ jobs_backup_end(struct jobs_job *job, struct mk_worker *w, struct mk_err *err)
 	return mk_backup_run_end(job->repo, w->catalog, job->run, err);
 }
 
+static int jobs_restore_item(struct jobs_job *job, size_t i,
+    struct mk_worker *w, struct jobs_result *res, struct mk_err *err);
+
 static const struct jobs_kind jobs_kinds[] = {
-	{ "backup", jobs_backup_begin, jobs_backup_item, jobs_backup_end,
-	    true },
+	{ "backup", jobs_backup_begin, jobs_backup_item, jobs_backup_end, true,
+	    false },
+	{ "restore", NULL, jobs_restore_item, NULL, false, true },
 };
+
+_Static_assert(sizeof(jobs_kinds) / sizeof(jobs_kinds[0]) == JOBS_KINDS,
+    "JOBS_KINDS counts the kinds");
+
+#define JOBS_BACKUP (&jobs_kinds[0])
+#define JOBS_RESTORE (&jobs_kinds[1])
 
 /* Sleep off what the token bucket owes, in slices that see a cancel. */
 static void
@@ -270,6 +298,65 @@ jobs_backup_item(struct jobs_job *job, size_t i, struct mk_worker *w,
 out:
 	mk_backup_free(&bk);
 	return rc;
+}
+
+/* Restores */
+
+/* After each message: progress, and false to stop when cancelled. */
+static bool
+jobs_restore_progress_cb(const struct mk_restore_progress *p, void *arg)
+{
+	struct jobs_job *job = arg;
+
+	atomic_store(&job->units, p->messages);
+	atomic_store(&job->units_total, p->messages_total);
+	atomic_store(&job->bytes_read, p->bytes);
+	atomic_store(&job->bytes_total, p->bytes_total);
+	return !atomic_load(&job->cancel);
+}
+
+static int
+jobs_restore_item(struct jobs_job *job, size_t i, struct mk_worker *w,
+    struct jobs_result *res, struct mk_err *err)
+{
+	(void)i;
+	return mk_restore_run(job->repo, w->catalog, &job->restore->req,
+	    jobs_restore_progress_cb, job, &res->restored, err);
+}
+
+static void
+jobs_restore_free(struct jobs_restore **rp)
+{
+	struct jobs_restore *r = *rp;
+
+	if (r == NULL)
+		return;
+	free(r->address);
+	free(r->folder);
+	free(r->message);
+	free(r->dir);
+	free(r->maildir);
+	free(r->doveadm);
+	free(r->doveadm_config);
+	free(r);
+	*rp = NULL;
+}
+
+/* What a restore gave, as `mailkeep --json restore` prints it. */
+static json_t *
+jobs_restore_result(
+    const struct jobs_restore *r, const struct mk_restore_stats *st)
+{
+	json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "folders",
+	    (json_int_t)st->folders, "messages", (json_int_t)st->messages,
+	    "bytes", (json_int_t)st->bytes, "files", (json_int_t)st->files,
+	    "skipped", (json_int_t)st->skipped, "failed",
+	    (json_int_t)st->failed);
+
+	(void)r;
+	if (o != NULL && st->folder[0] != '\0')
+		json_object_set_new(o, "folder", json_string(st->folder));
+	return o;
 }
 
 /* Workers */
@@ -441,6 +528,14 @@ jobs_reason(const struct jobs_job *job, const struct mk_err *err)
 	}
 }
 
+/* The backup metrics count the failures of backups only. */
+static void
+jobs_count_error(struct jobs_job *job, enum jobs_reason r)
+{
+	if (job->kind == JOBS_BACKUP)
+		job->jobs->reasons[r]++;
+}
+
 static void
 jobs_add_error(struct jobs_job *job, const char *mailbox, const char *msg)
 {
@@ -470,6 +565,8 @@ jobs_job_free(struct jobs_job *job)
 	free(job->addresses);
 	free(job->relpaths);
 	json_decref(job->errors);
+	json_decref(job->result);
+	jobs_restore_free(&job->restore);
 	free(job->error);
 	free(job->repo_location);
 	free(job->repo_key_file);
@@ -505,7 +602,7 @@ jobs_finish(struct jobs_job *job, enum jobs_state state)
 	job->state = state;
 	job->ended_ns = mk_daemon_now_ns();
 	jobs->nfinished++;
-	jobs->runs[state]++;
+	jobs->runs[job->kind - jobs_kinds][state]++;
 	if (job->started_ns != 0) {
 		secs = (double)(job->ended_ns - job->started_ns) / 1e9;
 		for (b = 0; b + 1 < JOBS_DURATION_BUCKETS &&
@@ -543,7 +640,6 @@ jobs_task_done(struct mk_job *base)
 	struct jobs_task *t = (struct jobs_task *)base;
 	struct jobs_job *job = t->job;
 	struct mk_jobs *jobs = t->jobs;
-	uint64_t read;
 
 	if (t->phase == JOBS_LOAD) {
 		jobs_load_done(t);
@@ -557,7 +653,7 @@ jobs_task_done(struct mk_job *base)
 			    (unsigned long long)job->id, t->err.msg);
 			job->error = mk_xstrdup(t->err.msg);
 			jobs_add_error(job, NULL, t->err.msg);
-			jobs->reasons[JOBS_R_REPOSITORY]++;
+			jobs_count_error(job, JOBS_R_REPOSITORY);
 			jobs_submit_task(job, JOBS_END, 0);
 			break;
 		}
@@ -569,13 +665,23 @@ jobs_task_done(struct mk_job *base)
 			enum jobs_reason r = jobs_reason(job, &t->err);
 
 			job->failed++;
-			jobs->reasons[r]++;
+			jobs_count_error(job, r);
 			if (r != JOBS_R_CANCELLED)
 				mk_log_error("jobs", "job %llu: %s: %s",
 				    (unsigned long long)job->id,
 				    job->addresses[t->index], t->err.msg);
 			jobs_add_error(
 			    job, job->addresses[t->index], t->err.msg);
+			if (job->kind == JOBS_RESTORE) {
+				json_decref(job->result);
+				job->result = jobs_restore_result(
+				    job->restore, &t->res.restored);
+			}
+		} else if (job->kind == JOBS_RESTORE) {
+			job->done++;
+			json_decref(job->result);
+			job->result =
+			    jobs_restore_result(job->restore, &t->res.restored);
 		} else {
 			job->done++;
 			job->bytes_stored += t->res.stored;
@@ -589,13 +695,13 @@ jobs_task_done(struct mk_job *base)
 			jobs_dispatch(job);
 		break;
 	case JOBS_END:
-		read = atomic_load(&job->bytes_read);
-		jobs->read_total += read;
+		if (job->kind == JOBS_BACKUP)
+			jobs->read_total += atomic_load(&job->bytes_read);
 		if (t->rc < 0) {
 			mk_log_error("jobs", "job %llu: %s",
 			    (unsigned long long)job->id, t->err.msg);
 			jobs_add_error(job, NULL, t->err.msg);
-			jobs->reasons[JOBS_R_REPOSITORY]++;
+			jobs_count_error(job, JOBS_R_REPOSITORY);
 		}
 		jobs_finish(job,
 		    atomic_load(&job->cancel) ? JOBS_CANCELLED
@@ -705,6 +811,9 @@ jobs_job_new(
 	job->rootfd = -1;
 	atomic_init(&job->cancel, false);
 	atomic_init(&job->bytes_read, 0);
+	atomic_init(&job->units, 0);
+	atomic_init(&job->units_total, 0);
+	atomic_init(&job->bytes_total, 0);
 	pthread_mutex_init(&job->bucket_lock, NULL);
 	TAILQ_INSERT_TAIL(&jobs->list, job, entry);
 	jobs->nqueued++;
@@ -729,15 +838,14 @@ jobs_submit_all(struct mk_jobs *jobs, const char *trigger)
 	struct jobs_job *job;
 
 	TAILQ_FOREACH(job, &jobs->list, entry)
-	if (job->kind == &jobs_kinds[0] && job->all &&
-	    job->state == JOBS_QUEUED) {
+	if (job->kind == JOBS_BACKUP && job->all && job->state == JOBS_QUEUED) {
 		mk_log_warn("jobs",
 		    "%s backup skipped: job %llu, a backup of every "
 		    "mailbox, is still queued",
 		    trigger, (unsigned long long)job->id);
 		return;
 	}
-	job = jobs_job_new(jobs, &jobs_kinds[0], trigger);
+	job = jobs_job_new(jobs, JOBS_BACKUP, trigger);
 	job->all = true;
 	jobs_pump(jobs);
 }
@@ -772,7 +880,7 @@ mk_jobs_submit_backup(struct mk_jobs *jobs, char **addresses, size_t n,
 			return -1;
 		}
 	}
-	job = jobs_job_new(jobs, &jobs_kinds[0], "request");
+	job = jobs_job_new(jobs, JOBS_BACKUP, "request");
 	job->all = n == 0;
 	job->addresses = mk_xcalloc(n + 1, sizeof(char *));
 	job->relpaths = mk_xcalloc(n + 1, sizeof(char *));
@@ -789,6 +897,115 @@ mk_jobs_submit_backup(struct mk_jobs *jobs, char **addresses, size_t n,
 		job->relpaths[k++] = mk_xstrdup(relpath);
 	}
 	job->total = k;
+	*id_r = job->id;
+	jobs_pump(jobs);
+	return 0;
+}
+
+int
+mk_jobs_submit_restore(struct mk_jobs *jobs,
+    const struct mk_jobs_restore_req *r, uint64_t *id_r,
+    enum mk_jobs_refusal *why_r, struct mk_err *err)
+{
+	const struct mk_conf *conf = jobs->d->conf;
+	const struct mk_live_mailbox *mb;
+	struct jobs_restore *rs;
+	struct mk_enforce_view v;
+	struct jobs_job *job;
+	char relpath[4096];
+	struct tm tm;
+	time_t now;
+
+	*why_r = MK_JOBS_BAD_REQUEST;
+	if (jobs->nqueued >= JOBS_QUEUE_MAX) {
+		*why_r = MK_JOBS_BUSY;
+		return mk_err_set(err, "%d jobs are queued already; try later",
+		    JOBS_QUEUE_MAX);
+	}
+	if ((mb = mk_live_find(jobs->d->live, r->address)) == NULL) {
+		*why_r = MK_JOBS_NOT_FOUND;
+		return mk_err_set(err, "no such mailbox: %s", r->address);
+	}
+	if (r->snapshot <= 0)
+		return mk_err_set(err, "give the snapshot, a catalog id");
+	if (mk_store_mailbox_path(
+		jobs->d->store, r->address, relpath, sizeof(relpath), err) < 0)
+		return -1;
+	rs = mk_xcalloc(1, sizeof(*rs));
+	rs->req.format = MK_RESTORE_MAILDIR;
+	if (r->format != NULL && strcmp(r->format, "mbox") == 0)
+		rs->req.format = MK_RESTORE_MBOX;
+	else if (r->format != NULL && strcmp(r->format, "eml") == 0)
+		rs->req.format = MK_RESTORE_EML;
+	else if (r->format != NULL && strcmp(r->format, "maildir") != 0) {
+		jobs_restore_free(&rs);
+		return mk_err_set(err, "format: maildir, mbox or eml");
+	}
+	if (r->to == NULL || strcmp(r->to, "new-folder") == 0)
+		rs->req.target = MK_RESTORE_TO_NEW_FOLDER;
+	else if (strcmp(r->to, "original") == 0)
+		rs->req.target = MK_RESTORE_TO_ORIGINAL;
+	else if (conf->restore_root == NULL ||
+	    !mk_fs_path_beneath(r->to, conf->restore_root)) {
+		jobs_restore_free(&rs);
+		return mk_err_set(err,
+		    "to: new-folder, original, or a directory beneath "
+		    "[restore] root (%s)",
+		    conf->restore_root != NULL ? conf->restore_root
+					       : "not set");
+	} else {
+		rs->req.target = MK_RESTORE_TO_DIR;
+		rs->dir = mk_xstrdup(r->to);
+	}
+	if (rs->req.format != MK_RESTORE_MAILDIR &&
+	    rs->req.target != MK_RESTORE_TO_DIR) {
+		jobs_restore_free(&rs);
+		return mk_err_set(
+		    err, "an mbox or eml export needs a directory");
+	}
+	rs->address = mk_xstrdup(r->address);
+	rs->folder = r->folder != NULL ? mk_xstrdup(r->folder) : NULL;
+	rs->message = r->message != NULL ? mk_xstrdup(r->message) : NULL;
+	rs->maildir = mk_xasprintf("%s/%s", conf->store_root, relpath);
+	rs->doveadm = conf->restore_doveadm != NULL
+	    ? mk_xstrdup(conf->restore_doveadm)
+	    : NULL;
+	rs->doveadm_config = conf->restore_doveadm_config != NULL
+	    ? mk_xstrdup(conf->restore_doveadm_config)
+	    : NULL;
+	now = time(NULL);
+	localtime_r(&now, &tm);
+	strftime(rs->prefix, sizeof(rs->prefix), "Restored-%Y-%m-%d", &tm);
+	rs->req.address = rs->address;
+	rs->req.snapshot = r->snapshot;
+	rs->req.folder = rs->folder;
+	rs->req.message = rs->message;
+	rs->req.separator = conf->hierarchy_separator;
+	rs->req.dir = rs->dir;
+	rs->req.maildir = rs->maildir;
+	rs->req.prefix = rs->prefix;
+	rs->req.doveadm = rs->doveadm;
+	rs->req.doveadm_config = rs->doveadm_config;
+	/* The room the quota leaves, from the live usage. */
+	rs->req.room_bytes = rs->req.room_messages = UINT64_MAX;
+	mk_enforce_view(jobs->d->enforce, mb, &v);
+	if (!r->force && rs->req.target != MK_RESTORE_TO_DIR) {
+		if (v.limits.bytes != 0)
+			rs->req.room_bytes = v.limits.bytes > v.bytes
+			    ? v.limits.bytes - v.bytes
+			    : 0;
+		if (v.limits.messages != 0)
+			rs->req.room_messages = v.limits.messages > v.messages
+			    ? v.limits.messages - v.messages
+			    : 0;
+	}
+	job = jobs_job_new(jobs, JOBS_RESTORE, "request");
+	job->restore = rs;
+	job->addresses = mk_xcalloc(2, sizeof(char *));
+	job->relpaths = mk_xcalloc(2, sizeof(char *));
+	job->addresses[0] = mk_xstrdup(r->address);
+	job->relpaths[0] = mk_xstrdup(relpath);
+	job->total = 1;
 	*id_r = job->id;
 	jobs_pump(jobs);
 	return 0;
@@ -972,6 +1189,38 @@ jobs_json(const struct jobs_job *job)
 	    (int)atomic_load(&job->cancel));
 	if (obj != NULL && job->run_id[0] != '\0')
 		json_object_set_new(obj, "run", json_string(job->run_id));
+	if (obj != NULL && job->kind->progress)
+		json_object_set_new(obj, "progress",
+		    json_pack("{s:I, s:I, s:I, s:I}", "messages",
+			(json_int_t)atomic_load(&job->units), "messages_total",
+			(json_int_t)atomic_load(&job->units_total), "bytes",
+			(json_int_t)atomic_load(&job->bytes_read),
+			"bytes_total",
+			(json_int_t)atomic_load(&job->bytes_total)));
+	if (obj != NULL && job->restore != NULL)
+		json_object_set_new(obj, "request",
+		    json_pack("{s:s, s:I, s:o, s:o, s:s, s:s}", "mailbox",
+			job->restore->address, "snapshot",
+			(json_int_t)job->restore->req.snapshot, "folder",
+			job->restore->folder != NULL
+			    ? json_string(job->restore->folder)
+			    : json_null(),
+			"message",
+			job->restore->message != NULL
+			    ? json_string(job->restore->message)
+			    : json_null(),
+			"to",
+			job->restore->dir != NULL ? job->restore->dir
+			    : job->restore->req.target == MK_RESTORE_TO_ORIGINAL
+			    ? "original"
+			    : "new-folder",
+			"format",
+			job->restore->req.format == MK_RESTORE_MBOX ? "mbox"
+			    : job->restore->req.format == MK_RESTORE_EML
+			    ? "eml"
+			    : "maildir"));
+	if (obj != NULL && job->result != NULL)
+		json_object_set(obj, "result", job->result);
 	return obj;
 }
 
@@ -1092,11 +1341,11 @@ mk_jobs_metrics(struct mk_jobs *jobs, struct evbuffer *b)
 	struct jobs_job *job;
 	struct jobs_ages a;
 	uint64_t read = jobs->read_total;
-	size_t i;
+	size_t i, k;
 
 	/* Running jobs count what they have read so far. */
 	TAILQ_FOREACH(job, &jobs->list, entry)
-	if (job->state == JOBS_RUNNING)
+	if (job->state == JOBS_RUNNING && job->kind == JOBS_BACKUP)
 		read += atomic_load(&job->bytes_read);
 	mk_httpd_metric(b, "mailkeep_backup_read_bytes_total", "counter",
 	    "Bytes of mail read by backups.", read);
@@ -1115,12 +1364,15 @@ mk_jobs_metrics(struct mk_jobs *jobs, struct evbuffer *b)
 		    "mailkeep_backup_errors_total{reason=\"%s\"} %llu\n",
 		    jobs_reason_names[i], (unsigned long long)jobs->reasons[i]);
 	evbuffer_add_printf(b,
-	    "# HELP mailkeep_jobs_total Jobs finished, by state.\n# TYPE "
-	    "mailkeep_jobs_total counter\n");
-	for (i = JOBS_DONE; i <= JOBS_CANCELLED; i++)
-		evbuffer_add_printf(b,
-		    "mailkeep_jobs_total{state=\"%s\"} %llu\n",
-		    jobs_state_names[i], (unsigned long long)jobs->runs[i]);
+	    "# HELP mailkeep_jobs_total Jobs finished, by kind and state.\n"
+	    "# TYPE mailkeep_jobs_total counter\n");
+	for (k = 0; k < JOBS_KINDS; k++)
+		for (i = JOBS_DONE; i <= JOBS_CANCELLED; i++)
+			evbuffer_add_printf(b,
+			    "mailkeep_jobs_total{kind=\"%s\",state=\"%s\"} "
+			    "%llu\n",
+			    jobs_kinds[k].name, jobs_state_names[i],
+			    (unsigned long long)jobs->runs[k][i]);
 	jobs_histogram(b, "mailkeep_job_duration_seconds",
 	    "How long finished jobs ran.", jobs_duration_le,
 	    jobs->duration_buckets, JOBS_DURATION_BUCKETS, jobs->duration_sum);

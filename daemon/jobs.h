@@ -63,6 +63,27 @@ void mk_jobs_free(struct mk_jobs **jobsp);
 int mk_jobs_submit_backup(struct mk_jobs *jobs, char **addresses, size_t n,
     uint64_t *id_r, enum mk_jobs_refusal *why_r, struct mk_err *err);
 
+/* What POST /v1/restore asks; strings borrowed for the call. */
+struct mk_jobs_restore_req {
+	const char *address; /* lower case */
+	int64_t snapshot; /* a catalog id of that mailbox's snapshots */
+	const char *folder; /* with its subfolders, or NULL: all */
+	const char *message; /* a base name, or NULL: all */
+	const char *to; /* "new-folder", "original", or a directory beneath
+			   [restore] root */
+	const char *format; /* "maildir" (NULL), "mbox", "eml" */
+	bool force; /* past the quota */
+};
+
+/*
+ * Queue a restore of one mailbox (mk_restore_run() on a worker), with
+ * progress in messages and bytes.  Refused: an unknown mailbox, a bad
+ * target or format, a directory not beneath [restore] root.
+ */
+int mk_jobs_submit_restore(struct mk_jobs *jobs,
+    const struct mk_jobs_restore_req *r, uint64_t *id_r,
+    enum mk_jobs_refusal *why_r, struct mk_err *err);
+
 /* Cancel a job: 1 done (or asked, if running), 0 no such job, -1 it has
  * already finished. */
 int mk_jobs_cancel(struct mk_jobs *jobs, uint64_t id);

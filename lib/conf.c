@@ -115,6 +115,7 @@ static const struct conf_key conf_keys[] = {
 	    NULL },
 	{ "restore", "doveadm_config", CONF_PATH,
 	    CONF_AT(restore_doveadm_config), NULL, NULL },
+	{ "restore", "root", CONF_PATH, CONF_AT(restore_root), NULL, NULL },
 };
 
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))

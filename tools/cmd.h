@@ -60,6 +60,13 @@ bool cmd_daemon_running(const struct mk_conf *conf);
  */
 int cmd_job_wait(
     struct cmd_ctx *ctx, const struct mk_conf *conf, struct json_t *job);
+/*
+ * POST req (NULL: no body) to path on the control socket and follow the
+ * job it starts with cmd_job_wait(); -1 when no daemon runs (nothing
+ * logged: the caller does the work itself).
+ */
+int cmd_job_submit(struct cmd_ctx *ctx, const struct mk_conf *conf,
+    const char *path, struct json_t *req);
 
 /* Shared by ls, diff and restore (tools/cmd_snapshots.c). */
 struct mk_catalog;

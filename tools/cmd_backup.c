@@ -255,6 +255,9 @@ backup_job_finished(json_t *job)
 static void
 backup_job_line(json_t *job, char *buf, size_t size)
 {
+	json_t *progress = json_object_get(job, "progress");
+	const char *folder = json_string_value(
+	    json_object_get(json_object_get(job, "result"), "folder"));
 	char read[32], stored[32];
 
 	mk_str_format_size(
@@ -263,6 +266,20 @@ backup_job_line(json_t *job, char *buf, size_t size)
 	mk_str_format_size(
 	    (uint64_t)json_integer_value(json_object_get(job, "bytes_stored")),
 	    stored, sizeof(stored));
+	if (progress != NULL) {
+		snprintf(buf, size,
+		    "job %lld %s %s: %lld of %lld messages, %s restored%s%s",
+		    (long long)json_integer_value(json_object_get(job, "id")),
+		    json_string_value(json_object_get(job, "kind")),
+		    json_string_value(json_object_get(job, "state")),
+		    (long long)json_integer_value(
+			json_object_get(progress, "messages")),
+		    (long long)json_integer_value(
+			json_object_get(progress, "messages_total")),
+		    read, folder != NULL ? " into folder " : "",
+		    folder != NULL ? folder : "");
+		return;
+	}
 	snprintf(buf, size,
 	    "job %lld %s: %lld of %lld mailboxes backed up, %lld failed, %s "
 	    "read, %s stored",
@@ -343,42 +360,23 @@ cmd_job_wait(struct cmd_ctx *ctx, const struct mk_conf *conf, json_t *job)
 	return rc;
 }
 
-/*
- * Submit "backup run" to the daemon and wait: 0 or 1 as the job ends,
- * 2 on bad usage, -1 when no daemon runs (the caller backs up itself).
- */
-static int
-backup_run_daemon(struct cmd_ctx *ctx, int argc, char **argv)
+int
+cmd_job_submit(struct cmd_ctx *ctx, const struct mk_conf *conf,
+    const char *path, json_t *req)
 {
 	struct mk_client_reply reply;
-	struct mk_conf *conf = NULL;
-	json_t *names = json_array(), *req, *job = NULL;
+	json_t *job = NULL;
 	json_error_t jerr;
 	struct mk_err err;
 	char *body = NULL;
-	int i, rc = CMD_FAIL;
+	int rc = CMD_FAIL;
 
-	if (cmd_conf(ctx, &conf) < 0)
-		goto out;
-	for (i = 0; i < argc; i++) {
-		json_t *name = json_string(argv[i]);
-
-		if (name == NULL) {
-			mk_log_error(ctx->name, "'%s' is not UTF-8", argv[i]);
-			rc = CMD_USAGE;
-			goto out;
-		}
-		json_array_append_new(names, name);
-	}
-	req = json_pack("{s:O}", "mailboxes", names);
-	body = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
-	json_decref(req);
-	if (body == NULL) {
+	if (req != NULL && (body = json_dumps(req, JSON_COMPACT)) == NULL) {
 		mk_log_error(ctx->name, "cannot encode the request");
-		goto out;
+		return CMD_FAIL;
 	}
-	if (mk_client_request(conf->control_socket, "POST", "/v1/backup",
-		argc > 0 ? body : NULL, &reply, &err) < 0) {
+	if (mk_client_request(conf->control_socket, "POST", path,
+		req != NULL ? body : NULL, &reply, &err) < 0) {
 		if (mk_client_down(&err))
 			rc = -1;
 		else
@@ -396,8 +394,39 @@ backup_run_daemon(struct cmd_ctx *ctx, int argc, char **argv)
 	rc = cmd_job_wait(ctx, conf, job);
 out:
 	json_decref(job);
-	json_decref(names);
 	free(body);
+	return rc;
+}
+
+/*
+ * Submit "backup run" to the daemon and wait: 0 or 1 as the job ends,
+ * 2 on bad usage, -1 when no daemon runs (the caller backs up itself).
+ */
+static int
+backup_run_daemon(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct mk_conf *conf = NULL;
+	json_t *names = json_array(), *req = NULL;
+	int i, rc = CMD_FAIL;
+
+	if (cmd_conf(ctx, &conf) < 0)
+		goto out;
+	for (i = 0; i < argc; i++) {
+		json_t *name = json_string(argv[i]);
+
+		if (name == NULL) {
+			mk_log_error(ctx->name, "'%s' is not UTF-8", argv[i]);
+			rc = CMD_USAGE;
+			goto out;
+		}
+		json_array_append_new(names, name);
+	}
+	if (argc > 0)
+		req = json_pack("{s:O}", "mailboxes", names);
+	rc = cmd_job_submit(ctx, conf, "/v1/backup", req);
+out:
+	json_decref(req);
+	json_decref(names);
 	mk_conf_free(&conf);
 	return rc;
 }

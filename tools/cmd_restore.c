@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 
+#include "mailkeep/fsutil.h"
 #include "mailkeep/limits.h"
 #include "mailkeep/log.h"
 #include "mailkeep/restore.h"
@@ -155,6 +156,46 @@ restore_report(struct cmd_ctx *ctx, const struct mk_restore_req *req,
 	printf("\n");
 }
 
+/*
+ * Does mailkeepd do this restore?  Into the live mailbox, yes; into a
+ * directory only beneath [restore] root (else it is written here, as
+ * the user who runs the command).
+ */
+static bool
+restore_by_daemon(const struct mk_conf *conf, const struct mk_restore_req *req)
+{
+	return req->target != MK_RESTORE_TO_DIR ||
+	    (conf->restore_root != NULL &&
+		mk_fs_path_beneath(req->dir, conf->restore_root));
+}
+
+/* Submit the restore to mailkeepd and follow it; -1: it does not run. */
+static int
+restore_submit(struct cmd_ctx *ctx, const struct mk_conf *conf,
+    const struct mk_restore_req *req, const char *to, const char *format,
+    bool force)
+{
+	json_t *body = json_pack("{s:s, s:I, s:s, s:s, s:b}", "mailbox",
+	    req->address, "snapshot", (json_int_t)req->snapshot, "to", to,
+	    "format", format != NULL ? format : "maildir", "force", force);
+	int rc;
+
+	if (body == NULL ||
+	    (req->folder != NULL &&
+		json_object_set_new(body, "folder", json_string(req->folder)) <
+		    0) ||
+	    (req->message != NULL &&
+		json_object_set_new(
+		    body, "message", json_string(req->message)) < 0)) {
+		mk_log_error(ctx->name, "names must be UTF-8");
+		json_decref(body);
+		return CMD_USAGE;
+	}
+	rc = cmd_job_submit(ctx, conf, "/v1/restore", body);
+	json_decref(body);
+	return rc;
+}
+
 int
 cmd_restore(struct cmd_ctx *ctx, int argc, char **argv)
 {
@@ -166,6 +207,7 @@ cmd_restore(struct cmd_ctx *ctx, int argc, char **argv)
 		{ "to", required_argument, NULL, 't' },
 		{ "format", required_argument, NULL, 'F' },
 		{ "force", no_argument, NULL, 'x' },
+		{ "offline", no_argument, NULL, 'o' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *snap = NULL, *at = NULL, *to = "new-folder", *format = NULL;
@@ -176,7 +218,7 @@ cmd_restore(struct cmd_ctx *ctx, int argc, char **argv)
 	struct mk_conf *conf = NULL;
 	struct mk_repo *repo = NULL;
 	struct restore_tty tty;
-	bool force = false;
+	bool force = false, offline = false;
 	struct mk_err err;
 	struct tm tm;
 	time_t now;
@@ -207,6 +249,9 @@ cmd_restore(struct cmd_ctx *ctx, int argc, char **argv)
 			break;
 		case 'x':
 			force = true;
+			break;
+		case 'o':
+			offline = true;
 			break;
 		default:
 			return cmd_usage(ctx);
@@ -250,6 +295,10 @@ cmd_restore(struct cmd_ctx *ctx, int argc, char **argv)
 	status = CMD_FAIL;
 	cmd_backup_time(tty.last_ns, when);
 	tty.last_ns = 0;
+	if (!offline && restore_by_daemon(conf, &req) &&
+	    (status = restore_submit(ctx, conf, &req, to, format, force)) >= 0)
+		goto out;
+	status = CMD_FAIL;
 	if (req.target != MK_RESTORE_TO_DIR) {
 		if (restore_maildir(
 			ctx, conf, req.address, maildir, sizeof(maildir)) < 0)

@@ -81,7 +81,8 @@ static const struct cmd_entry cmd_table[] = {
 	    "restore MAILBOX [--at TIME | --snapshot ID] [--folder F] "
 	    "[--message ID]\n"
 	    "               [--to new-folder|original|DIR] "
-	    "[--format maildir|mbox|eml] [--force]",
+	    "[--format maildir|mbox|eml] [--force]\n"
+	    "               [--offline]",
 	    "Give back what a snapshot held (the newest by default): the\n"
 	    "whole mailbox, a folder with its subfolders (--folder), or one\n"
 	    "message (--message, the ID that ls shows).\n"
@@ -99,7 +100,11 @@ static const struct cmd_entry cmd_table[] = {
 	    "Into the live mailbox it goes through doveadm import when\n"
 	    "[restore] doveadm is set.  A restore the quota has no room for\n"
 	    "is refused unless --force.  Exit 1 names what could not be\n"
-	    "restored." },
+	    "restored.  When mailkeepd runs, it does the restore as a job\n"
+	    "(progress on a terminal, cancel with POST\n"
+	    "/v1/jobs/<id>/cancel): into the live mailbox, or into a DIR\n"
+	    "beneath [restore] root; other directories, and --offline, are\n"
+	    "written by this process." },
 	{ "help", NULL, "help [COMMAND]",
 	    "Show the commands, or one in full." },
 };

@@ -89,6 +89,7 @@ struct mk_conf {
 	/* [restore] */
 	char *restore_doveadm; /* restores into live mailboxes go through it */
 	char *restore_doveadm_config; /* its -c; default: Dovecot's own */
+	char *restore_root; /* mailkeepd restores to directories only here */
 };
 
 /* A configuration holding every default. */

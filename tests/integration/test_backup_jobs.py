@@ -56,6 +56,8 @@ control_socket = {state}/control.sock
 workers = 3
 [policy]
 socket = {state}/policy.sock
+[restore]
+root = {restores}
 [backup]
 run_at_start = yes
 concurrency = 2
@@ -67,7 +69,9 @@ schedule = {schedule}
 def write_config(path, store, state, schedule="0 0 1 1 *", bandwidth="6M"):
     with open(path, "w") as f:
         f.write(CONFIG.format(store=store, state=state, schedule=schedule,
-                              bandwidth=bandwidth))
+                              bandwidth=bandwidth,
+                              restores=os.path.join(os.path.dirname(state),
+                                                    "restores")))
 
 
 def message_bytes(maildir):
@@ -277,9 +281,10 @@ def scenario(check, tmp, mk):
     check("an unknown mailbox: exit 1, says so",
           res.returncode == 1 and "no such mailbox: nobody@example.org" in res.stderr,
           res.stderr)
-    res = run_mailkeep("-c", conf, "backup", "run", "\udcff@example.org")
+    res = subprocess.run([os.path.join(BIN_DIR, "mailkeep"), "-c", conf, "backup",
+                          "run", b"\xff@example.org"], capture_output=True)
     check("a name that is not UTF-8: exit 2, says so",
-          res.returncode == 2 and "not UTF-8" in res.stderr, res.stderr)
+          res.returncode == 2 and b"not UTF-8" in res.stderr, res.stderr)
     res = run_mailkeep("-c", conf, "backup", "run", "--offline")
     check("--offline while mailkeepd runs is refused",
           res.returncode == 1 and "mailkeepd is running" in res.stderr, res.stderr)
@@ -327,6 +332,54 @@ def scenario(check, tmp, mk):
     check("the next run completes",
           res.returncode == 0 and doc["mailboxes"]["done"] == MAILBOXES,
           res.stdout + res.stderr)
+
+    # Restores as jobs: into the live mailbox, into a directory beneath
+    # [restore] root; refusals.
+    os.makedirs(os.path.join(tmp, "restores"))
+    name = sorted(boxes)[2]
+    res = run_mailkeep("-c", conf, "--json", "snapshots", name)
+    snap = max(json.loads(res.stdout)["snapshots"], key=lambda s: s["id"])
+    inbox_before = count_messages(boxes[name])
+    res = run_mailkeep("-c", conf, "--json", "restore", name, "--snapshot",
+                       str(snap["id"]))
+    doc = json.loads(res.stdout) if res.returncode == 0 else {}
+    folder = doc.get("result", {}).get("folder", "")
+    check("restore into a new folder runs as a daemon job",
+          res.returncode == 0 and doc.get("kind") == "restore" and
+          doc.get("state") == "done" and folder.startswith("Restored-"),
+          res.stdout + res.stderr)
+    check.equal("... with its progress complete",
+                (doc.get("progress", {}).get("messages"),
+                 doc.get("progress", {}).get("messages_total")),
+                (snap["messages"], snap["messages"]))
+    check.equal("... and the mailbox holds the snapshot's messages once more",
+                count_messages(boxes[name]), inbox_before + snap["messages"])
+    to = os.path.join(tmp, "restores", "r1")
+    res = run_mailkeep("-c", conf, "--json", "restore", name, "--snapshot",
+                       str(snap["id"]), "--to", to)
+    doc = json.loads(res.stdout) if res.returncode == 0 else {}
+    check("restore to a directory beneath [restore] root is a daemon job",
+          res.returncode == 0 and doc.get("kind") == "restore" and
+          count_messages(to) == snap["messages"], res.stdout + res.stderr)
+    for body, what, want in (
+            ({"mailbox": name, "snapshot": snap["id"], "to": os.path.join(tmp, "x")},
+             "a directory outside [restore] root", 400),
+            ({"mailbox": name, "snapshot": snap["id"],
+              "to": os.path.join(tmp, "restores", "..", "x")}, "a '..' in the directory", 400),
+            ({"mailbox": "nobody@example.org", "snapshot": 1}, "an unknown mailbox", 404),
+            ({"mailbox": name}, "no snapshot", 400),
+            ({"mailbox": name, "snapshot": "1"}, "a snapshot that is a string", 400),
+            ({"mailbox": name, "snapshot": snap["id"], "format": "mbox"},
+             "an export into the live mailbox", 400),
+            ({"mailbox": name, "snapshot": snap["id"], "to": to},
+             "a directory that is not empty (the job fails)", 202)):
+        code, doc = mk.post("/v1/restore", json.dumps(body))
+        check.equal(f"POST /v1/restore with {what}: {want}", code, want)
+    if code == 202:
+        doc, _, _ = jobs.follow(doc["id"])
+        check("... and the failed job says why",
+              doc["state"] == "failed" and "not empty" in json.dumps(doc["errors"]),
+              doc)
 
     # The schedule fires (within two minutes of the reload).
     sched = wait_for(lambda: [j for j in jobs.all()["jobs"]
