@@ -1150,18 +1150,19 @@ catalog_chunks_get(struct mk_catalog *cat, int64_t message,
 	return 0;
 }
 
-int
-mk_catalog_versions_at(struct mk_catalog *cat, const char *address,
-    int64_t snapshot, mk_catalog_version_cb *cb, void *arg, struct mk_err *err)
+/*
+ * Bind a statement over CATALOG_ALIVE_AT to the versions of address
+ * alive at snapshot: 1 bound (in *st_r), 0 unknown mailbox, -1 error.
+ */
+static int
+catalog_alive_bind(struct mk_catalog *cat, enum catalog_stmt which,
+    const char *address, int64_t snapshot, sqlite3_stmt **st_r,
+    struct mk_err *err)
 {
-	sqlite3_stmt *st;
-	uint8_t(*blobs)[MK_PACK_ID_LEN] = NULL;
-	struct mk_catalog_version v;
+	sqlite3_stmt *st = cat->stmts[STMT_BK_MAILBOX_ID];
 	int64_t mailbox;
-	size_t cap = 0;
-	int r, rc = -1;
+	int r;
 
-	st = cat->stmts[STMT_BK_MAILBOX_ID];
 	if (catalog_bound(cat, st,
 		sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC),
 		err) < 0 ||
@@ -1169,12 +1170,29 @@ mk_catalog_versions_at(struct mk_catalog *cat, const char *address,
 		return -1;
 	if (r == 0)
 		return 0;
-	st = cat->stmts[STMT_VERSIONS_AT];
+	st = cat->stmts[which];
 	if (catalog_bound(cat, st,
 		sqlite3_bind_int64(st, 2, snapshot) |
 		    sqlite3_bind_int64(st, 3, mailbox),
 		err) < 0)
 		return -1;
+	*st_r = st;
+	return 1;
+}
+
+int
+mk_catalog_versions_at(struct mk_catalog *cat, const char *address,
+    int64_t snapshot, mk_catalog_version_cb *cb, void *arg, struct mk_err *err)
+{
+	sqlite3_stmt *st;
+	uint8_t(*blobs)[MK_PACK_ID_LEN] = NULL;
+	struct mk_catalog_version v;
+	size_t cap = 0;
+	int r, rc = -1;
+
+	if ((r = catalog_alive_bind(
+		 cat, STMT_VERSIONS_AT, address, snapshot, &st, err)) <= 0)
+		return r;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		memset(&v, 0, sizeof(v));
 		v.id = sqlite3_column_int64(st, 0);
@@ -1348,23 +1366,11 @@ mk_catalog_list_at(struct mk_catalog *cat, const char *address,
 {
 	struct mk_catalog_listing l;
 	sqlite3_stmt *st;
-	int64_t mailbox;
 	int r;
 
-	st = cat->stmts[STMT_BK_MAILBOX_ID];
-	if (catalog_bound(cat, st,
-		sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC),
-		err) < 0 ||
-	    (r = catalog_lookup_int(cat, st, &mailbox, err)) < 0)
-		return -1;
-	if (r == 0)
-		return 0;
-	st = cat->stmts[STMT_LIST_AT];
-	if (catalog_bound(cat, st,
-		sqlite3_bind_int64(st, 2, snapshot) |
-		    sqlite3_bind_int64(st, 3, mailbox),
-		err) < 0)
-		return -1;
+	if ((r = catalog_alive_bind(
+		 cat, STMT_LIST_AT, address, snapshot, &st, err)) <= 0)
+		return r;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		memset(&l, 0, sizeof(l));
 		l.dir = catalog_text(st, 0);

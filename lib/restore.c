@@ -1192,7 +1192,7 @@ rs_check_req(const struct mk_restore_req *req, char *fdir, size_t size,
 	if (req->folder != NULL &&
 	    mk_maildir_folder_dir(
 		req->folder, req->separator, fdir, size, err) < 0)
-		return mk_err_prefix(err, "folder '%s'", req->folder);
+		return -1;
 	if (m != NULL &&
 	    (m[0] == '\0' || m[0] == '.' || strlen(m) > MK_SNAPSHOT_NAME_MAX ||
 		strpbrk(m, "/:,\n") != NULL))

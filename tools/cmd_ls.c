@@ -181,8 +181,9 @@ cmd_ls(struct cmd_ctx *ctx, int argc, char **argv)
 		    address, "snapshot", (json_int_t)id, "time", when,
 		    "messages", run.json));
 	else
-		printf("%zu messages in snapshot %lld of %s (%s)%s\n",
-		    run.count, (long long)id, address, when,
+		printf("%zu message%s in snapshot %lld of %s (%s)%s\n",
+		    run.count, run.count == 1 ? "" : "s", (long long)id,
+		    address, when,
 		    run.unindexed > 0 && run.query != NULL
 			? "; messages backed up before the header index "
 			  "match only on dates and sizes"

@@ -322,13 +322,16 @@ def scenario(check, rng, tmp):
     res = run_mailkeep(*env, "restore", addresses[1], "--snapshot", sid, "--to",
                        os.path.join(tmp, "elsewhere"))
     check("restore of another mailbox's snapshot fails",
-          res.returncode == 1 and "not of" in res.stderr, res.stderr)
-    res = run_mailkeep(*env, "restore", addresses[0], "--to", os.path.join(tmp, "x"))
-    check.equal("restore without --snapshot is bad usage", res.returncode, 2)
+          res.returncode == 1 and "no snapshot" in res.stderr
+          and not os.path.exists(os.path.join(tmp, "elsewhere")), res.stderr)
+    res = run_mailkeep(*env, "restore", addresses[0], "--snapshot", "x",
+                       "--to", os.path.join(tmp, "x"))
+    check.equal("restore with a malformed --snapshot is bad usage",
+                res.returncode, 2)
     res = run_mailkeep("help", "restore")
-    check("help restore says only this form exists",
-          "Only this form" in res.stdout and "--snapshot ID --to DIR" in res.stdout,
-          res.stdout)
+    check("help restore names the targets and formats",
+          "--to new-folder|original|DIR" in res.stdout
+          and "--format maildir|mbox|eml" in res.stdout, res.stdout)
 
     # The runs as the repository has them agree with the catalog.
     res = run_mailkeep(*env, "--json", "backup", "list")
