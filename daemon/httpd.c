@@ -710,6 +710,39 @@ httpd_job_id(const char *s, size_t len, uint64_t *id_r)
 	return mk_str_parse_u64(buf, id_r, &err);
 }
 
+/* The request's body as a JSON object, or NULL (none, or not one). */
+static json_t *
+httpd_json_body(struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	json_error_t jerr;
+	json_t *doc;
+
+	if (len == 0 ||
+	    (doc = json_loadb((const char *)evbuffer_pullup(in, -1), len,
+		 JSON_REJECT_DUPLICATES, &jerr)) == NULL)
+		return NULL;
+	if (!json_is_object(doc)) {
+		json_decref(doc);
+		return NULL;
+	}
+	return doc;
+}
+
+/* Answer a job the queue refused. */
+static void
+httpd_refused(struct httpd_server *srv, struct evhttp_request *req,
+    enum mk_jobs_refusal why, const char *msg)
+{
+	if (why == MK_JOBS_NOT_FOUND)
+		httpd_error(srv, req, 404, "Not Found", msg);
+	else if (why == MK_JOBS_BUSY)
+		httpd_error(srv, req, 503, "Service Unavailable", msg);
+	else
+		httpd_error(srv, req, 400, "Bad Request", msg);
+}
+
 /* POST /v1/backup with {"mailboxes":[...]} or nothing: every mailbox. */
 static void
 httpd_post_backup(struct httpd_server *srv, struct evhttp_request *req)
@@ -721,14 +754,11 @@ httpd_post_backup(struct httpd_server *srv, struct evhttp_request *req)
 	enum mk_jobs_refusal why;
 	char **names = NULL;
 	const char *key;
-	json_error_t jerr;
 	struct mk_err err;
 	uint64_t id;
 
 	if (len > 0) {
-		doc = json_loadb((const char *)evbuffer_pullup(in, -1), len,
-		    JSON_REJECT_DUPLICATES, &jerr);
-		if (doc == NULL || !json_is_object(doc)) {
+		if ((doc = httpd_json_body(req)) == NULL) {
 			httpd_error(srv, req, 400, "Bad Request",
 			    "the body must be a JSON object like "
 			    "{\"mailboxes\":[\"a@example.org\"]}");
@@ -761,13 +791,7 @@ httpd_post_backup(struct httpd_server *srv, struct evhttp_request *req)
 		mk_str_lower(names[i]);
 	}
 	if (mk_jobs_submit_backup(jobs, names, n, &id, &why, &err) < 0) {
-		if (why == MK_JOBS_NOT_FOUND)
-			httpd_error(srv, req, 404, "Not Found", err.msg);
-		else if (why == MK_JOBS_BUSY)
-			httpd_error(
-			    srv, req, 503, "Service Unavailable", err.msg);
-		else
-			httpd_error(srv, req, 400, "Bad Request", err.msg);
+		httpd_refused(srv, req, why, err.msg);
 		goto out;
 	}
 	httpd_send_json(srv, req, 202, "Accepted", mk_jobs_job_json(jobs, id));
@@ -787,24 +811,19 @@ httpd_post_restore(struct httpd_server *srv, struct evhttp_request *req)
 {
 	static const char *const strings[] = { "mailbox", "folder", "message",
 		"to", "format" };
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(in), i;
 	struct mk_jobs *jobs = srv->httpd->d->jobs;
 	struct mk_jobs_restore_req r;
+	size_t i;
 	const char *str[5] = { NULL };
 	enum mk_jobs_refusal why;
 	char *address = NULL;
 	const char *key;
-	json_error_t jerr;
 	struct mk_err err;
 	json_t *doc, *v;
 	uint64_t id;
 
 	memset(&r, 0, sizeof(r));
-	doc = len > 0 ? json_loadb((const char *)evbuffer_pullup(in, -1), len,
-			    JSON_REJECT_DUPLICATES, &jerr)
-		      : NULL;
-	if (doc == NULL || !json_is_object(doc)) {
+	if ((doc = httpd_json_body(req)) == NULL) {
 		httpd_error(srv, req, 400, "Bad Request",
 		    "the body must be a JSON object like "
 		    "{\"mailbox\":\"a@example.org\",\"snapshot\":7}");
@@ -842,14 +861,7 @@ httpd_post_restore(struct httpd_server *srv, struct evhttp_request *req)
 	r.to = str[3];
 	r.format = str[4];
 	if (mk_jobs_submit_restore(jobs, &r, &id, &why, &err) < 0)
-		httpd_error(srv, req,
-		    why == MK_JOBS_NOT_FOUND  ? 404
-			: why == MK_JOBS_BUSY ? 503
-					      : 400,
-		    why == MK_JOBS_NOT_FOUND  ? "Not Found"
-			: why == MK_JOBS_BUSY ? "Service Unavailable"
-					      : "Bad Request",
-		    err.msg);
+		httpd_refused(srv, req, why, err.msg);
 	else
 		httpd_send_json(
 		    srv, req, 202, "Accepted", mk_jobs_job_json(jobs, id));
