@@ -15,6 +15,7 @@
 
 struct mk_enforce;
 struct mk_httpd;
+struct mk_jobs;
 struct mk_postfix;
 struct mk_live;
 struct mk_pool;
@@ -55,6 +56,7 @@ struct mk_daemon {
 	struct mk_httpd *httpd;
 	struct mk_enforce *enforce;
 	struct mk_postfix *postfix;
+	struct mk_jobs *jobs;
 	struct mk_stats stats;
 	int64_t started_ns;
 	bool ready; /* the first reconcile is done */

@@ -28,6 +28,7 @@
 #include "accept.h"
 #include "enforce.h"
 #include "httpd.h"
+#include "jobs.h"
 #include "live.h"
 #include "postfix.h"
 
@@ -136,8 +137,8 @@ httpd_usage_json(const struct mk_usage *u)
 	    (json_int_t)u->messages);
 }
 
-static json_t *
-httpd_time_json(int64_t ns)
+json_t *
+mk_httpd_time_json(int64_t ns)
 {
 	time_t t = (time_t)(ns / 1000000000);
 	struct tm tm;
@@ -198,10 +199,15 @@ httpd_mailbox_json(
 	json_object_set_new(obj, "folders", folders);
 	json_object_set_new(obj, "stale", json_boolean(mb->stale));
 	json_object_set_new(obj, "polled", json_boolean(mb->polled));
-	json_object_set_new(obj, "scanned_at", httpd_time_json(mb->scanned_ns));
+	json_object_set_new(
+	    obj, "scanned_at", mk_httpd_time_json(mb->scanned_ns));
 	json_object_set_new(obj, "quota", httpd_quota_json(d, mb));
-	if (detail)
+	if (detail) {
 		json_object_set_new(obj, "path", httpd_str(mb->relpath));
+		json_object_set_new(obj, "last_backup",
+		    mk_httpd_time_json(
+			mk_jobs_last_backup(d->jobs, mb->address)));
+	}
 	return obj;
 }
 
@@ -213,7 +219,7 @@ httpd_history_cb(int64_t day, const struct mk_usage *u, void *arg)
 	json_t *h = httpd_usage_json(u);
 
 	json_object_set_new(
-	    h, "date", httpd_time_json(day * 86400 * 1000000000LL));
+	    h, "date", mk_httpd_time_json(day * 86400 * 1000000000LL));
 	json_array_append_new(arg, h);
 }
 
@@ -422,7 +428,7 @@ httpd_get_status(struct httpd_server *srv, struct evhttp_request *req)
 	mk_live_counts(d->live, &c);
 	doc = json_pack("{s:s, s:I, s:o, s:I, s:b, s:{s:s, s:s}}", "version",
 	    MK_VERSION, "pid", (json_int_t)getpid(), "started",
-	    httpd_time_json(d->started_ns), "uptime_seconds",
+	    mk_httpd_time_json(d->started_ns), "uptime_seconds",
 	    (json_int_t)((mk_daemon_now_ns() - d->started_ns) / 1000000000),
 	    "ready", d->ready, "store", "root", d->conf->store_root, "template",
 	    d->conf->store_template);
@@ -445,12 +451,12 @@ httpd_get_status(struct httpd_server *srv, struct evhttp_request *req)
 	    json_pack("{s:I, s:I, s:I}", "passes", (json_int_t)s->audits,
 		"drift_bytes", (json_int_t)s->audit_drift_bytes,
 		"drift_mailboxes", (json_int_t)s->audit_drift_mailboxes));
+	json_object_set_new(doc, "backup", mk_jobs_status_json(d->jobs));
 	httpd_send_json(srv, req, 200, "OK", doc);
 }
 
-/* A metric line with its HELP and TYPE. */
-static void
-httpd_metric(struct evbuffer *b, const char *name, const char *type,
+void
+mk_httpd_metric(struct evbuffer *b, const char *name, const char *type,
     const char *help, uint64_t value)
 {
 	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name,
@@ -531,14 +537,14 @@ httpd_metrics_policy(struct mk_daemon *d, struct evbuffer *b)
 	size_t counts[MK_WARN_THRESHOLDS_MAX], n, i;
 	uint64_t cum = 0;
 
-	httpd_metric(b, "mailkeep_policy_requests_total", "counter",
+	mk_httpd_metric(b, "mailkeep_policy_requests_total", "counter",
 	    "Policy requests answered.", s->policy_requests);
-	httpd_metric(b, "mailkeep_policy_refused_total", "counter",
+	mk_httpd_metric(b, "mailkeep_policy_refused_total", "counter",
 	    "Policy requests answered with a refusal.", s->policy_refused);
-	httpd_metric(b, "mailkeep_policy_bad_requests_total", "counter",
+	mk_httpd_metric(b, "mailkeep_policy_bad_requests_total", "counter",
 	    "Malformed policy requests (the connection was closed).",
 	    s->policy_errors);
-	httpd_metric(b, "mailkeep_policy_connections", "gauge",
+	mk_httpd_metric(b, "mailkeep_policy_connections", "gauge",
 	    "Policy connections open.",
 	    d->postfix != NULL ? mk_postfix_connections(d->postfix) : 0);
 	evbuffer_add_printf(b,
@@ -596,49 +602,50 @@ httpd_get_metrics(struct httpd_server *srv, struct evhttp_request *req)
 	if (b == NULL)
 		mk_fatal("httpd", "out of memory");
 	mk_live_counts(d->live, &c);
-	httpd_metric(b, "mailkeep_up", "gauge", "The daemon answers.", 1);
-	httpd_metric(b, "mailkeep_ready", "gauge",
+	mk_httpd_metric(b, "mailkeep_up", "gauge", "The daemon answers.", 1);
+	mk_httpd_metric(b, "mailkeep_ready", "gauge",
 	    "1 once the startup reconcile is done.", d->ready);
-	httpd_metric(b, "mailkeep_mailboxes", "gauge", "Mailboxes watched.",
+	mk_httpd_metric(b, "mailkeep_mailboxes", "gauge", "Mailboxes watched.",
 	    c.mailboxes);
-	httpd_metric(b, "mailkeep_mailboxes_stale", "gauge",
+	mk_httpd_metric(b, "mailkeep_mailboxes_stale", "gauge",
 	    "Mailboxes whose usage is being recounted.", c.stale);
-	httpd_metric(b, "mailkeep_mailboxes_polled", "gauge",
+	mk_httpd_metric(b, "mailkeep_mailboxes_polled", "gauge",
 	    "Mailboxes polled because the inotify watch limit was hit.",
 	    c.polled);
-	httpd_metric(
+	mk_httpd_metric(
 	    b, "mailkeep_watches", "gauge", "inotify watches held.", c.watches);
-	httpd_metric(b, "mailkeep_usage_bytes", "gauge",
+	mk_httpd_metric(b, "mailkeep_usage_bytes", "gauge",
 	    "Physical size of all mail.", c.bytes);
-	httpd_metric(b, "mailkeep_usage_messages", "gauge",
+	mk_httpd_metric(b, "mailkeep_usage_messages", "gauge",
 	    "Messages in all mailboxes.", c.messages);
-	httpd_metric(b, "mailkeep_events_total", "counter",
+	mk_httpd_metric(b, "mailkeep_events_total", "counter",
 	    "inotify events handled.", s->events);
-	httpd_metric(b, "mailkeep_watch_overflows_total", "counter",
+	mk_httpd_metric(b, "mailkeep_watch_overflows_total", "counter",
 	    "inotify queue overflows (each causes a full rescan).",
 	    s->overflows);
-	httpd_metric(b, "mailkeep_scans_total", "counter",
+	mk_httpd_metric(b, "mailkeep_scans_total", "counter",
 	    "Mailbox scans finished.", s->scans);
-	httpd_metric(b, "mailkeep_rescans_total", "counter",
+	mk_httpd_metric(b, "mailkeep_rescans_total", "counter",
 	    "Scans caused by changes during a scan or by faults.", s->rescans);
-	httpd_metric(b, "mailkeep_scan_errors_total", "counter",
+	mk_httpd_metric(b, "mailkeep_scan_errors_total", "counter",
 	    "Scans that failed.", s->scan_errors);
-	httpd_metric(b, "mailkeep_scans_queued", "gauge",
+	mk_httpd_metric(b, "mailkeep_scans_queued", "gauge",
 	    "Scans waiting for a worker.", c.queued);
-	httpd_metric(b, "mailkeep_audits_total", "counter",
+	mk_httpd_metric(b, "mailkeep_audits_total", "counter",
 	    "Audit passes finished.", s->audits);
-	httpd_metric(b, "mailkeep_audit_drift_bytes", "gauge",
+	mk_httpd_metric(b, "mailkeep_audit_drift_bytes", "gauge",
 	    "Bytes by which live usage differed from a fresh scan in the last "
 	    "audit.",
 	    s->audit_drift_bytes);
-	httpd_metric(b, "mailkeep_audit_drift_mailboxes", "gauge",
+	mk_httpd_metric(b, "mailkeep_audit_drift_mailboxes", "gauge",
 	    "Mailboxes whose live usage differed in the last audit.",
 	    s->audit_drift_mailboxes);
-	httpd_metric(b, "mailkeep_http_requests_total", "counter",
+	mk_httpd_metric(b, "mailkeep_http_requests_total", "counter",
 	    "HTTP requests answered.", s->http_requests);
-	httpd_metric(b, "mailkeep_catalog_errors_total", "counter",
+	mk_httpd_metric(b, "mailkeep_catalog_errors_total", "counter",
 	    "Failed catalog writes.", s->persist_errors);
 	httpd_metrics_policy(d, b);
+	mk_jobs_metrics(d->jobs, b);
 	if (srv->role != HTTPD_METRICS || srv->httpd->token != NULL)
 		httpd_metrics_domains(srv->httpd, b);
 	httpd_send(srv, req, 200, "OK", "text/plain; version=0.0.4", b);
@@ -688,6 +695,219 @@ httpd_post_quota(struct httpd_server *srv, struct evhttp_request *req,
 	free(t);
 }
 
+/* A job id in a path: digits only, no leading zero. */
+static int
+httpd_job_id(const char *s, size_t len, uint64_t *id_r)
+{
+	char buf[21];
+	struct mk_err err;
+
+	if (len == 0 || len >= sizeof(buf) || s[0] == '0' ||
+	    strspn(s, "0123456789") < len)
+		return -1;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	return mk_str_parse_u64(buf, id_r, &err);
+}
+
+/* The request's body as a JSON object, or NULL (none, or not one). */
+static json_t *
+httpd_json_body(struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	json_error_t jerr;
+	json_t *doc;
+
+	if (len == 0 ||
+	    (doc = json_loadb((const char *)evbuffer_pullup(in, -1), len,
+		 JSON_REJECT_DUPLICATES, &jerr)) == NULL)
+		return NULL;
+	if (!json_is_object(doc)) {
+		json_decref(doc);
+		return NULL;
+	}
+	return doc;
+}
+
+/* Answer a job the queue refused. */
+static void
+httpd_refused(struct httpd_server *srv, struct evhttp_request *req,
+    enum mk_jobs_refusal why, const char *msg)
+{
+	if (why == MK_JOBS_NOT_FOUND)
+		httpd_error(srv, req, 404, "Not Found", msg);
+	else if (why == MK_JOBS_BUSY)
+		httpd_error(srv, req, 503, "Service Unavailable", msg);
+	else
+		httpd_error(srv, req, 400, "Bad Request", msg);
+}
+
+/* POST /v1/backup with {"mailboxes":[...]} or nothing: every mailbox. */
+static void
+httpd_post_backup(struct httpd_server *srv, struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in), n = 0, i;
+	struct mk_jobs *jobs = srv->httpd->d->jobs;
+	json_t *doc = NULL, *list = NULL, *v;
+	enum mk_jobs_refusal why;
+	char **names = NULL;
+	const char *key;
+	struct mk_err err;
+	uint64_t id;
+
+	if (len > 0) {
+		if ((doc = httpd_json_body(req)) == NULL) {
+			httpd_error(srv, req, 400, "Bad Request",
+			    "the body must be a JSON object like "
+			    "{\"mailboxes\":[\"a@example.org\"]}");
+			goto out;
+		}
+		json_object_foreach(doc, key, v)
+		{
+			if (strcmp(key, "mailboxes") != 0 ||
+			    !json_is_array(v)) {
+				httpd_error(srv, req, 400, "Bad Request",
+				    "only \"mailboxes\", an array of "
+				    "addresses, is understood");
+				goto out;
+			}
+			list = v;
+		}
+	}
+	n = json_array_size(list);
+	names = mk_xcalloc(n + 1, sizeof(*names));
+	for (i = 0; i < n; i++) {
+		const char *a = json_string_value(json_array_get(list, i));
+
+		if (a == NULL || a[0] == '\0' || strlen(a) > 320) {
+			httpd_error(srv, req, 400, "Bad Request",
+			    "each mailbox must be an address (a string of 1 to "
+			    "320 bytes)");
+			goto out;
+		}
+		names[i] = mk_xstrdup(a);
+		mk_str_lower(names[i]);
+	}
+	if (mk_jobs_submit_backup(jobs, names, n, &id, &why, &err) < 0) {
+		httpd_refused(srv, req, why, err.msg);
+		goto out;
+	}
+	httpd_send_json(srv, req, 202, "Accepted", mk_jobs_job_json(jobs, id));
+out:
+	for (i = 0; names != NULL && i < n; i++)
+		free(names[i]);
+	free(names);
+	json_decref(doc);
+}
+
+/*
+ * POST /v1/restore with {"mailbox":..., "snapshot":N, "folder":...,
+ * "message":..., "to":..., "format":..., "force":bool}.
+ */
+static void
+httpd_post_restore(struct httpd_server *srv, struct evhttp_request *req)
+{
+	static const char *const strings[] = { "mailbox", "folder", "message",
+		"to", "format" };
+	struct mk_jobs *jobs = srv->httpd->d->jobs;
+	struct mk_jobs_restore_req r;
+	size_t i;
+	const char *str[5] = { NULL };
+	enum mk_jobs_refusal why;
+	char *address = NULL;
+	const char *key;
+	struct mk_err err;
+	json_t *doc, *v;
+	uint64_t id;
+
+	memset(&r, 0, sizeof(r));
+	if ((doc = httpd_json_body(req)) == NULL) {
+		httpd_error(srv, req, 400, "Bad Request",
+		    "the body must be a JSON object like "
+		    "{\"mailbox\":\"a@example.org\",\"snapshot\":7}");
+		goto out;
+	}
+	json_object_foreach(doc, key, v)
+	{
+		for (i = 0; i < 5 && strcmp(key, strings[i]) != 0; i++)
+			;
+		if (i < 5 && json_is_string(v) &&
+		    json_string_length(v) <= 4096 &&
+		    strlen(json_string_value(v)) == json_string_length(v))
+			str[i] = json_string_value(v);
+		else if (strcmp(key, "snapshot") == 0 && json_is_integer(v))
+			r.snapshot = (int64_t)json_integer_value(v);
+		else if (strcmp(key, "force") == 0 && json_is_boolean(v))
+			r.force = json_is_true(v);
+		else {
+			httpd_error(srv, req, 400, "Bad Request",
+			    "understood: mailbox, snapshot (a number), "
+			    "folder, message, to, format (strings without "
+			    "NUL, up to 4096 bytes), force (true or false)");
+			goto out;
+		}
+	}
+	if (str[0] == NULL || str[0][0] == '\0' || strlen(str[0]) > 320) {
+		httpd_error(srv, req, 400, "Bad Request", "give the mailbox");
+		goto out;
+	}
+	address = mk_xstrdup(str[0]);
+	mk_str_lower(address);
+	r.address = address;
+	r.folder = str[1];
+	r.message = str[2];
+	r.to = str[3];
+	r.format = str[4];
+	if (mk_jobs_submit_restore(jobs, &r, &id, &why, &err) < 0)
+		httpd_refused(srv, req, why, err.msg);
+	else
+		httpd_send_json(
+		    srv, req, 202, "Accepted", mk_jobs_job_json(jobs, id));
+out:
+	free(address);
+	json_decref(doc);
+}
+
+/* POST /v1/jobs/<id>/cancel */
+static void
+httpd_post_cancel(
+    struct httpd_server *srv, struct evhttp_request *req, const char *rest)
+{
+	struct mk_jobs *jobs = srv->httpd->d->jobs;
+	const char *slash = strchr(rest, '/');
+	uint64_t id;
+	int r;
+
+	if (slash == NULL || strcmp(slash, "/cancel") != 0 ||
+	    httpd_job_id(rest, (size_t)(slash - rest), &id) < 0) {
+		httpd_error(srv, req, 404, "Not Found", "no such endpoint");
+		return;
+	}
+	if ((r = mk_jobs_cancel(jobs, id)) == 0)
+		httpd_error(srv, req, 404, "Not Found", "no such job");
+	else if (r < 0)
+		httpd_error(srv, req, 409, "Conflict", "the job has finished");
+	else
+		httpd_send_json(
+		    srv, req, 200, "OK", mk_jobs_job_json(jobs, id));
+}
+
+static void
+httpd_get_job(
+    struct httpd_server *srv, struct evhttp_request *req, const char *rest)
+{
+	uint64_t id;
+	json_t *doc;
+
+	if (httpd_job_id(rest, strlen(rest), &id) < 0 ||
+	    (doc = mk_jobs_job_json(srv->httpd->d->jobs, id)) == NULL)
+		httpd_error(srv, req, 404, "Not Found", "no such job");
+	else
+		httpd_send_json(srv, req, 200, "OK", doc);
+}
+
 static void
 httpd_post(struct httpd_server *srv, struct evhttp_request *req,
     const char *path, const struct evkeyvalq *q)
@@ -713,6 +933,18 @@ httpd_post(struct httpd_server *srv, struct evhttp_request *req,
 	}
 	if (strcmp(path, "/v1/quota") == 0) {
 		httpd_post_quota(srv, req, q);
+		return;
+	}
+	if (strcmp(path, "/v1/backup") == 0) {
+		httpd_post_backup(srv, req);
+		return;
+	}
+	if (strcmp(path, "/v1/restore") == 0) {
+		httpd_post_restore(srv, req);
+		return;
+	}
+	if (strncmp(path, "/v1/jobs/", 9) == 0) {
+		httpd_post_cancel(srv, req, path + 9);
 		return;
 	}
 	if (strcmp(path, "/v1/reload") == 0) {
@@ -820,6 +1052,11 @@ httpd_request_cb(struct evhttp_request *req, void *arg)
 		httpd_get_mailboxes(srv, req, &query);
 	else if (strncmp(path, "/v1/mailboxes/", 14) == 0)
 		httpd_get_mailbox(srv, req, path + 14);
+	else if (strcmp(path, "/v1/jobs") == 0)
+		httpd_send_json(srv, req, 200, "OK",
+		    mk_jobs_list_json(srv->httpd->d->jobs));
+	else if (strncmp(path, "/v1/jobs/", 9) == 0)
+		httpd_get_job(srv, req, path + 9);
 	else if (strcmp(path, "/metrics") == 0)
 		httpd_get_metrics(srv, req);
 	else

@@ -23,6 +23,7 @@
 #include "daemon.h"
 #include "enforce.h"
 #include "httpd.h"
+#include "jobs.h"
 #include "live.h"
 #include "pool.h"
 #include "postfix.h"
@@ -72,7 +73,8 @@ mk_daemon_reload(struct mk_daemon *d, struct mk_err *err)
 		mk_log_warn("main",
 		    "reload: store, state, socket and worker settings take "
 		    "effect at the next restart");
-	if (mk_enforce_reload(d->enforce, conf, err) < 0) {
+	if (mk_jobs_check_conf(conf, err) < 0 ||
+	    mk_enforce_reload(d->enforce, conf, err) < 0) {
 		mk_log_error("main",
 		    "reload: %s; keeping the running "
 		    "configuration",
@@ -81,6 +83,7 @@ mk_daemon_reload(struct mk_daemon *d, struct mk_err *err)
 		return -1;
 	}
 	/* What can change while running. */
+	mk_jobs_reload(d->jobs, conf);
 	old->log_level = conf->log_level;
 	mk_log_init("mailkeepd", (enum mk_log_level)conf->log_level);
 	/* Kept: enforce reloads from it when its files change. */
@@ -212,6 +215,7 @@ main_run(struct mk_daemon *d, bool foreground)
 	    mk_pool_new(d->base, conf->workers, mk_worker_new, mk_worker_free,
 		conf->catalog, &d->pool, &err) < 0 ||
 	    mk_enforce_new(d, cat, &d->enforce, &err) < 0 ||
+	    mk_jobs_start(d, &d->jobs, &err) < 0 ||
 	    mk_httpd_start(d, &d->httpd, &err) < 0 ||
 	    mk_postfix_start(d, &d->postfix, &err) < 0) {
 		mk_log_error("main", "%s", err.msg);
@@ -251,7 +255,11 @@ out:
 	d->stopping = true;
 	mk_postfix_stop(&d->postfix);
 	mk_httpd_stop(&d->httpd);
+	/* Running jobs stop at their next read; a backup run left open is
+	 * published by the next one. */
+	mk_jobs_cancel_all(d->jobs);
 	mk_pool_free(&d->pool);
+	mk_jobs_free(&d->jobs);
 	mk_enforce_free(&d->enforce);
 	if (d->live != NULL && cat != NULL)
 		mk_live_persist_sync(d->live, cat);
@@ -372,7 +380,8 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
-		if (mk_enforce_check_conf(d.conf, &err) < 0) {
+		if (mk_enforce_check_conf(d.conf, &err) < 0 ||
+		    mk_jobs_check_conf(d.conf, &err) < 0) {
 			mk_log_error("conf", "%s", err.msg);
 			mk_conf_free(&d.conf);
 			return 1;

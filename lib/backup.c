@@ -135,6 +135,8 @@ struct mk_backup {
 	size_t ndeferred;
 	size_t dcap;
 	uint64_t deferred_messages;
+	mk_backup_read_cb *read_cb;
+	void *read_arg;
 };
 
 /* A small file read with a folder's listing. */
@@ -733,6 +735,7 @@ struct bk_reader {
 	bool eof;
 	uint64_t total;
 	const char *what; /* for errors */
+	struct mk_backup *bk; /* its read_cb sees every read of a file */
 };
 
 /* Have at least need bytes (at most the window) after start, or all. */
@@ -766,6 +769,9 @@ bk_fill(struct bk_reader *r, size_t need, struct mk_err *err)
 			r->eof = true;
 		r->end += (size_t)n;
 		r->total += (uint64_t)n;
+		if (n > 0 && r->bk != NULL && r->bk->read_cb != NULL &&
+		    r->bk->read_cb((uint64_t)n, r->bk->read_arg, err) < 0)
+			return mk_err_prefix(err, "%s", r->what);
 	}
 	return 0;
 }
@@ -822,6 +828,9 @@ bk_store(struct bk_mailbox *mb, struct bk_reader *r, bool message,
 		if (!c->opaque &&
 		    bk_take(mb, r, MK_PACK_TYPE_HEADER, hlen, c, err) < 0)
 			return -1;
+		if (!c->opaque)
+			mk_catalog_header_put(mb->bk->cat, c->blobs[0],
+			    r->buf + r->start - hlen, hlen);
 	}
 	if (bk_fill(r, MK_CHUNKER_THRESHOLD + 1, err) < 0)
 		return -1;
@@ -923,6 +932,7 @@ bk_store_message(struct bk_mailbox *mb, int subfd, const struct bk_folder *f,
 	c = bk_content_new(mb, e->base);
 	memset(&r, 0, sizeof(r));
 	r.fd = fd;
+	r.bk = mb->bk;
 	r.buf = mb->bk->buf;
 	r.cap = mb->bk->bufcap;
 	r.what = what;
@@ -1895,6 +1905,13 @@ mk_backup_new(struct mk_repo *repo, struct mk_catalog *cat, int64_t run,
 	bk->buf = mk_xmalloc(bk->bufcap);
 	*bk_r = bk;
 	return 0;
+}
+
+void
+mk_backup_set_read_cb(struct mk_backup *bk, mk_backup_read_cb *cb, void *arg)
+{
+	bk->read_cb = cb;
+	bk->read_arg = arg;
 }
 
 void

@@ -11,6 +11,7 @@
 
 #include "mailkeep/catalog.h"
 #include "mailkeep/crypto.h"
+#include "mailkeep/header.h"
 #include "mailkeep/mem.h"
 
 enum catalog_stmt {
@@ -50,8 +51,19 @@ enum catalog_stmt {
 	STMT_VERSION_ADD,
 	STMT_VERSION_VANISH,
 	STMT_VERSIONS_AT,
+	STMT_HEADER_PUT,
+	STMT_LIST_AT,
 	STMT_COUNT,
 };
+
+/* The versions of mailbox ?3 alive at snapshot ?2, as v: two index
+ * ranges (alive now, and vanished after the snapshot), so "now" costs
+ * the live versions, not the whole history. */
+#define CATALOG_ALIVE_AT                                                       \
+	"(SELECT id FROM message_version WHERE mailbox = ?3 AND vanished IS "  \
+	"NULL AND appeared <= ?2 UNION ALL SELECT id FROM message_version "    \
+	"WHERE mailbox = ?3 AND vanished > ?2 AND appeared <= ?2) a JOIN "     \
+	"message_version v ON v.id = a.id"
 
 /* The columns of struct mk_catalog_snapshot, for the statements below. */
 #define CATALOG_SNAPSHOT_SELECT                                                \
@@ -151,13 +163,21 @@ static const char *const catalog_sql[STMT_COUNT] = {
 	[STMT_VERSIONS_AT] =
 	    "SELECT v.id, v.message, d.name, m.base, v.suffix, v.cur, "
 	    "v.mtime_ns, m.size, hb.id, bb.id, m.body IS NULL, v.appeared, "
-	    "v.vanished FROM (SELECT id FROM message_version WHERE mailbox = "
-	    "?3 AND vanished IS NULL AND appeared <= ?2 UNION ALL SELECT id "
-	    "FROM message_version WHERE mailbox = ?3 AND vanished > ?2 AND "
-	    "appeared <= ?2) a JOIN message_version v ON v.id = a.id JOIN "
+	    "v.vanished FROM " CATALOG_ALIVE_AT " JOIN "
 	    "message m ON m.id = v.message JOIN dir_name d ON d.id = v.dir "
 	    "LEFT JOIN blob hb ON hb.ref = m.header LEFT JOIN blob bb ON "
 	    "bb.ref = m.body",
+	[STMT_HEADER_PUT] =
+	    "INSERT INTO message_header (header, message_id, sender, "
+	    "recipients, subject, date) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON "
+	    "CONFLICT (header) DO NOTHING",
+	[STMT_LIST_AT] =
+	    "SELECT d.name, m.base, v.suffix, v.cur, v.mtime_ns, m.size, "
+	    "h.header IS NOT NULL, h.message_id, h.sender, h.recipients, "
+	    "h.subject, h.date FROM " CATALOG_ALIVE_AT " JOIN message m ON "
+	    "m.id = v.message JOIN dir_name d ON d.id = v.dir LEFT JOIN blob "
+	    "hb ON hb.ref = m.header LEFT JOIN message_header h ON h.header = "
+	    "hb.id ORDER BY d.name, v.mtime_ns, m.base",
 };
 
 /* Schema steps; step i brings user_version from i to i + 1. */
@@ -252,6 +272,21 @@ static const char *const catalog_migrations[MK_CATALOG_VERSION] = {
 	"  vanished INTEGER REFERENCES snapshot (id));"
 	"CREATE INDEX message_version_alive ON message_version"
 	"  (mailbox, vanished, appeared);",
+	/*
+	 * 4: the header fields people search by, per header blob (so per
+	 * message content, recorded once however many mailboxes hold it),
+	 * filled when a backup reads a message.  Keyed by the blob's id,
+	 * not its ref, because the row is written before the pack that
+	 * holds the blob is recorded.  Messages backed up before have no
+	 * row.
+	 */
+	"CREATE TABLE message_header ("
+	"  header BLOB PRIMARY KEY CHECK (length(header) = 32),"
+	"  message_id TEXT NOT NULL,"
+	"  sender TEXT NOT NULL,"
+	"  recipients TEXT NOT NULL,"
+	"  subject TEXT NOT NULL,"
+	"  date INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 struct mk_catalog {
@@ -336,15 +371,27 @@ int
 mk_catalog_open(const char *path, struct mk_catalog **cat_r, struct mk_err *err)
 {
 	struct mk_catalog *cat;
+	struct stat st;
 	int64_t dummy;
 	int fd, i;
 
 	*cat_r = NULL;
-	/* Create the file ourselves so that it is never world-readable. */
-	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
+	/*
+	 * Create the file ourselves so that it is never world-readable.  An
+	 * existing one is not opened here: closing a descriptor of it would
+	 * drop the fcntl locks that this process's other connections hold,
+	 * and another process could then delete the WAL under them.
+	 */
+	fd = open(
+	    path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	else if (errno != EEXIST)
 		return mk_err_sys(err, "open(%s)", path);
-	close(fd);
+	else if (lstat(path, &st) < 0)
+		return mk_err_sys(err, "lstat(%s)", path);
+	else if (S_ISLNK(st.st_mode))
+		return mk_err_set(err, "%s: a symbolic link", path);
 	cat = mk_xcalloc(1, sizeof(*cat));
 	cat->path = mk_xstrdup(path);
 	if (sqlite3_open_v2(path, &cat->db,
@@ -1089,18 +1136,19 @@ catalog_chunks_get(struct mk_catalog *cat, int64_t message,
 	return 0;
 }
 
-int
-mk_catalog_versions_at(struct mk_catalog *cat, const char *address,
-    int64_t snapshot, mk_catalog_version_cb *cb, void *arg, struct mk_err *err)
+/*
+ * Bind a statement over CATALOG_ALIVE_AT to the versions of address
+ * alive at snapshot: 1 bound (in *st_r), 0 unknown mailbox, -1 error.
+ */
+static int
+catalog_alive_bind(struct mk_catalog *cat, enum catalog_stmt which,
+    const char *address, int64_t snapshot, sqlite3_stmt **st_r,
+    struct mk_err *err)
 {
-	sqlite3_stmt *st;
-	uint8_t(*blobs)[MK_PACK_ID_LEN] = NULL;
-	struct mk_catalog_version v;
-	int64_t mailbox = 0;
-	size_t cap = 0;
-	int r, rc = -1;
+	sqlite3_stmt *st = cat->stmts[STMT_BK_MAILBOX_ID];
+	int64_t mailbox;
+	int r;
 
-	st = cat->stmts[STMT_BK_MAILBOX_ID];
 	if (catalog_bound(cat, st,
 		sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC),
 		err) < 0 ||
@@ -1108,12 +1156,29 @@ mk_catalog_versions_at(struct mk_catalog *cat, const char *address,
 		return -1;
 	if (r == 0)
 		return 0;
-	st = cat->stmts[STMT_VERSIONS_AT];
+	st = cat->stmts[which];
 	if (catalog_bound(cat, st,
 		sqlite3_bind_int64(st, 2, snapshot) |
 		    sqlite3_bind_int64(st, 3, mailbox),
 		err) < 0)
 		return -1;
+	*st_r = st;
+	return 1;
+}
+
+int
+mk_catalog_versions_at(struct mk_catalog *cat, const char *address,
+    int64_t snapshot, mk_catalog_version_cb *cb, void *arg, struct mk_err *err)
+{
+	sqlite3_stmt *st;
+	uint8_t(*blobs)[MK_PACK_ID_LEN] = NULL;
+	struct mk_catalog_version v;
+	size_t cap = 0;
+	int r, rc = -1;
+
+	if ((r = catalog_alive_bind(
+		 cat, STMT_VERSIONS_AT, address, snapshot, &st, err)) <= 0)
+		return r;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		memset(&v, 0, sizeof(v));
 		v.id = sqlite3_column_int64(st, 0);
@@ -1461,4 +1526,70 @@ int64_t
 mk_catalog_last_id(struct mk_catalog *cat)
 {
 	return sqlite3_last_insert_rowid(cat->db);
+}
+
+void
+mk_catalog_header_put(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
+    const void *data, size_t len)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_HEADER_PUT];
+	struct mk_header h;
+
+	mk_header_parse(data, len, &h);
+	if (sqlite3_bind_blob(st, 1, id, MK_PACK_ID_LEN, SQLITE_STATIC) |
+	    sqlite3_bind_text(st, 2, h.message_id, -1, SQLITE_STATIC) |
+	    sqlite3_bind_text(st, 3, h.from, -1, SQLITE_STATIC) |
+	    sqlite3_bind_text(st, 4, h.to, -1, SQLITE_STATIC) |
+	    sqlite3_bind_text(st, 5, h.subject, -1, SQLITE_STATIC) |
+	    sqlite3_bind_int64(st, 6, h.date))
+		goto out;
+	/* A row that cannot be written is simply not there: the search
+	 * misses it, the backup goes on. */
+	(void)sqlite3_step(st);
+out:
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+/* A text column, "" when NULL. */
+static const char *
+catalog_text(sqlite3_stmt *st, int col)
+{
+	const char *s = (const char *)sqlite3_column_text(st, col);
+
+	return s != NULL ? s : "";
+}
+
+int
+mk_catalog_list_at(struct mk_catalog *cat, const char *address,
+    int64_t snapshot, mk_catalog_listing_cb *cb, void *arg, struct mk_err *err)
+{
+	struct mk_catalog_listing l;
+	sqlite3_stmt *st;
+	int r;
+
+	if ((r = catalog_alive_bind(
+		 cat, STMT_LIST_AT, address, snapshot, &st, err)) <= 0)
+		return r;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&l, 0, sizeof(l));
+		l.dir = catalog_text(st, 0);
+		l.base = catalog_text(st, 1);
+		l.suffix = catalog_text(st, 2);
+		l.cur = sqlite3_column_int(st, 3) != 0;
+		l.mtime_ns = sqlite3_column_int64(st, 4);
+		l.size = (uint64_t)sqlite3_column_int64(st, 5);
+		l.has_header = sqlite3_column_int(st, 6) != 0;
+		l.message_id = catalog_text(st, 7);
+		l.from = catalog_text(st, 8);
+		l.to = catalog_text(st, 9);
+		l.subject = catalog_text(st, 10);
+		l.date = sqlite3_column_int64(st, 11);
+		cb(&l, arg);
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (r != SQLITE_DONE)
+		return catalog_error(cat, err, "list");
+	return 0;
 }

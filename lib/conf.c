@@ -19,9 +19,9 @@ enum conf_type {
 	CONF_CHAR, /* one character out of allowed */
 	CONF_UINT, /* a number from min to max */
 	CONF_DURATION, /* seconds, with s m h d, from min to max */
+	CONF_SIZE, /* bytes, with K M G T, from min to max */
 	CONF_ENUM, /* one word of allowed ("a|b|c"), stored as its index */
 	CONF_BOOL, /* yes/no, true/false, on/off, 1/0 */
-	CONF_SIZE, /* bytes, with K M G T, from min to max */
 };
 
 /* Sections whose keys are names (domains, addresses), not settings. */
@@ -130,6 +130,21 @@ static const struct conf_key conf_keys[] = {
 	    UINT64_C(5) << 30 },
 	{ "repository", "part_size", CONF_SIZE, CONF_AT(repo_part_size), "8M",
 	    NULL, 5u << 20, UINT64_C(5) << 30 },
+	{ "backup", "schedule", CONF_STRING, CONF_AT(backup_schedule), NULL,
+	    NULL },
+	{ "backup", "concurrency", CONF_UINT, CONF_AT(backup_concurrency), "1",
+	    NULL, 1, 64 },
+	{ "backup", "bandwidth", CONF_SIZE, CONF_AT(backup_bandwidth), "0",
+	    NULL, 0, UINT64_MAX },
+	{ "backup", "jitter", CONF_DURATION, CONF_AT(backup_jitter), "0", NULL,
+	    0, 86400 },
+	{ "backup", "run_at_start", CONF_BOOL, CONF_AT(backup_run_at_start),
+	    "no", NULL },
+	{ "restore", "doveadm", CONF_PATH, CONF_AT(restore_doveadm), NULL,
+	    NULL },
+	{ "restore", "doveadm_config", CONF_PATH,
+	    CONF_AT(restore_doveadm_config), NULL, NULL },
+	{ "restore", "root", CONF_PATH, CONF_AT(restore_root), NULL, NULL },
 };
 
 #define CONF_NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))

@@ -300,3 +300,23 @@ out:
 	close(fd);
 	return rc;
 }
+
+bool
+mk_fs_path_beneath(const char *path, const char *root)
+{
+	size_t len = strlen(root);
+	const char *p;
+
+	while (len > 1 && root[len - 1] == '/')
+		len--;
+	if (root[0] != '/' || strncmp(path, root, len) != 0 ||
+	    (len > 1 && path[len] != '/') || path[len + (len > 1)] == '\0')
+		return false;
+	for (p = path + len - (len == 1); *p != '\0'; p++)
+		if (p[0] == '/' &&
+		    (p[1] == '/' || p[1] == '\0' || strncmp(p, "/./", 3) == 0 ||
+			strcmp(p, "/.") == 0 || strncmp(p, "/../", 4) == 0 ||
+			strcmp(p, "/..") == 0))
+			return false;
+	return true;
+}

@@ -91,12 +91,15 @@ mk_client_request(const char *sock, const char *method, const char *path,
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return mk_err_sys(err, "socket");
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		if (errno == ENOENT || errno == ECONNREFUSED)
+		if (errno == ENOENT || errno == ECONNREFUSED) {
+			int saved = errno;
+
 			mk_err_set(err,
 			    "mailkeepd is not running (nothing "
 			    "answers on %s)",
 			    sock);
-		else
+			err->sys_errno = saved;
+		} else
 			mk_err_sys(err, "connect(%s)", sock);
 		goto out;
 	}
@@ -141,4 +144,10 @@ mk_client_escape(const char *s)
 	}
 	*p = '\0';
 	return out;
+}
+
+bool
+mk_client_down(const struct mk_err *err)
+{
+	return err->sys_errno == ENOENT || err->sys_errno == ECONNREFUSED;
 }

@@ -5,6 +5,8 @@
 #ifndef MAILKEEP_CLIENT_H
 #define MAILKEEP_CLIENT_H
 
+#include <stdbool.h>
+
 #include "mailkeep/err.h"
 
 struct mk_client_reply {
@@ -19,6 +21,9 @@ struct mk_client_reply {
  */
 int mk_client_request(const char *sock, const char *method, const char *path,
     const char *body, struct mk_client_reply *reply, struct mk_err *err);
+
+/* Did mk_client_request fail because no daemon listens on the socket? */
+bool mk_client_down(const struct mk_err *err);
 
 /* s with every byte but A-Z a-z 0-9 - . _ ~ @ percent-encoded, for a
  * path or query; free() the result. */

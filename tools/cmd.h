@@ -36,6 +36,8 @@ int cmd_backup(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_snapshots(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_restore(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_check(struct cmd_ctx *ctx, int argc, char **argv);
+int cmd_ls(struct cmd_ctx *ctx, int argc, char **argv);
+int cmd_diff(struct cmd_ctx *ctx, int argc, char **argv);
 
 /* Shared by backup, snapshots and restore (tools/cmd_backup.c). */
 struct json_t;
@@ -49,5 +51,44 @@ int cmd_backup_repo_open(
 void cmd_backup_time(int64_t ns, char buf[32]);
 /* Print a JSON document on one line and free it. */
 void cmd_backup_print(struct json_t *obj);
+/* Does a mailkeepd hold the lock of conf's state directory? */
+bool cmd_daemon_running(const struct mk_conf *conf);
+/*
+ * Follow a job that mailkeepd accepted (job: its JSON, borrowed) until
+ * it ends, with a progress line on stderr when that is a terminal; print
+ * the outcome (--json: the job object) and return CMD_OK when it is
+ * "done", else CMD_FAIL.
+ */
+int cmd_job_wait(
+    struct cmd_ctx *ctx, const struct mk_conf *conf, struct json_t *job);
+/*
+ * POST req (NULL: no body) to path on the control socket and follow the
+ * job it starts with cmd_job_wait(); -1 when no daemon runs (nothing
+ * logged: the caller does the work itself).
+ */
+int cmd_job_submit(struct cmd_ctx *ctx, const struct mk_conf *conf,
+    const char *path, struct json_t *req);
+
+/* Shared by ls, diff and restore (tools/cmd_snapshots.c). */
+struct mk_catalog;
+
+/* The time now in ns since the epoch. */
+int64_t cmd_now_ns(void);
+/*
+ * The snapshot of address that --snapshot ID or --at TIME names (both
+ * NULL: the newest), and its time.  Logs why not and returns CMD_FAIL
+ * (unknown mailbox, no such snapshot, nothing at that time) or
+ * CMD_USAGE (ID or TIME malformed); CMD_OK when found.
+ */
+int cmd_snapshot_pick(struct cmd_ctx *ctx, struct mk_catalog *cat,
+    const char *address, const char *id, const char *at, int64_t *snap_r,
+    int64_t *time_r);
+/* The flags of a Maildir file name's suffix (after ":2,"), or "". */
+const char *cmd_flags(const char *suffix);
+/* Is the folder directory dir fdir or one of its subfolders? */
+bool cmd_folder_within(const char *dir, const char *fdir);
+/* Open the catalog named by the configuration; logs on failure. */
+int cmd_catalog_open(
+    struct cmd_ctx *ctx, const struct mk_conf *conf, struct mk_catalog **cat_r);
 
 #endif

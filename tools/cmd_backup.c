@@ -1,8 +1,10 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,7 +16,10 @@
 #include "mailkeep/store.h"
 #include "mailkeep/str.h"
 
+#include "client.h"
 #include "cmd.h"
+
+#define BACKUP_POLL_NS 500000000L
 
 void
 cmd_backup_time(int64_t ns, char buf[32])
@@ -134,7 +139,7 @@ backup_cli_open(struct cmd_ctx *ctx, struct backup_cli *cli)
 		mk_log_error("backup", "%s", err.msg);
 		return -1;
 	}
-	return cmd_backup_repo_open(ctx, cli->conf, &cli->repo);
+	return 0;
 }
 
 static double
@@ -230,22 +235,258 @@ backup_one(struct backup_cli *cli, const char *address, const char *relpath)
 		backup_done(address, NULL, &err, cli);
 }
 
+bool
+cmd_daemon_running(const struct mk_conf *conf)
+{
+	char path[4096];
+	bool running;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/mailkeepd.lock", conf->state_dir);
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return false;
+	running = flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+	close(fd);
+	return running;
+}
+
+/* An integer member of the "mailboxes" member of a job. */
+static json_int_t
+backup_job_count(json_t *job, const char *key)
+{
+	return json_integer_value(
+	    json_object_get(json_object_get(job, "mailboxes"), key));
+}
+
+static bool
+backup_job_finished(json_t *job)
+{
+	const char *state = json_string_value(json_object_get(job, "state"));
+
+	return state != NULL && strcmp(state, "queued") != 0 &&
+	    strcmp(state, "running") != 0;
+}
+
+/* One line saying where a job is: the progress line, then the result. */
+static void
+backup_job_line(json_t *job, char *buf, size_t size)
+{
+	json_t *progress = json_object_get(job, "progress");
+	const char *folder = json_string_value(
+	    json_object_get(json_object_get(job, "result"), "folder"));
+	char read[32], stored[32];
+
+	mk_str_format_size(
+	    (uint64_t)json_integer_value(json_object_get(job, "bytes_read")),
+	    read, sizeof(read));
+	mk_str_format_size(
+	    (uint64_t)json_integer_value(json_object_get(job, "bytes_stored")),
+	    stored, sizeof(stored));
+	if (progress != NULL) {
+		snprintf(buf, size,
+		    "job %lld %s %s: %lld of %lld messages, %s restored%s%s",
+		    (long long)json_integer_value(json_object_get(job, "id")),
+		    json_string_value(json_object_get(job, "kind")),
+		    json_string_value(json_object_get(job, "state")),
+		    (long long)json_integer_value(
+			json_object_get(progress, "messages")),
+		    (long long)json_integer_value(
+			json_object_get(progress, "messages_total")),
+		    read, folder != NULL ? " into folder " : "",
+		    folder != NULL ? folder : "");
+		return;
+	}
+	snprintf(buf, size,
+	    "job %lld %s: %lld of %lld mailboxes backed up, %lld failed, %s "
+	    "read, %s stored",
+	    (long long)json_integer_value(json_object_get(job, "id")),
+	    json_string_value(json_object_get(job, "state")),
+	    (long long)backup_job_count(job, "done"),
+	    (long long)backup_job_count(job, "total"),
+	    (long long)backup_job_count(job, "failed"), read, stored);
+}
+
+/*
+ * Follow a job of the daemon until it finishes (a progress line on a
+ * terminal), then say how it went; the exit status is its outcome.
+ */
+int
+cmd_job_wait(struct cmd_ctx *ctx, const struct mk_conf *conf, json_t *job)
+{
+	bool tty = isatty(STDERR_FILENO) && !ctx->json;
+	struct timespec pause = { 0, BACKUP_POLL_NS };
+	json_int_t id = json_integer_value(json_object_get(job, "id"));
+	struct mk_client_reply reply;
+	const char *state;
+	json_error_t jerr;
+	struct mk_err err;
+	char path[64], line[256];
+	size_t i;
+	json_t *e;
+	int rc;
+
+	json_incref(job);
+	snprintf(path, sizeof(path), "/v1/jobs/%lld", (long long)id);
+	while (!backup_job_finished(job)) {
+		if (tty) {
+			backup_job_line(job, line, sizeof(line));
+			fprintf(stderr, "\r%s\033[K", line);
+		}
+		nanosleep(&pause, NULL);
+		if (mk_client_request(conf->control_socket, "GET", path, NULL,
+			&reply, &err) < 0) {
+			mk_log_error(ctx->name, "while job %lld ran: %s",
+			    (long long)id, err.msg);
+			json_decref(job);
+			return CMD_FAIL;
+		}
+		json_decref(job);
+		job = reply.status == 200 ? json_loads(reply.body, 0, &jerr)
+					  : NULL;
+		if (job == NULL) {
+			mk_log_error(ctx->name,
+			    "job %lld: mailkeepd answered "
+			    "%d: %.200s",
+			    (long long)id, reply.status, reply.body);
+			free(reply.body);
+			return CMD_FAIL;
+		}
+		free(reply.body);
+	}
+	if (tty)
+		fprintf(stderr, "\r\033[K");
+	json_array_foreach(json_object_get(job, "errors"), i, e)
+	{
+		const char *mb =
+		    json_string_value(json_object_get(e, "mailbox"));
+
+		mk_log_error(ctx->name, "%s%s%s", mb != NULL ? mb : "",
+		    mb != NULL ? ": " : "",
+		    json_string_value(json_object_get(e, "error")));
+	}
+	state = json_string_value(json_object_get(job, "state"));
+	rc = strcmp(state, "done") == 0 ? CMD_OK : CMD_FAIL;
+	if (ctx->json)
+		cmd_backup_print(json_incref(job));
+	else {
+		backup_job_line(job, line, sizeof(line));
+		printf("%s\n", line);
+	}
+	json_decref(job);
+	return rc;
+}
+
+int
+cmd_job_submit(struct cmd_ctx *ctx, const struct mk_conf *conf,
+    const char *path, json_t *req)
+{
+	struct mk_client_reply reply;
+	json_t *job = NULL;
+	json_error_t jerr;
+	struct mk_err err;
+	char *body = NULL;
+	int rc = CMD_FAIL;
+
+	if (req != NULL && (body = json_dumps(req, JSON_COMPACT)) == NULL) {
+		mk_log_error(ctx->name, "cannot encode the request");
+		return CMD_FAIL;
+	}
+	if (mk_client_request(conf->control_socket, "POST", path,
+		req != NULL ? body : NULL, &reply, &err) < 0) {
+		if (mk_client_down(&err))
+			rc = -1;
+		else
+			mk_log_error(ctx->name, "%s", err.msg);
+		goto out;
+	}
+	if (reply.status != 202 ||
+	    (job = json_loads(reply.body, 0, &jerr)) == NULL) {
+		mk_log_error(ctx->name, "mailkeepd answered %d: %.300s",
+		    reply.status, reply.body);
+		free(reply.body);
+		goto out;
+	}
+	free(reply.body);
+	rc = cmd_job_wait(ctx, conf, job);
+out:
+	json_decref(job);
+	free(body);
+	return rc;
+}
+
+/*
+ * Submit "backup run" to the daemon and wait: 0 or 1 as the job ends,
+ * 2 on bad usage, -1 when no daemon runs (the caller backs up itself).
+ */
+static int
+backup_run_daemon(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct mk_conf *conf = NULL;
+	json_t *names = json_array(), *req = NULL;
+	int i, rc = CMD_FAIL;
+
+	if (cmd_conf(ctx, &conf) < 0)
+		goto out;
+	for (i = 0; i < argc; i++) {
+		json_t *name = json_string(argv[i]);
+
+		if (name == NULL) {
+			mk_log_error(ctx->name, "'%s' is not UTF-8", argv[i]);
+			rc = CMD_USAGE;
+			goto out;
+		}
+		json_array_append_new(names, name);
+	}
+	if (argc > 0)
+		req = json_pack("{s:O}", "mailboxes", names);
+	rc = cmd_job_submit(ctx, conf, "/v1/backup", req);
+out:
+	json_decref(req);
+	json_decref(names);
+	mk_conf_free(&conf);
+	return rc;
+}
+
 static int
 backup_run(struct cmd_ctx *ctx, int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		{ "offline", no_argument, NULL, 'o' },
+		{ NULL, 0, NULL, 0 },
+	};
 	char id[MK_SNAPSHOT_RUN_ID_LEN + 1], relpath[4096];
 	struct mk_store_list *list = NULL;
 	char read[32], stored[32];
 	struct backup_cli cli;
 	struct mk_err err;
 	int64_t run = 0, start;
-	int i, j, status = CMD_FAIL;
+	int i, j, ch, status = CMD_FAIL;
+	bool offline = false;
 	size_t k;
 
 	optind = 0;
-	if (getopt(argc, argv, "+") != -1)
-		return cmd_usage(ctx);
+	while ((ch = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+		if (ch != 'o')
+			return cmd_usage(ctx);
+		offline = true;
+	}
+	if (!offline &&
+	    (status = backup_run_daemon(ctx, argc - optind, argv + optind)) >=
+		0)
+		return status;
+	status = CMD_FAIL;
+	memset(&cli, 0, sizeof(cli));
+	cli.rootfd = -1;
 	if (backup_cli_open(ctx, &cli) < 0)
+		goto out;
+	if (offline && cmd_daemon_running(cli.conf)) {
+		mk_log_error(ctx->name,
+		    "mailkeepd is running on %s: leave out --offline, it "
+		    "runs the backup",
+		    cli.conf->state_dir);
+		goto out;
+	}
+	if (cmd_backup_repo_open(ctx, cli.conf, &cli.repo) < 0)
 		goto out;
 	if (optind == argc && mk_store_list(cli.store, &list, &err) < 0) {
 		mk_log_error("backup", "%s", err.msg);

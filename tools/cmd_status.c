@@ -66,39 +66,105 @@ status_print(json_t *doc)
 	    (long long)status_int(doc, "audit", "drift_mailboxes"));
 }
 
-int
-cmd_status(struct cmd_ctx *ctx, int argc, char **argv)
+/* A string member of a member, or "-". */
+static const char *
+status_str(json_t *doc, const char *obj, const char *key)
+{
+	const char *s =
+	    json_string_value(json_object_get(json_object_get(doc, obj), key));
+
+	return s != NULL ? s : "-";
+}
+
+#define STATUS_JOBS_SHOWN 5
+
+/* The schedule, the last backups, and the latest jobs. */
+static void
+status_print_jobs(json_t *doc, json_t *jobs)
+{
+	size_t n = json_array_size(jobs), i;
+	char read[32], stored[32];
+
+	printf("backups    schedule %s, next %s; %lld mailboxes backed up, "
+	       "%lld never, oldest last success %s\n",
+	    status_str(doc, "backup", "schedule"),
+	    status_str(doc, "backup", "next"),
+	    (long long)status_int(doc, "backup", "mailboxes_backed_up"),
+	    (long long)status_int(doc, "backup", "mailboxes_never"),
+	    status_str(doc, "backup", "oldest_last_success"));
+	for (i = n > STATUS_JOBS_SHOWN ? n - STATUS_JOBS_SHOWN : 0; i < n;
+	     i++) {
+		json_t *j = json_array_get(jobs, i);
+
+		mk_str_format_size((uint64_t)json_integer_value(
+				       json_object_get(j, "bytes_read")),
+		    read, sizeof(read));
+		mk_str_format_size((uint64_t)json_integer_value(
+				       json_object_get(j, "bytes_stored")),
+		    stored, sizeof(stored));
+		printf("job %-6lld %s %s (%s): %lld of %lld mailboxes, %lld "
+		       "failed, %s read, %s stored, started %s\n",
+		    (long long)json_integer_value(json_object_get(j, "id")),
+		    json_string_value(json_object_get(j, "kind")),
+		    json_string_value(json_object_get(j, "state")),
+		    json_string_value(json_object_get(j, "trigger")),
+		    (long long)status_int(j, "mailboxes", "done"),
+		    (long long)status_int(j, "mailboxes", "total"),
+		    (long long)status_int(j, "mailboxes", "failed"), read,
+		    stored,
+		    json_is_string(json_object_get(j, "started"))
+			? json_string_value(json_object_get(j, "started"))
+			: "not yet");
+	}
+}
+
+/* GET path from the status socket as JSON; logs on failure. */
+static json_t *
+status_get(const struct mk_conf *conf, const char *path)
 {
 	struct mk_client_reply reply;
-	struct mk_conf *conf = NULL;
 	json_error_t jerr;
 	struct mk_err err;
 	json_t *doc = NULL;
+
+	if (mk_client_request(
+		conf->status_socket, "GET", path, NULL, &reply, &err) < 0) {
+		mk_log_error("status", "%s", err.msg);
+		return NULL;
+	}
+	if (reply.status != 200 ||
+	    (doc = json_loads(reply.body, 0, &jerr)) == NULL)
+		mk_log_error("status", "%s: mailkeepd answered %d: %.200s",
+		    path, reply.status, reply.body);
+	free(reply.body);
+	return doc;
+}
+
+int
+cmd_status(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct mk_conf *conf = NULL;
+	json_t *doc = NULL, *jobs = NULL;
 	int rc = CMD_FAIL;
 
 	if (getopt(argc, argv, "+") != -1 || optind != argc)
 		return cmd_usage(ctx);
 	if (cmd_conf(ctx, &conf) < 0)
 		return CMD_FAIL;
-	if (mk_client_request(conf->status_socket, "GET", "/v1/status", NULL,
-		&reply, &err) < 0) {
-		mk_log_error("status", "%s", err.msg);
+	if ((doc = status_get(conf, "/v1/status")) == NULL ||
+	    (jobs = status_get(conf, "/v1/jobs")) == NULL)
 		goto out;
-	}
-	if (reply.status != 200 ||
-	    (doc = json_loads(reply.body, 0, &jerr)) == NULL) {
-		mk_log_error("status", "mailkeepd answered %d: %.200s",
-		    reply.status, reply.body);
-		goto out;
-	}
-	if (ctx->json)
-		fputs(reply.body, stdout);
-	else
+	if (ctx->json) {
+		json_object_set(doc, "jobs", json_object_get(jobs, "jobs"));
+		cmd_backup_print(json_incref(doc));
+	} else {
 		status_print(doc);
+		status_print_jobs(doc, json_object_get(jobs, "jobs"));
+	}
 	rc = CMD_OK;
 out:
 	json_decref(doc);
-	free(reply.body);
+	json_decref(jobs);
 	mk_conf_free(&conf);
 	return rc;
 }

@@ -61,10 +61,15 @@ static const struct cmd_entry cmd_table[] = {
 	    "given opens.  rebuild-catalog replaces the catalog's backup "
 	    "tables with what\n"
 	    "the repository holds, in one transaction." },
-	{ "backup", cmd_backup, "backup run [MAILBOX...] | backup list [RUN]",
+	{ "backup", cmd_backup,
+	    "backup run [--offline] [MAILBOX...] | backup list [RUN]",
 	    "Back up mailboxes into the repository: run backs up the named\n"
 	    "mailboxes, or every mailbox of the store, reading only new\n"
-	    "message files, and prints what each cost.  list shows the runs\n"
+	    "message files.  When mailkeepd runs, the run is a job of the\n"
+	    "daemon: this command submits it, shows its progress on a\n"
+	    "terminal and waits for it.  Otherwise, or with --offline, it\n"
+	    "runs in this process and prints what each mailbox cost.  list "
+	    "shows the runs\n"
 	    "the repository holds; with a RUN id (8 or more hex digits) the\n"
 	    "mailbox snapshots of that run.  The repository and its key come\n"
 	    "from [repository] location and key_file, or "
@@ -72,14 +77,52 @@ static const struct cmd_entry cmd_table[] = {
 	{ "snapshots", cmd_snapshots, "snapshots [MAILBOX]",
 	    "List the snapshots in the catalog, of one mailbox or of all,\n"
 	    "with the ids that restore takes." },
-	{ "restore", cmd_restore, "restore MAILBOX --snapshot ID --to DIR",
-	    "Write MAILBOX as it was at snapshot ID into DIR, an empty (or\n"
-	    "new) directory, as a Maildir++ tree: folders, messages under\n"
-	    "their original names and mtimes, dovecot-uidlist,\n"
-	    "dovecot-keywords and subscriptions.  Only this form exists for\n"
-	    "now: restoring into the live mailbox, a folder or a message\n"
-	    "alone, by time (--at), and mbox or eml exports are not built\n"
-	    "yet." },
+	{ "ls", cmd_ls,
+	    "ls MAILBOX [--at TIME | --snapshot ID] [--folder F] "
+	    "[--search QUERY]",
+	    "List the messages of a snapshot (the newest by default; --at\n"
+	    "picks the last one at or before TIME), of one folder with its\n"
+	    "subfolders, or those QUERY matches.  ID is the message's base\n"
+	    "name, which restore --message takes.\n"
+	    "TIME: \"2026-11-24 14:00\", \"2026-11-24\", ISO 8601, "
+	    "\"yesterday\", \"3 days ago\".\n"
+	    "QUERY: terms that must all match: from:X to:X subject:X\n"
+	    "message-id:X since:TIME before:TIME larger:SIZE smaller:SIZE\n"
+	    "or plain words (From, To or Subject); quote values with spaces:\n"
+	    "  --search 'from:otto subject:\"Angebot Küche\" "
+	    "since:yesterday'" },
+	{ "diff", cmd_diff, "diff MAILBOX SNAP1 SNAP2",
+	    "What changed between two snapshots of a mailbox, per folder:\n"
+	    "messages added, removed (a move shows as both) and flags "
+	    "changed." },
+	{ "restore", cmd_restore,
+	    "restore MAILBOX [--at TIME | --snapshot ID] [--folder F] "
+	    "[--message ID]\n"
+	    "               [--to new-folder|original|DIR] "
+	    "[--format maildir|mbox|eml] [--force]\n"
+	    "               [--offline]",
+	    "Give back what a snapshot held (the newest by default): the\n"
+	    "whole mailbox, a folder with its subfolders (--folder), or one\n"
+	    "message (--message, the ID that ls shows).\n"
+	    "  --to new-folder  (default) into the live mailbox under\n"
+	    "                   Restored-<date>/<original folders>; nothing\n"
+	    "                   existing changes\n"
+	    "  --to original    only what is missing, back where it was; "
+	    "never\n"
+	    "                   overwrites or duplicates (by name and "
+	    "content)\n"
+	    "  --to DIR         a fresh directory (empty or new): a Maildir++\n"
+	    "                   tree (a whole mailbox keeps Dovecot's UIDs),\n"
+	    "                   or an export with --format mbox (a file per\n"
+	    "                   folder) or eml (a directory per folder)\n"
+	    "Into the live mailbox it goes through doveadm import when\n"
+	    "[restore] doveadm is set.  A restore the quota has no room for\n"
+	    "is refused unless --force.  Exit 1 names what could not be\n"
+	    "restored.  When mailkeepd runs, it does the restore as a job\n"
+	    "(progress on a terminal, cancel with POST\n"
+	    "/v1/jobs/<id>/cancel): into the live mailbox, or into a DIR\n"
+	    "beneath [restore] root; other directories, and --offline, are\n"
+	    "written by this process." },
 	{ "check", cmd_check, "check [--sample PERCENT] [--json]",
 	    "Verify the repository and the catalog against each other: every\n"
 	    "pack's header and index, every blob the catalog records at its\n"

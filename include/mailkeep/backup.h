@@ -102,6 +102,17 @@ int mk_backup_new(struct mk_repo *repo, struct mk_catalog *cat, int64_t run,
 void mk_backup_free(struct mk_backup **bkp);
 
 /*
+ * Called after each read from a message file with the bytes just read,
+ * on the session's thread: it may sleep (a bandwidth limit) and count
+ * (progress).  Returning -1 with err set stops mk_backup_mailbox(), which
+ * then fails with that error and records nothing of the mailbox (a
+ * cancel).  NULL: no callback.
+ */
+typedef int mk_backup_read_cb(uint64_t bytes, void *arg, struct mk_err *err);
+void mk_backup_set_read_cb(
+    struct mk_backup *bk, mk_backup_read_cb *cb, void *arg);
+
+/*
  * Back up the Maildir at relpath beneath rootfd (no symbolic link on the
  * way) as address.  On success the snapshot is committed and *stats_r
  * tells what it cost; on failure nothing of this mailbox is recorded

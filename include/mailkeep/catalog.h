@@ -21,7 +21,7 @@
 struct mk_catalog;
 
 /* The schema version this build writes. */
-#define MK_CATALOG_VERSION 3
+#define MK_CATALOG_VERSION 4
 
 /*
  * Open (creating with mode 0600) and migrate the catalog at path.
@@ -279,6 +279,42 @@ struct mk_catalog_damage {
 typedef void mk_catalog_damage_cb(const struct mk_catalog_damage *d, void *arg);
 int mk_catalog_damage_each(struct mk_catalog *cat, mk_catalog_damage_cb *cb,
     void *arg, struct mk_err *err);
+
+/*
+ * The header index (schema version 4).  Parse the header section data
+ * of the header blob id (mk_header_parse) and record its fields, once
+ * per id.  Never fails: a row that cannot be written is left out (the
+ * search then misses that message).  Runs in or out of a transaction.
+ */
+void mk_catalog_header_put(struct mk_catalog *cat,
+    const uint8_t id[MK_PACK_ID_LEN], const void *data, size_t len);
+
+/* A message of a mailbox at a snapshot, for listing and searching.
+ * Strings are borrowed (valid during a callback), "" when unknown. */
+struct mk_catalog_listing {
+	const char *dir; /* "" for INBOX, ".Sent" */
+	const char *base;
+	const char *suffix;
+	bool cur;
+	int64_t mtime_ns; /* the INTERNALDATE */
+	uint64_t size;
+	bool has_header; /* false: backed up before the header index */
+	const char *message_id;
+	const char *from;
+	const char *to; /* To and Cc */
+	const char *subject;
+	int64_t date; /* Date field, seconds since the epoch, 0 unknown */
+};
+
+/*
+ * Call cb for each message of a mailbox alive at snapshot, ordered by
+ * folder directory, mtime and base name.  An unknown mailbox lists
+ * nothing.  cb runs while the query does: it must not use the catalog.
+ */
+typedef void mk_catalog_listing_cb(
+    const struct mk_catalog_listing *l, void *arg);
+int mk_catalog_list_at(struct mk_catalog *cat, const char *address,
+    int64_t snapshot, mk_catalog_listing_cb *cb, void *arg, struct mk_err *err);
 
 /* Fold the WAL into the database and truncate it (after a run). */
 int mk_catalog_checkpoint(struct mk_catalog *cat, struct mk_err *err);

@@ -93,6 +93,19 @@ struct mk_conf {
 	uint64_t repo_timeout; /* seconds */
 	uint64_t repo_multipart_threshold; /* bytes */
 	uint64_t repo_part_size; /* bytes */
+
+	/* [backup]: runs in mailkeepd */
+	char *backup_schedule; /* a cron expression, or NULL: none */
+	uint64_t backup_concurrency; /* mailboxes backed up at once */
+	uint64_t backup_bandwidth; /* bytes read per second; 0: no limit */
+	uint64_t backup_jitter; /* seconds: a scheduled start is delayed by
+				   up to this, at random */
+	bool backup_run_at_start; /* one run when the daemon starts */
+
+	/* [restore] */
+	char *restore_doveadm; /* restores into live mailboxes go through it */
+	char *restore_doveadm_config; /* its -c; default: Dovecot's own */
+	char *restore_root; /* mailkeepd restores to directories only here */
 };
 
 /* A configuration holding every default. */

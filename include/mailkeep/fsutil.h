@@ -5,6 +5,7 @@
 #ifndef MAILKEEP_FSUTIL_H
 #define MAILKEEP_FSUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -76,6 +77,10 @@ int mk_fs_write_atomic(int dirfd, const char *name, const void *data,
 
 /* Create path and its missing parents with mode (like mkdir -p). */
 int mk_fs_mkdir_p(const char *path, mode_t mode, struct mk_err *err);
+
+/* Is path an absolute path strictly beneath the directory root, with no
+ * empty, "." or ".." component (the text only; nothing is resolved)? */
+bool mk_fs_path_beneath(const char *path, const char *root);
 
 /* Read a whole small file (at most max bytes) into a NUL-ended buffer. */
 int mk_fs_read_file(const char *path, size_t max, char **data_r, size_t *len_r,

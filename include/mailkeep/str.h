@@ -42,6 +42,10 @@ int mk_str_parse_duration(
  */
 size_t mk_str_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp_r);
 
+/* Encode code point cp (at most U+10FFFF) as UTF-8 into out; returns
+ * its length, 1 to 4. */
+size_t mk_str_utf8_encode(uint32_t cp, char out[4]);
+
 /* Format bytes for people ("352.1 KiB") into buf. */
 void mk_str_format_size(uint64_t bytes, char *buf, size_t size);
 

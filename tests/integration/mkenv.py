@@ -200,6 +200,43 @@ def maildir_usage(maildir):
     return _usage_shape(folders)
 
 
+def store_maildirs(root):
+    """{address: Maildir path} of a store laid out as
+    ROOT/<domain>/<user>/Maildir (bench/gen-corpus.py's layout)."""
+    out = {}
+    for domain in sorted(os.listdir(root)):
+        for user in sorted(os.listdir(os.path.join(root, domain))):
+            path = os.path.join(root, domain, user, "Maildir")
+            if os.path.isdir(path):
+                out[f"{user}@{domain}"] = path
+    return out
+
+
+def maildir_tree(maildir):
+    """What a restore must give back: {path: (bytes, mtime_ns)} for files,
+    {path + "/": None} for directories; the contents of tmp/ left out."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(maildir):
+        rel = os.path.relpath(dirpath, maildir)
+        out[rel + "/"] = None
+        if os.path.basename(dirpath) == "tmp":
+            continue
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as f:
+                out[os.path.join(rel, name)] = (f.read(), os.lstat(path).st_mtime_ns)
+    return out
+
+
+def count_messages(maildir):
+    """Message files (not starting with '.') in new/ and cur/ of a tree."""
+    n = 0
+    for dirpath, _, filenames in os.walk(maildir):
+        if os.path.basename(dirpath) in ("new", "cur"):
+            n += sum(1 for f in filenames if not f.startswith("."))
+    return n
+
+
 def make_maildir(path, *folders):
     """mkdir -p a Maildir++ (cur, new, tmp) and its folders (".Name")."""
     for d in ["", *folders]:

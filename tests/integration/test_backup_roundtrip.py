@@ -29,28 +29,13 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mkenv import BIN_DIR, Checks, run_mailkeep  # noqa: E402
+from mkenv import (BIN_DIR, Checks, count_messages,  # noqa: E402
+                   maildir_tree as tree, run_mailkeep, store_maildirs)
 
 SOURCE_DIR = os.environ.get("MK_SOURCE_DIR", os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 GEN_CORPUS = os.path.join(SOURCE_DIR, "bench", "gen-corpus.py")
 MAILBOXES = 5
-
-
-def tree(maildir):
-    """What a restore must give back: {path: (bytes, mtime_ns)} for files,
-    {path + "/": None} for directories; the contents of tmp/ left out."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(maildir):
-        rel = os.path.relpath(dirpath, maildir)
-        out[rel + "/"] = None
-        if os.path.basename(dirpath) == "tmp":
-            continue
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as f:
-                out[os.path.join(rel, name)] = (f.read(), os.lstat(path).st_mtime_ns)
-    return out
 
 
 def first_difference(got, want):
@@ -60,14 +45,6 @@ def first_difference(got, want):
                      "missing" if key not in got else "differs")
             return f"{key}: {where}"
     return None
-
-
-def count_messages(maildir):
-    n = 0
-    for dirpath, _, filenames in os.walk(maildir):
-        if os.path.basename(dirpath) in ("new", "cur"):
-            n += sum(1 for f in filenames if not f.startswith("."))
-    return n
 
 
 def folders(maildir):
@@ -82,13 +59,7 @@ class Store:
         self.root, self.rng, self.clock, self.seq = root, rng, 1794000000, 0
 
     def maildirs(self):
-        out = {}
-        for domain in sorted(os.listdir(self.root)):
-            for user in sorted(os.listdir(os.path.join(self.root, domain))):
-                path = os.path.join(self.root, domain, user, "Maildir")
-                if os.path.isdir(path):
-                    out[f"{user}@{domain}"] = path
-        return out
+        return store_maildirs(self.root)
 
     def deliver(self, maildir, data, folder=""):
         """As Dovecot's LDA: write in tmp/, rename into new/."""
@@ -375,13 +346,16 @@ def scenario(check, rng, tmp):
     res = run_mailkeep(*env, "restore", addresses[1], "--snapshot", sid, "--to",
                        os.path.join(tmp, "elsewhere"))
     check("restore of another mailbox's snapshot fails",
-          res.returncode == 1 and "not of" in res.stderr, res.stderr)
-    res = run_mailkeep(*env, "restore", addresses[0], "--to", os.path.join(tmp, "x"))
-    check.equal("restore without --snapshot is bad usage", res.returncode, 2)
+          res.returncode == 1 and "no snapshot" in res.stderr
+          and not os.path.exists(os.path.join(tmp, "elsewhere")), res.stderr)
+    res = run_mailkeep(*env, "restore", addresses[0], "--snapshot", "x",
+                       "--to", os.path.join(tmp, "x"))
+    check.equal("restore with a malformed --snapshot is bad usage",
+                res.returncode, 2)
     res = run_mailkeep("help", "restore")
-    check("help restore says only this form exists",
-          "Only this form" in res.stdout and "--snapshot ID --to DIR" in res.stdout,
-          res.stdout)
+    check("help restore names the targets and formats",
+          "--to new-folder|original|DIR" in res.stdout
+          and "--format maildir|mbox|eml" in res.stdout, res.stdout)
 
     # The runs as the repository has them agree with the catalog.
     res = run_mailkeep(*env, "--json", "backup", "list")

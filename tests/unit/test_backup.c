@@ -815,6 +815,81 @@ test_backup_restore_refusals(void **state)
 	assert_int_equal(rs.folders, 1);
 }
 
+static void
+count_snapshot_cb(const struct mk_catalog_snapshot *snap, void *arg)
+{
+	(void)snap;
+	(*(size_t *)arg)++;
+}
+
+static size_t
+count_snapshots(const char *address)
+{
+	struct mk_err err;
+	size_t n = 0;
+
+	if (mk_catalog_snapshots(cat, address, count_snapshot_cb, &n, &err) < 0)
+		fail_msg("%s", err.msg);
+	return n;
+}
+
+/* A read callback that counts, and refuses once past a limit. */
+struct read_limit {
+	uint64_t seen;
+	uint64_t stop_after;
+};
+
+static int
+read_limit_cb(uint64_t bytes, void *arg, struct mk_err *err)
+{
+	struct read_limit *rl = arg;
+
+	rl->seen += bytes;
+	if (rl->seen > rl->stop_after)
+		return mk_err_set(err, "cancelled");
+	return 0;
+}
+
+static void
+test_backup_read_cb_counts_and_stops(void **state)
+{
+	char id[MK_SNAPSHOT_RUN_ID_LEN + 1];
+	struct read_limit rl = { 0, 10 };
+	struct mk_backup *bk = NULL;
+	struct mk_backup_stats s;
+	struct mk_err err;
+	int64_t run;
+
+	(void)state;
+	fx_maildir(dir, "store/h/Maildir");
+	put_text("h/Maildir/cur/1.M1P1.h:2,S", "X: 1\n\nfirst message\n");
+	put_text("h/Maildir/new/2.M2P1.h", "X: 2\n\nsecond message\n");
+	if (mk_backup_run_begin(repo, cat, &run, id, &err) < 0 ||
+	    mk_backup_new(repo, cat, run, &bk, &err) < 0)
+		fail_msg("%s", err.msg);
+	/* Stopped by the callback: nothing of the mailbox is recorded. */
+	mk_backup_set_read_cb(bk, read_limit_cb, &rl);
+	assert_int_equal(mk_backup_mailbox(bk, rootfd, "h/Maildir",
+			     "h@example.org", &s, &err),
+	    -1);
+	assert_non_null(strstr(err.msg, "cancelled"));
+	assert_int_equal(count_snapshots("h@example.org"), 0);
+	/* Let through: it saw every byte of both messages, once. */
+	rl.seen = 0;
+	rl.stop_after = UINT64_MAX;
+	if (mk_backup_mailbox(
+		bk, rootfd, "h/Maildir", "h@example.org", &s, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_true(rl.seen == s.read_bytes);
+	assert_true(s.read_bytes ==
+	    strlen("X: 1\n\nfirst message\n") +
+		strlen("X: 2\n\nsecond message\n"));
+	assert_int_equal(count_snapshots("h@example.org"), 1);
+	mk_backup_free(&bk);
+	if (mk_backup_run_end(repo, cat, run, &err) < 0)
+		fail_msg("%s", err.msg);
+}
+
 int
 main(void)
 {
@@ -840,6 +915,9 @@ main(void)
 		    bk_teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_backup_restore_refusals, bk_setup, bk_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_backup_read_cb_counts_and_stops, bk_setup,
+		    bk_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,9 @@
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -213,6 +216,50 @@ test_catalog_blob_get_into_its_own_key(void **state)
 	mk_catalog_close(&cat);
 }
 
+/*
+ * A second connection opened in a process must not drop the locks of
+ * the first (closing any descriptor of a file drops the process's fcntl
+ * locks on it): else another process closing what it thinks is the last
+ * connection deletes the WAL under the first, whose next query fails
+ * with a disk I/O error.  Another process must still see a lock.
+ */
+static void
+test_catalog_second_open_keeps_locks(void **state)
+{
+	struct mk_mailbox_usage *mu = usage("a@b.c", 5, 0), *got = NULL;
+	struct mk_catalog *a = NULL, *b = NULL;
+	struct mk_err err;
+	pid_t pid;
+	int status;
+
+	(void)state;
+	assert_int_equal(mk_catalog_open(fx_path(dir, "l.db"), &a, &err), 0);
+	put(a, mu, 1);
+	assert_int_equal(mk_catalog_get_usage(a, "a@b.c", &got, &err), 1);
+	mk_mailbox_usage_free(&got);
+	assert_int_equal(mk_catalog_open(fx_path(dir, "l.db"), &b, &err), 0);
+	mk_catalog_close(&b);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+		int fd = open(fx_path(dir, "l.db"), O_RDONLY);
+
+		if (fd < 0 || fcntl(fd, F_GETLK, &fl) < 0)
+			_exit(2);
+		_exit(fl.l_type == F_UNLCK);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	put(a, mu, 2);
+	if (mk_catalog_get_usage(a, "a@b.c", &got, &err) != 1)
+		fail_msg("%s", err.msg);
+	mk_mailbox_usage_free(&got);
+	mk_mailbox_usage_free(&mu);
+	mk_catalog_close(&a);
+}
+
 int
 main(void)
 {
@@ -230,6 +277,9 @@ main(void)
 		    test_catalog_reopen_keeps_data, cat_setup, cat_teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_catalog_blob_get_into_its_own_key, cat_setup,
+		    cat_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_catalog_second_open_keeps_locks, cat_setup,
 		    cat_teardown),
 	};
 
