@@ -67,22 +67,6 @@ hd_put_text(struct hd_out *o, const unsigned char *s, size_t len, bool latin1)
 }
 
 static int
-hd_b64(int c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-static int
 hd_hex(int c)
 {
 	if (c >= '0' && c <= '9')
@@ -140,7 +124,7 @@ hd_word(struct hd_out *o, const char *s, size_t len)
 		if (enc == 'B') {
 			if (c == '=')
 				break;
-			if ((v = hd_b64(c)) < 0)
+			if ((v = mk_str_b64_value(c, '/')) < 0)
 				return 0;
 			acc = (acc << 6) | (unsigned)v;
 			if ((bits += 6) >= 8) {

@@ -118,22 +118,6 @@ maildir_put_utf8(char *buf, size_t size, size_t *pos, unsigned cp)
 	return 0;
 }
 
-static int
-maildir_b64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == ',')
-		return 63;
-	return -1;
-}
-
 /*
  * Decode one modified UTF-7 run "&...-" starting after the '&' at *pp;
  * leaves *pp after the '-'.
@@ -146,7 +130,7 @@ maildir_decode_b64(const char **pp, char *buf, size_t size, size_t *pos)
 	int v;
 
 	for (; *p != '-'; p++) {
-		if ((v = maildir_b64_value(*p)) < 0)
+		if ((v = mk_str_b64_value(*p, ',')) < 0)
 			return -1;
 		bits = (bits << 6) | (unsigned)v;
 		nbits += 6;

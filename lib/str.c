@@ -167,6 +167,22 @@ mk_str_format_size(uint64_t bytes, char *buf, size_t size)
 		snprintf(buf, size, "%.1f %s", v, units[u]);
 }
 
+int
+mk_str_b64_value(int c, int c63)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == c63)
+		return 63;
+	return -1;
+}
+
 size_t
 mk_str_utf8_encode(uint32_t cp, char out[4])
 {

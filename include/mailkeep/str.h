@@ -42,6 +42,10 @@ int mk_str_parse_duration(
  */
 size_t mk_str_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp_r);
 
+/* The value of a base64 digit c, with c63 as the 63rd digit ('/' in
+ * base64, ',' in IMAP's modified UTF-7), or -1. */
+int mk_str_b64_value(int c, int c63);
+
 /* Encode code point cp (at most U+10FFFF) as UTF-8 into out; returns
  * its length, 1 to 4. */
 size_t mk_str_utf8_encode(uint32_t cp, char out[4]);
