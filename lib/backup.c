@@ -431,8 +431,8 @@ static int
 bk_blob_known(
     struct mk_backup *bk, const uint8_t id[MK_PACK_ID_LEN], struct mk_err *err)
 {
-	if (mk_hmap_get(bk->pending, mk_pack_id_key(id), mk_pack_id_match, id) !=
-	    NULL) {
+	if (mk_hmap_get(bk->pending, mk_pack_id_key(id), mk_pack_id_match,
+		id) != NULL) {
 		bk->open_used = true;
 		return 1;
 	}
@@ -601,9 +601,14 @@ bk_result(struct bk_mailbox *mb, struct bk_job *job)
 		return;
 	}
 	memcpy(job->content->blobs[job->idx], job->id, MK_PACK_ID_LEN);
-	if ((r = bk_blob_known(bk, job->id, &mb->job_err)) == 0)
+	if ((r = bk_blob_known(bk, job->id, &mb->job_err)) == 0) {
+		/* A new header: index the fields people search by. */
+		if (job->type == MK_PACK_TYPE_HEADER)
+			mk_catalog_header_put(
+			    bk->cat, job->id, job->data, job->len);
 		r = bk_pack_add(bk, mb, job->type, job->id, NULL, 0, &job->blob,
 		    &mb->job_err);
+	}
 	if (r < 0)
 		mb->job_failed = true;
 }
@@ -828,9 +833,6 @@ bk_store(struct bk_mailbox *mb, struct bk_reader *r, bool message,
 		if (!c->opaque &&
 		    bk_take(mb, r, MK_PACK_TYPE_HEADER, hlen, c, err) < 0)
 			return -1;
-		if (!c->opaque)
-			mk_catalog_header_put(mb->bk->cat, c->blobs[0],
-			    r->buf + r->start - hlen, hlen);
 	}
 	if (bk_fill(r, MK_CHUNKER_THRESHOLD + 1, err) < 0)
 		return -1;
