@@ -15,6 +15,7 @@
 #include "mailkeep/log.h"
 #include "mailkeep/maildir.h"
 #include "mailkeep/mem.h"
+#include "mailkeep/prune.h"
 #include "mailkeep/str.h"
 
 /* Listings of a folder whose dovecot-uidlist keeps changing. */
@@ -299,7 +300,8 @@ bk_blob(struct bk_mailbox *mb, enum mk_pack_type type, const void *data,
 	if (mk_hmap_get(mb->pending, backup_id_key(id_r), backup_id_match,
 		id_r) != NULL)
 		return 0;
-	if ((r = mk_catalog_blob_get(mb->bk->cat, id_r, NULL, NULL, err)) < 0)
+	if ((r = mk_catalog_blob_reusable(mb->bk->cat, id_r, NULL, NULL, err)) <
+	    0)
 		return -1;
 	if (r == 1)
 		return 0;
@@ -1425,7 +1427,7 @@ backup_run_chunks(struct mk_repo *repo, struct mk_catalog *cat,
 
 		if (mk_repo_blob_id(repo, chunks->chunks[i].data,
 			chunks->chunks[i].len, loc->entry.id, err) < 0 ||
-		    (r = mk_catalog_blob_get(
+		    (r = mk_catalog_blob_reusable(
 			 cat, loc->entry.id, loc->pack, &loc->entry, err)) < 0)
 			goto out;
 		if (r == 0 &&
@@ -1553,7 +1555,9 @@ mk_backup_run_begin(struct mk_repo *repo, struct mk_catalog *cat,
 	int rc = -1;
 
 	memset(&open, 0, sizeof(open));
-	if (mk_catalog_runs_open(cat, backup_open_cb, &open, err) < 0)
+	/* Blobs in packs that prune tombstoned or deleted are not reused. */
+	if (mk_prune_sync(repo, cat, err) < 0 ||
+	    mk_catalog_runs_open(cat, backup_open_cb, &open, err) < 0)
 		goto out;
 	for (i = 0; i < open.n; i++) {
 		if (backup_run_publish(repo, cat, open.v[i].run, open.v[i].name,

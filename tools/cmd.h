@@ -35,6 +35,8 @@ int cmd_repo(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_backup(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_snapshots(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_restore(struct cmd_ctx *ctx, int argc, char **argv);
+int cmd_prune(struct cmd_ctx *ctx, int argc, char **argv);
+int cmd_forget(struct cmd_ctx *ctx, int argc, char **argv);
 
 /* Shared by backup, snapshots and restore (tools/cmd_backup.c). */
 struct json_t;
@@ -48,5 +50,19 @@ int cmd_backup_repo_open(
 void cmd_backup_time(int64_t ns, char buf[32]);
 /* Print a JSON document on one line and free it. */
 void cmd_backup_print(struct json_t *obj);
+
+/* The locks of a command that writes the repository (tools/cmd_prune.c):
+ * the catalog's run lock and a repository lock. */
+struct mk_lock;
+struct cmd_locks {
+	int runfd;
+	struct mk_lock *repo;
+};
+
+/* Take both (kind: enum mk_lock_kind, waiting wait_s seconds for the
+ * repository's); logs and returns -1 when refused. */
+int cmd_lock_take(struct cmd_ctx *ctx, const struct mk_conf *conf,
+    struct mk_repo *repo, int kind, unsigned wait_s, struct cmd_locks *locks);
+void cmd_lock_release(struct cmd_locks *locks);
 
 #endif

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "mailkeep/err.h"
+#include "mailkeep/retention.h"
 
 #define MK_CONF_DEFAULT_PATH MK_SYSCONFDIR "/mailkeep/mailkeep.conf"
 
@@ -77,6 +78,12 @@ struct mk_conf {
 	char *repo_location; /* default: <state_dir>/repository */
 	char *repo_key_file; /* default: <state_dir>/repo.key */
 	uint64_t repo_compression_level; /* zstd level of a new repository */
+
+	/* [retention] */
+	struct mk_retention retention; /* keep_last ... keep_yearly */
+	uint64_t deleted_retention; /* seconds a gone mailbox is kept */
+	uint64_t gc_grace; /* seconds from tombstone to deletion */
+	uint64_t repack_threshold; /* percent live below which to repack */
 };
 
 /* A configuration holding every default. */
