@@ -23,6 +23,7 @@ cmd_lock_take(struct cmd_ctx *ctx, const struct mk_conf *conf,
     struct mk_repo *repo, int kind, unsigned wait_s, struct cmd_locks *locks)
 {
 	char path[4200];
+	unsigned waited = 0;
 	struct mk_err err;
 	long holder;
 	int r;
@@ -30,7 +31,12 @@ cmd_lock_take(struct cmd_ctx *ctx, const struct mk_conf *conf,
 	locks->runfd = -1;
 	locks->repo = NULL;
 	snprintf(path, sizeof(path), "%s.lock", conf->catalog);
-	if ((r = mk_lock_run(path, &locks->runfd, &holder, &err)) < 0) {
+	while ((r = mk_lock_run(path, &locks->runfd, &holder, &err)) == 1 &&
+	    waited < wait_s) {
+		sleep(1);
+		waited++;
+	}
+	if (r < 0) {
 		mk_log_error(ctx->name, "%s", err.msg);
 		return -1;
 	}
@@ -42,7 +48,7 @@ cmd_lock_take(struct cmd_ctx *ctx, const struct mk_conf *conf,
 		return -1;
 	}
 	if (mk_lock_acquire(mk_repo_storage(repo), (enum mk_lock_kind)kind,
-		wait_s, &locks->repo, &err) < 0) {
+		wait_s - waited, &locks->repo, &err) < 0) {
 		mk_log_error(ctx->name, "%s", err.msg);
 		cmd_lock_release(locks);
 		return -1;
@@ -272,7 +278,7 @@ cmd_prune(struct cmd_ctx *ctx, int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	o.gc = true;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c == 'n')
 			o.dry_run = true;
 		else if (c == 'w' &&
@@ -304,7 +310,7 @@ cmd_forget(struct cmd_ctx *ctx, int argc, char **argv)
 
 	memset(&o, 0, sizeof(o));
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c == 'n')
 			o.dry_run = true;
 		else if (c == 'p')
