@@ -155,21 +155,6 @@ backup_stat_mtime(const struct stat *st)
 	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
-static uint64_t
-backup_id_key(const uint8_t *id)
-{
-	uint64_t k;
-
-	memcpy(&k, id, sizeof(k));
-	return k;
-}
-
-static bool
-backup_id_match(const void *value, const void *ctx)
-{
-	return memcmp(value, ctx, MK_PACK_ID_LEN) == 0;
-}
-
 static bool
 backup_entry_match(const void *value, const void *ctx)
 {
@@ -297,7 +282,7 @@ bk_blob(struct bk_mailbox *mb, enum mk_pack_type type, const void *data,
 
 	if (mk_repo_blob_id(mb->bk->repo, data, len, id_r, err) < 0)
 		return -1;
-	if (mk_hmap_get(mb->pending, backup_id_key(id_r), backup_id_match,
+	if (mk_hmap_get(mb->pending, mk_pack_id_key(id_r), mk_pack_id_match,
 		id_r) != NULL)
 		return 0;
 	if ((r = mk_catalog_blob_reusable(mb->bk->cat, id_r, NULL, NULL, err)) <
@@ -313,7 +298,7 @@ bk_blob(struct bk_mailbox *mb, enum mk_pack_type type, const void *data,
 	mk_xgrow(&mb->pending_ids, &mb->pcap, mb->npending + 1,
 	    sizeof(*mb->pending_ids));
 	mb->pending_ids[mb->npending++] = copy;
-	mk_hmap_put(mb->pending, backup_id_key(copy), copy);
+	mk_hmap_put(mb->pending, mk_pack_id_key(copy), copy);
 	mb->stats->new_blobs++;
 	mb->stats->stored_bytes += entry.length;
 	if (mk_pack_writer_full(mb->writer))

@@ -829,3 +829,18 @@ mk_pack_reader_free(struct mk_pack_reader **readerp)
 	free(r);
 	*readerp = NULL;
 }
+
+uint64_t
+mk_pack_id_key(const uint8_t id[MK_PACK_ID_LEN])
+{
+	uint64_t k;
+
+	memcpy(&k, id, sizeof(k));
+	return k;
+}
+
+bool
+mk_pack_id_match(const void *value, const void *ctx)
+{
+	return memcmp(value, ctx, MK_PACK_ID_LEN) == 0;
+}

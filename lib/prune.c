@@ -83,21 +83,6 @@ prune_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static uint64_t
-prune_id_key(const uint8_t *id)
-{
-	uint64_t k;
-
-	memcpy(&k, id, sizeof(k));
-	return k;
-}
-
-static bool
-prune_id_match(const void *value, const void *ctx)
-{
-	return memcmp(value, ctx, MK_PACK_ID_LEN) == 0;
-}
-
 static bool
 prune_name_match(const void *value, const void *ctx)
 {
@@ -235,7 +220,7 @@ prune_load_tombstones(struct prune *p, struct mk_err *err)
 	const char *pack;
 	uint8_t *data;
 	size_t len, i;
-	int64_t ns;
+	int64_t ns = 0;
 	int rc = -1;
 
 	memset(&names, 0, sizeof(names));
@@ -648,11 +633,11 @@ prune_load_packs(struct prune *p, struct mk_err *err)
 			mk_xgrow(&p->alllocs, &p->lcap, p->nlocs + 1,
 			    sizeof(*p->alllocs));
 			p->alllocs[p->nlocs++] = loc;
-			head = mk_hmap_get(p->locs, prune_id_key(loc->id),
-			    prune_id_match, loc->id);
+			head = mk_hmap_get(p->locs, mk_pack_id_key(loc->id),
+			    mk_pack_id_match, loc->id);
 			if (head == NULL) {
 				mk_hmap_put(
-				    p->locs, prune_id_key(loc->id), loc);
+				    p->locs, mk_pack_id_key(loc->id), loc);
 				continue;
 			}
 			loc->next = head->next;
@@ -676,7 +661,7 @@ prune_mark(struct prune *p, const uint8_t id[MK_PACK_ID_LEN])
 	struct prune_loc *head, *l;
 	struct mk_err err;
 
-	head = mk_hmap_get(p->locs, prune_id_key(id), prune_id_match, id);
+	head = mk_hmap_get(p->locs, mk_pack_id_key(id), mk_pack_id_match, id);
 	if (head == NULL) {
 		p->res->missing_blobs++;
 		return NULL;
@@ -709,8 +694,8 @@ prune_mark_at(struct prune *p, const struct mk_snapshot_loc *at)
 {
 	struct prune_loc *l;
 
-	l = mk_hmap_get(
-	    p->locs, prune_id_key(at->entry.id), prune_id_match, at->entry.id);
+	l = mk_hmap_get(p->locs, mk_pack_id_key(at->entry.id), mk_pack_id_match,
+	    at->entry.id);
 	for (; l != NULL; l = l->next)
 		if (strcmp(p->packs[l->pack].out.id, at->pack) == 0) {
 			p->packs[l->pack].live[l->entry] = true;
@@ -742,12 +727,13 @@ prune_mark_file(struct prune *p, const struct mk_snapshot_file *f)
 static bool
 prune_seen(struct prune *p, const uint8_t id[MK_PACK_ID_LEN])
 {
-	if (mk_hmap_get(p->seen, prune_id_key(id), prune_id_match, id) != NULL)
+	if (mk_hmap_get(p->seen, mk_pack_id_key(id), mk_pack_id_match, id) !=
+	    NULL)
 		return true;
 	mk_xgrow(&p->seenids, &p->scap, p->nseen + 1, sizeof(*p->seenids));
 	p->seenids[p->nseen] = mk_xmalloc(MK_PACK_ID_LEN);
 	memcpy(p->seenids[p->nseen], id, MK_PACK_ID_LEN);
-	mk_hmap_put(p->seen, prune_id_key(id), p->seenids[p->nseen]);
+	mk_hmap_put(p->seen, mk_pack_id_key(id), p->seenids[p->nseen]);
 	p->nseen++;
 	return false;
 }

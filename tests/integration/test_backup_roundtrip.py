@@ -19,16 +19,14 @@ import base64
 import gzip
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mkenv import BIN_DIR, Checks, run_mailkeep  # noqa: E402
+from mkenv import run_scenario, BIN_DIR, Checks, run_mailkeep  # noqa: E402
 
 SOURCE_DIR = os.environ.get("MK_SOURCE_DIR", os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -167,18 +165,7 @@ def repo_bytes(state):
 
 
 def main():
-    check = Checks()
-    rng = random.Random(20261124)
-    tmp = tempfile.mkdtemp(prefix="mk-backup-")
-    try:
-        scenario(check, rng, tmp)
-    finally:
-        if os.environ.get("MK_KEEP_TMP") == "1":
-            print(f"keeping {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{check.passed} passed, {check.failed} failed")
-    return 1 if check.failed else 0
+    return run_scenario(scenario, 20261124, "mk-backup-")
 
 
 def scenario(check, rng, tmp):

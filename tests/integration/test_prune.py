@@ -23,16 +23,14 @@ Needs no Dovecot.
 
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mkenv import BIN_DIR, Checks, run_mailkeep, wait_for  # noqa: E402
+from mkenv import run_scenario, BIN_DIR, Checks, run_mailkeep, wait_for  # noqa: E402
 from test_backup_roundtrip import (GEN_CORPUS, Store, first_difference,  # noqa: E402
                                    repo_bytes, tree)
 
@@ -89,18 +87,7 @@ def wait_lock(state, timeout=30):
 
 
 def main():
-    check = Checks()
-    rng = random.Random(20261126)
-    tmp = tempfile.mkdtemp(prefix="mk-prune-")
-    try:
-        scenario(check, rng, tmp)
-    finally:
-        if os.environ.get("MK_KEEP_TMP") == "1":
-            print(f"keeping {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{check.passed} passed, {check.failed} failed")
-    return 1 if check.failed else 0
+    return run_scenario(scenario, 20261126, "mk-prune-")
 
 
 def scenario(check, rng, tmp):
@@ -148,7 +135,8 @@ def scenario(check, rng, tmp):
 
     for i in range(6):
         snap_round(change=i > 0)
-    all_ids = set(snapshots(env))
+    mailbox_of = {sid: s["mailbox"] for sid, s in snapshots(env).items()}
+    all_ids = set(mailbox_of)
     check.equal("6 rounds: one snapshot per mailbox per round", len(all_ids),
                 6 * MAILBOXES)
     by_box = {}
@@ -184,7 +172,7 @@ def scenario(check, rng, tmp):
     check("prune: tombstones were written", len(objects(state, "tombstones")) > 0)
     restore_all(check, env, tmp, copies, kept, "after prune")
     gone = min(all_ids - kept)
-    res = run_mailkeep(*env, "restore", snapshots_addr(copies, gone, root, store),
+    res = run_mailkeep(*env, "restore", mailbox_of[gone],
                        "--snapshot", str(gone), "--to", os.path.join(tmp, "gone"))
     check("a forgotten snapshot does not restore", res.returncode == 1, res.stderr)
     res = run_mailkeep(*env, "--json", "prune")
@@ -347,14 +335,6 @@ def scenario(check, rng, tmp):
     write_conf(conf, deleted_retention="0s")
     check.equal("... and nothing was forgotten", snapshots(env), left)
 
-
-def snapshots_addr(copies, sid, root, store):
-    """The address of a snapshot whose copy is known."""
-    rel = os.path.relpath(copies[sid], os.path.join(os.path.dirname(copies[sid]), ".."))
-    for address, maildir in store.maildirs().items():
-        if copies[sid].endswith(os.path.relpath(maildir, root)):
-            return address
-    return rel
 
 
 if __name__ == "__main__":
