@@ -44,6 +44,9 @@ struct mk_stats {
 struct mk_daemon {
 	struct event_base *base;
 	struct mk_conf *conf;
+	/* The configuration of the last reload (SIGHUP), whose quota and
+	 * policy settings are in force; NULL: conf's. */
+	struct mk_conf *reloaded;
 	struct mk_store *store;
 	int rootfd; /* the store root, O_DIRECTORY */
 	struct mk_pool *pool;

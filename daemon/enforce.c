@@ -40,6 +40,45 @@ static const char enforce_default_template[] =
     "When it is full, new mail to you is refused. Please delete mail you\n"
     "no longer need, and empty the Trash folder.\n";
 
+/* How often the domain pool sums are rebuilt from scratch, as an audit. */
+#define ENFORCE_POOLS_AUDIT_NS 10000000000LL
+
+/*
+ * A domain pool's usage, kept as a running sum: each mailbox's counted
+ * usage is remembered (struct enforce_share) and its change applied to
+ * the sum of its domain when live reports it.  The sums are rebuilt
+ * from every mailbox when the limits change, when the number of
+ * mailboxes changes (live drops a mailbox that left the store without
+ * telling), and every ENFORCE_POOLS_AUDIT_NS.
+ */
+struct enforce_pool {
+	char *domain; /* "@example.org" */
+	uint64_t bytes, messages;
+};
+
+struct enforce_share {
+	char *address;
+	struct enforce_pool *pool;
+	uint64_t bytes, messages;
+};
+
+/*
+ * The userdb import file and the alias map are reloaded when they change
+ * on disk: each tick compares their stat() with what was loaded, and a
+ * change that has held still for a tick (a writer may not be done yet)
+ * reloads everything as SIGHUP does.  A reload that fails keeps what was
+ * loaded and says why; the file is tried again when it changes again.
+ */
+enum { ENFORCE_FILE_IMPORT, ENFORCE_FILE_ALIASES, ENFORCE_FILES };
+
+struct enforce_sig {
+	bool exists;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	int64_t mtime_ns, ctime_ns;
+};
+
 /* What enforce remembers of a limited mailbox. */
 struct enforce_mb {
 	char *address;
@@ -75,6 +114,18 @@ struct mk_enforce {
 	 * computed at most every ENFORCE_COUNTS_NS. */
 	size_t over[MK_WARN_THRESHOLDS_MAX];
 	int64_t over_at;
+	/* Domain pools: "@domain" -> enforce_pool, address -> share. */
+	struct mk_hmap *pools, *shares;
+	bool pools_valid;
+	int64_t pools_at;
+	size_t pools_mailboxes; /* live's count when they were built */
+	struct enforce_sig loaded[ENFORCE_FILES], seen[ENFORCE_FILES];
+	/* The daily digest: to whom, how, when next (0: none). */
+	char *digest_to;
+	char *digest_sendmail;
+	size_t digest_top;
+	int digest_secs; /* of the day, local time */
+	int64_t digest_due;
 };
 
 static const struct timeval enforce_tick_tv = { 1, 0 };
@@ -111,6 +162,41 @@ enforce_mb_make(struct mk_enforce *e, const char *address)
 	return em;
 }
 
+static bool
+enforce_pool_match(const void *value, const void *ctx)
+{
+	return strcmp(((const struct enforce_pool *)value)->domain, ctx) == 0;
+}
+
+static bool
+enforce_share_match(const void *value, const void *ctx)
+{
+	return strcmp(((const struct enforce_share *)value)->address, ctx) == 0;
+}
+
+static void
+enforce_pools_clear(struct mk_enforce *e)
+{
+	struct enforce_pool *p;
+	struct enforce_share *sh;
+	size_t pos = 0;
+
+	while ((sh = mk_hmap_next(e->shares, &pos)) != NULL) {
+		free(sh->address);
+		free(sh);
+	}
+	pos = 0;
+	while ((p = mk_hmap_next(e->pools, &pos)) != NULL) {
+		free(p->domain);
+		free(p);
+	}
+	mk_hmap_free(&e->shares);
+	mk_hmap_free(&e->pools);
+	e->shares = mk_hmap_new();
+	e->pools = mk_hmap_new();
+	e->pools_valid = false;
+}
+
 static int64_t
 enforce_now_s(void)
 {
@@ -135,6 +221,57 @@ enforce_count(const struct mk_enforce *e, const struct mk_live_mailbox *mb,
 							    : f->usage.bytes;
 		*messages_r += f->usage.messages;
 	}
+}
+
+/* Set mb's share of its domain's pool to its counted usage now. */
+static void
+enforce_share_update(struct mk_enforce *e, const struct mk_live_mailbox *mb)
+{
+	const char *at = strrchr(mb->address, '@');
+	struct mk_quota_limits l;
+	struct enforce_share *sh;
+	struct enforce_pool *p;
+	uint64_t b, m;
+
+	if (at == NULL || mk_limits_pool(e->limits, mb->address, &l) != 1)
+		return;
+	sh = mk_hmap_get(e->shares, enforce_key(mb->address),
+	    enforce_share_match, mb->address);
+	if (sh == NULL) {
+		p = mk_hmap_get(
+		    e->pools, enforce_key(at), enforce_pool_match, at);
+		if (p == NULL) {
+			p = mk_xcalloc(1, sizeof(*p));
+			p->domain = mk_xstrdup(at);
+			mk_hmap_put(e->pools, enforce_key(at), p);
+		}
+		sh = mk_xcalloc(1, sizeof(*sh));
+		sh->address = mk_xstrdup(mb->address);
+		sh->pool = p;
+		mk_hmap_put(e->shares, enforce_key(mb->address), sh);
+	}
+	enforce_count(e, mb, mk_limits_basis(e->limits), &b, &m);
+	sh->pool->bytes = sh->pool->bytes - sh->bytes + b;
+	sh->pool->messages = sh->pool->messages - sh->messages + m;
+	sh->bytes = b;
+	sh->messages = m;
+}
+
+/* The pool sums from every mailbox. */
+static void
+enforce_pools_build(struct mk_enforce *e)
+{
+	const struct mk_live_mailbox **all;
+	size_t n, i;
+
+	enforce_pools_clear(e);
+	all = mk_live_all(e->d->live, &n);
+	for (i = 0; i < n && mk_limits_has_pools(e->limits); i++)
+		enforce_share_update(e, all[i]);
+	free(all);
+	e->pools_valid = true;
+	e->pools_at = mk_daemon_now_ns();
+	e->pools_mailboxes = n;
 }
 
 static bool
@@ -287,26 +424,36 @@ enforce_run_hook(struct enforce_warn_job *j)
 	    j->address, ENFORCE_HOOK_TIMEOUT);
 }
 
+/*
+ * Write msg into the INBOX of the Maildir at relpath (beneath rootfd),
+ * with a maildirsize delta of its own when append.  Pool thread.
+ */
+static int
+enforce_write_inbox(int rootfd, const char *relpath, const char *address,
+    const char *msg, size_t len, bool append, struct mk_err *err)
+{
+	struct mk_err derr;
+	int fd, rc;
+
+	if ((fd = mk_fs_open_dir_beneath(rootfd, relpath, err)) < 0)
+		return -1;
+	rc = enforce_deliver(fd, msg, len, err);
+	/* We wrote it: our own delta, as Maildir++ asks. */
+	if (rc == 0 && append &&
+	    mk_maildirsize_append(fd, (int64_t)len, 1, &derr) < 0)
+		mk_log_warn("enforce", "%s: %s", address, derr.msg);
+	close(fd);
+	return rc;
+}
+
 static void
 enforce_warn_run(struct mk_job *job, void *ctx)
 {
 	struct enforce_warn_job *j = (struct enforce_warn_job *)job;
-	int fd;
 
 	(void)ctx;
-	j->rc = -1;
-	fd = mk_fs_open_dir_beneath(j->rootfd, j->relpath, &j->err);
-	if (fd < 0)
-		return;
-	if (enforce_deliver(fd, j->msg, j->len, &j->err) == 0) {
-		j->rc = 0;
-		/* We wrote it: our own delta, as Maildir++ asks. */
-		if (j->append &&
-		    mk_maildirsize_append(fd, (int64_t)j->len, 1, &j->err) < 0)
-			mk_log_warn(
-			    "enforce", "%s: %s", j->address, j->err.msg);
-	}
-	close(fd);
+	j->rc = enforce_write_inbox(j->rootfd, j->relpath, j->address, j->msg,
+	    j->len, j->append, &j->err);
 	if (j->hook != NULL)
 		enforce_run_hook(j);
 }
@@ -380,6 +527,247 @@ enforce_warn(struct mk_enforce *e, const struct mk_live_mailbox *mb,
 	j->limit = limit;
 	j->append = append;
 	mk_pool_submit(e->d->pool, &j->job);
+}
+
+/* The daily digest, sent from the pool */
+
+#define ENFORCE_SENDMAIL_TIMEOUT 60
+
+struct enforce_digest_job {
+	struct mk_job job;
+	char *to;
+	char *relpath; /* the administrator's Maildir, or NULL */
+	int rootfd;
+	char *sendmail; /* else this command */
+	char *msg;
+	size_t len;
+	bool append;
+	int rc;
+	struct mk_err err;
+};
+
+/*
+ * Hand msg to the sendmail command: "/bin/sh -c 'COMMAND "$1"' sh TO",
+ * the message on its standard input; it must exit 0 within
+ * ENFORCE_SENDMAIL_TIMEOUT seconds.
+ */
+static int
+enforce_sendmail(const char *command, const char *to, const char *msg,
+    size_t len, struct mk_err *err)
+{
+	posix_spawn_file_actions_t fa;
+	char *script = mk_xasprintf("%s \"$1\"", command);
+	char *argv[] = { "/bin/sh", "-c", script, "sh", (char *)to, NULL };
+	int fds[2] = { -1, -1 }, status, rc = -1, i;
+	size_t done = 0;
+	pid_t pid;
+
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		mk_err_sys(err, "pipe");
+		free(script);
+		return -1;
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fds[0], 0);
+	errno = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	free(script);
+	close(fds[0]);
+	if (errno != 0) {
+		mk_err_sys(err, "digest_sendmail: spawn");
+		close(fds[1]);
+		return -1;
+	}
+	while (done < len) {
+		ssize_t n = write(fds[1], msg + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break; /* the exit status tells */
+		done += (size_t)n;
+	}
+	close(fds[1]);
+	for (i = 0; i < ENFORCE_SENDMAIL_TIMEOUT * 10; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			if (WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+			    done == len)
+				rc = 0;
+			else
+				mk_err_set(err,
+				    "digest_sendmail '%s' failed "
+				    "(status %d)",
+				    command, status);
+			return rc;
+		}
+		usleep(100000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return mk_err_set(err, "digest_sendmail '%s' killed after %d s",
+	    command, ENFORCE_SENDMAIL_TIMEOUT);
+}
+
+static void
+enforce_digest_run(struct mk_job *job, void *ctx)
+{
+	struct enforce_digest_job *j = (struct enforce_digest_job *)job;
+
+	(void)ctx;
+	if (j->relpath == NULL)
+		j->rc = enforce_sendmail(
+		    j->sendmail, j->to, j->msg, j->len, &j->err);
+	else
+		j->rc = enforce_write_inbox(j->rootfd, j->relpath, j->to,
+		    j->msg, j->len, j->append, &j->err);
+}
+
+static void
+enforce_digest_done(struct mk_job *job)
+{
+	struct enforce_digest_job *j = (struct enforce_digest_job *)job;
+
+	if (j->rc < 0)
+		mk_log_error("enforce", "digest to %s: %s", j->to, j->err.msg);
+	else
+		mk_log_info("enforce", "digest sent to %s (%s)", j->to,
+		    j->relpath != NULL ? "into its Maildir" : "by sendmail");
+	free(j->to);
+	free(j->relpath);
+	free(j->sendmail);
+	free(j->msg);
+	free(j);
+}
+
+/* The next digest time after now (local time), in seconds. */
+static int64_t
+enforce_digest_next(int secs, int64_t now)
+{
+	time_t t = (time_t)now, due;
+	struct tm tm;
+	int day;
+
+	localtime_r(&t, &tm);
+	for (day = 0; day < 3; day++) {
+		struct tm d = tm;
+
+		d.tm_mday += day;
+		d.tm_hour = secs / 3600;
+		d.tm_min = secs / 60 % 60;
+		d.tm_sec = secs % 60;
+		d.tm_isdst = -1;
+		if ((due = mktime(&d)) != (time_t)-1 && due > t)
+			return (int64_t)due;
+	}
+	return now + 86400;
+}
+
+/* "HH:MM" or "HH:MM:SS" as seconds of the day. */
+static int
+enforce_digest_time(const char *s, int *secs_r, struct mk_err *err)
+{
+	unsigned v[3] = { 0, 0, 0 };
+	size_t n = 0, digits = 0;
+	const char *p;
+
+	for (p = s;; p++) {
+		if (*p >= '0' && *p <= '9' && digits < 2) {
+			v[n] = v[n] * 10 + (unsigned)(*p - '0');
+			digits++;
+			continue;
+		}
+		if (digits != 2 || (*p != '\0' && (*p != ':' || ++n > 2)))
+			return mk_err_set(err,
+			    "digest_time: '%s': use HH:MM or HH:MM:SS "
+			    "(local time)",
+			    s);
+		if (*p == '\0')
+			break;
+		digits = 0;
+	}
+	if (n < 1 || v[0] > 23 || v[1] > 59 || v[2] > 59)
+		return mk_err_set(err,
+		    "digest_time: '%s': use HH:MM or HH:MM:SS (local time)", s);
+	*secs_r = (int)(v[0] * 3600 + v[1] * 60 + v[2]);
+	return 0;
+}
+
+/* Write the digest of the fullest mailboxes and send it (pool). */
+static void
+enforce_digest(struct mk_enforce *e)
+{
+	const struct mk_live_mailbox **all, *admin;
+	struct mk_warn_digest_entry *entries;
+	struct enforce_digest_job *j;
+	struct mk_warn_message m;
+	char host[128], unique[64], from[256], *to, *msg;
+	struct mk_quota_limits l;
+	struct timespec ts;
+	struct mk_err err;
+	size_t n, i, k = 0, len;
+
+	all = mk_live_all(e->d->live, &n);
+	entries = mk_xcalloc(n + 1, sizeof(*entries));
+	for (i = 0; i < n; i++) {
+		struct mk_enforce_view v;
+		uint64_t usage, limit;
+
+		mk_enforce_view(e, all[i], &v);
+		if (!enforce_limited(&v.limits))
+			continue;
+		enforce_fullest(&v.limits, v.bytes, v.messages, &usage, &limit);
+		entries[k].address = all[i]->address;
+		entries[k].usage = usage;
+		entries[k].limit = limit;
+		entries[k++].percent = v.percent;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (gethostname(host, sizeof(host)) < 0)
+		mk_strlcpy(host, "localhost", sizeof(host));
+	snprintf(unique, sizeof(unique), "%lld.%ld.digest",
+	    (long long)ts.tv_sec, ts.tv_nsec);
+	snprintf(from, sizeof(from), "%s",
+	    e->warn_from != NULL ? e->warn_from : "Mail system <postmaster>");
+	memset(&m, 0, sizeof(m));
+	m.from = from;
+	m.to = e->digest_to;
+	m.hostname = host;
+	m.unique = unique;
+	m.date = ts.tv_sec;
+	if (mk_warn_digest_render(
+		entries, k, e->digest_top, &m, &msg, &len, &err) < 0) {
+		mk_log_error("enforce", "digest: %s", err.msg);
+		goto out;
+	}
+	to = mk_xstrdup(e->digest_to);
+	mk_str_lower(to);
+	admin = mk_live_find(e->d->live, to);
+	if (admin == NULL && e->digest_sendmail == NULL) {
+		mk_log_error("enforce",
+		    "digest: %s is not a mailbox here and "
+		    "digest_sendmail is not set",
+		    to);
+		free(to);
+		free(msg);
+		goto out;
+	}
+	j = mk_xcalloc(1, sizeof(*j));
+	j->job.run = enforce_digest_run;
+	j->job.done = enforce_digest_done;
+	j->to = to;
+	j->rootfd = e->d->rootfd;
+	j->msg = msg;
+	j->len = len;
+	if (admin != NULL) {
+		j->relpath = mk_xstrdup(admin->relpath);
+		mk_limits_lookup(e->limits, admin->address, &l);
+		j->append = e->maildirsize && l.bytes != 0;
+	} else
+		j->sendmail = mk_xstrdup(e->digest_sendmail);
+	mk_pool_submit(e->d->pool, &j->job);
+out:
+	free(entries);
+	free(all);
 }
 
 /* maildirsize, checked in the pool */
@@ -585,6 +973,75 @@ enforce_warn_check(struct mk_enforce *e, const struct mk_live_mailbox *mb,
 	em->warn_unsaved = true;
 }
 
+static const char *
+enforce_file_path(const struct mk_conf *conf, int i)
+{
+	return i == ENFORCE_FILE_IMPORT ? conf->quota_import
+					: conf->policy_aliases;
+}
+
+static void
+enforce_sig_get(const char *path, struct enforce_sig *sig)
+{
+	struct stat st;
+
+	memset(sig, 0, sizeof(*sig));
+	if (path == NULL || stat(path, &st) < 0)
+		return;
+	sig->exists = true;
+	sig->dev = st.st_dev;
+	sig->ino = st.st_ino;
+	sig->size = st.st_size;
+	sig->mtime_ns =
+	    (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	sig->ctime_ns =
+	    (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+}
+
+static bool
+enforce_sig_equal(const struct enforce_sig *a, const struct enforce_sig *b)
+{
+	return a->exists == b->exists && a->dev == b->dev && a->ino == b->ino &&
+	    a->size == b->size && a->mtime_ns == b->mtime_ns &&
+	    a->ctime_ns == b->ctime_ns;
+}
+
+static int enforce_reload_file(struct mk_enforce *e, const struct mk_conf *conf,
+    int i, struct mk_err *err);
+
+/* Reload when the import file or the alias map changed and held still. */
+static void
+enforce_files_check(struct mk_enforce *e)
+{
+	const struct mk_conf *conf =
+	    e->d->reloaded != NULL ? e->d->reloaded : e->d->conf;
+	struct enforce_sig now;
+	struct mk_err err;
+	const char *path;
+	int i;
+
+	for (i = 0; i < ENFORCE_FILES; i++) {
+		if ((path = enforce_file_path(conf, i)) == NULL)
+			continue;
+		enforce_sig_get(path, &now);
+		if (enforce_sig_equal(&now, &e->loaded[i]))
+			continue;
+		if (!enforce_sig_equal(&now, &e->seen[i])) {
+			e->seen[i] = now;
+			continue;
+		}
+		e->loaded[i] = e->seen[i] = now;
+		if (enforce_reload_file(e, conf, i, &err) < 0)
+			mk_log_error("enforce",
+			    "%s changed; keeping the %s loaded before: %s",
+			    path,
+			    i == ENFORCE_FILE_IMPORT ? "limits" : "aliases",
+			    err.msg);
+		else
+			mk_log_info("enforce", "%s changed: reloaded", path);
+	}
+}
+
 /*
  * Once a second: expire reservations; check warnings of mailboxes that
  * changed (not on each event: a rename's two halves would pass through a
@@ -601,6 +1058,10 @@ enforce_tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	mk_quota_resv_expire(e->resv, now / 1000000000);
+	if (e->pools_valid &&
+	    (mk_live_count(e->d->live) != e->pools_mailboxes ||
+		now - e->pools_at > ENFORCE_POOLS_AUDIT_NS))
+		e->pools_valid = false;
 	for (i = 0; i < e->npending; i++) {
 		char *address = e->pending[i];
 		struct enforce_mb *em = enforce_mb_get(e, address);
@@ -641,6 +1102,12 @@ enforce_tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	e->npending = out;
 	enforce_save(e);
+	enforce_files_check(e);
+	if (e->digest_due != 0 && now / 1000000000 >= e->digest_due) {
+		enforce_digest(e);
+		e->digest_due =
+		    enforce_digest_next(e->digest_secs, now / 1000000000);
+	}
 }
 
 void
@@ -652,6 +1119,8 @@ mk_enforce_changed(
 
 	if (arrived)
 		mk_quota_resv_release(e->resv, mb->address);
+	if (e->pools_valid)
+		enforce_share_update(e, mb);
 	mk_limits_lookup(e->limits, mb->address, &l);
 	if (!enforce_limited(&l))
 		return;
@@ -687,9 +1156,8 @@ mk_enforce_lookup(void *arg, const char *address,
 {
 	struct mk_enforce *e = arg;
 	const struct mk_live_mailbox *mb = mk_live_find(e->d->live, address);
-	const struct mk_live_mailbox **all;
-	struct mk_quota_limits pool;
-	size_t n, i;
+	const struct enforce_pool *p;
+	const char *at;
 
 	(void)err;
 	memset(mb_r, 0, sizeof(*mb_r));
@@ -699,24 +1167,17 @@ mk_enforce_lookup(void *arg, const char *address,
 	mk_limits_lookup(e->limits, address, &mb_r->mailbox.limits);
 	enforce_count(e, mb, mk_limits_basis(e->limits), &mb_r->mailbox.bytes,
 	    &mb_r->mailbox.messages);
-	if (mk_limits_pool(e->limits, address, &pool) == 1) {
-		const char *at = strrchr(address, '@');
-
+	if (mk_limits_pool(e->limits, address, &mb_r->pool.limits) == 1) {
+		if (!e->pools_valid)
+			enforce_pools_build(e);
+		at = strrchr(address, '@');
 		mb_r->has_pool = true;
-		mb_r->pool.limits = pool;
-		all = mk_live_all(e->d->live, &n);
-		for (i = 0; i < n; i++) {
-			const char *oat = strrchr(all[i]->address, '@');
-			uint64_t b, m;
-
-			if (oat == NULL || strcmp(oat, at) != 0)
-				continue;
-			enforce_count(
-			    e, all[i], mk_limits_basis(e->limits), &b, &m);
-			mb_r->pool.bytes += b;
-			mb_r->pool.messages += m;
+		p = mk_hmap_get(
+		    e->pools, enforce_key(at), enforce_pool_match, at);
+		if (p != NULL) {
+			mb_r->pool.bytes = p->bytes;
+			mb_r->pool.messages = p->messages;
 		}
-		free(all);
 	}
 	return 1;
 }
@@ -733,6 +1194,7 @@ mk_enforce_set_limit(struct mk_enforce *e, const char *target,
 	if (mk_limits_set(e->limits, target, l, err) < 0)
 		return -1;
 	e->over_at = 0;
+	e->pools_valid = false;
 	/* A single row: short enough for the loop. */
 	if (mk_catalog_open(e->d->conf->catalog, &cat, err) < 0)
 		return -1;
@@ -828,6 +1290,7 @@ enforce_warn_load_cb(const char *address, const char *state, void *arg)
 
 /* Settings built from a configuration, before they are taken. */
 struct enforce_settings {
+	int digest_secs;
 	struct mk_limits *limits;
 	struct mk_aliases *aliases;
 	struct mk_warn_config wconf;
@@ -850,8 +1313,12 @@ enforce_prepare(
     const struct mk_conf *conf, struct enforce_settings *s, struct mk_err *err)
 {
 	struct mk_warnings warnings;
+	int secs = 0;
 
 	memset(s, 0, sizeof(*s));
+	if (enforce_digest_time(conf->digest_time, &secs, err) < 0)
+		return -1;
+	s->digest_secs = secs;
 	memset(&warnings, 0, sizeof(warnings));
 	mk_warn_config_init(&s->wconf);
 	s->wconf.repeat = (int64_t)conf->warn_repeat;
@@ -891,10 +1358,14 @@ int
 mk_enforce_reload(
     struct mk_enforce *e, const struct mk_conf *conf, struct mk_err *err)
 {
+	struct enforce_sig sigs[ENFORCE_FILES];
 	struct enforce_settings s;
 	struct mk_catalog *cat = NULL;
-	int rc = -1;
+	int rc = -1, i;
 
+	/* Before reading them: a change while they are read is seen. */
+	for (i = 0; i < ENFORCE_FILES; i++)
+		enforce_sig_get(enforce_file_path(conf, i), &sigs[i]);
 	if (enforce_prepare(conf, &s, err) < 0)
 		return -1;
 	/* Limits set at run time come back from the catalog. */
@@ -914,6 +1385,9 @@ mk_enforce_reload(
 	s.tmpl = NULL;
 	e->wconf = s.wconf;
 	e->over_at = 0;
+	e->pools_valid = false;
+	for (i = 0; i < ENFORCE_FILES; i++)
+		e->loaded[i] = e->seen[i] = sigs[i];
 	e->maildirsize = conf->quota_maildirsize;
 	free(e->warn_from);
 	e->warn_from =
@@ -921,6 +1395,19 @@ mk_enforce_reload(
 	free(e->warn_hook);
 	e->warn_hook =
 	    conf->warn_hook != NULL ? mk_xstrdup(conf->warn_hook) : NULL;
+	free(e->digest_to);
+	e->digest_to =
+	    conf->digest_to != NULL ? mk_xstrdup(conf->digest_to) : NULL;
+	free(e->digest_sendmail);
+	e->digest_sendmail = conf->digest_sendmail != NULL
+	    ? mk_xstrdup(conf->digest_sendmail)
+	    : NULL;
+	e->digest_top = (size_t)conf->digest_top;
+	e->digest_secs = s.digest_secs;
+	e->digest_due = e->digest_to != NULL
+	    ? enforce_digest_next(
+		  e->digest_secs, mk_daemon_now_ns() / 1000000000)
+	    : 0;
 	free(e->ptext);
 	e->ptext = mk_xstrdup(conf->policy_text);
 	free(e->pdelims);
@@ -939,6 +1426,57 @@ out:
 	return rc;
 }
 
+/* Reload one file (ENFORCE_FILE_*) of conf, keeping the rest. */
+static int
+enforce_reload_file(
+    struct mk_enforce *e, const struct mk_conf *conf, int i, struct mk_err *err)
+{
+	struct mk_warnings warnings;
+	struct mk_aliases *aliases = NULL;
+	struct mk_limits *limits = NULL;
+	struct mk_catalog *cat = NULL;
+	const struct mk_live_mailbox **all;
+	size_t n, k;
+	int rc = -1;
+
+	memset(&warnings, 0, sizeof(warnings));
+	if (i == ENFORCE_FILE_ALIASES) {
+		if (mk_aliases_load(
+			conf->policy_aliases, &aliases, &warnings, err) < 0)
+			goto out;
+		mk_aliases_free(&e->aliases);
+		e->aliases = aliases;
+		aliases = NULL;
+	} else {
+		if (mk_limits_new(conf, &limits, &warnings, err) < 0 ||
+		    mk_catalog_open(conf->catalog, &cat, err) < 0 ||
+		    mk_catalog_limits_load(
+			cat, enforce_limit_load_cb, limits, err) < 0)
+			goto out;
+		mk_limits_free(&e->limits);
+		e->limits = limits;
+		limits = NULL;
+		e->pconf.rules = mk_limits_rules(e->limits);
+		e->over_at = 0;
+		e->pools_valid = false;
+		/* New limit lines in maildirsize, thresholds checked again. */
+		all = mk_live_all(e->d->live, &n);
+		for (k = 0; k < n; k++)
+			mk_enforce_changed(
+			    e, (struct mk_live_mailbox *)all[k], false);
+		free(all);
+	}
+	if (warnings.count > 0)
+		mk_log_warn("enforce", "%llu lines skipped, first: %s",
+		    warnings.count, warnings.first);
+	rc = 0;
+out:
+	mk_catalog_close(&cat);
+	mk_limits_free(&limits);
+	mk_aliases_free(&aliases);
+	return rc;
+}
+
 int
 mk_enforce_new(struct mk_daemon *d, struct mk_catalog *cat,
     struct mk_enforce **enforce_r, struct mk_err *err)
@@ -949,6 +1487,8 @@ mk_enforce_new(struct mk_daemon *d, struct mk_catalog *cat,
 	e->d = d;
 	e->mbs = mk_hmap_new();
 	e->resv = mk_quota_resv_new();
+	e->pools = mk_hmap_new();
+	e->shares = mk_hmap_new();
 	if (mk_enforce_reload(e, d->conf, err) < 0 ||
 	    mk_catalog_warns_load(cat, enforce_warn_load_cb, e, err) < 0) {
 		mk_enforce_free(&e);
@@ -975,6 +1515,11 @@ mk_enforce_free(struct mk_enforce **enforcep)
 		free(em);
 	}
 	mk_hmap_free(&e->mbs);
+	if (e->pools != NULL) {
+		enforce_pools_clear(e);
+		mk_hmap_free(&e->shares);
+		mk_hmap_free(&e->pools);
+	}
 	for (i = 0; i < e->npending; i++)
 		free(e->pending[i]);
 	free(e->pending);
@@ -986,6 +1531,8 @@ mk_enforce_free(struct mk_enforce **enforcep)
 	free(e->tmpl);
 	free(e->warn_from);
 	free(e->warn_hook);
+	free(e->digest_to);
+	free(e->digest_sendmail);
 	free(e->ptext);
 	free(e->pdelims);
 	free(e);

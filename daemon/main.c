@@ -15,6 +15,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "mailkeep/catalog.h"
+#include "mailkeep/doveconf.h"
 #include "mailkeep/fsutil.h"
 #include "mailkeep/log.h"
 #include "mailkeep/mem.h"
@@ -82,7 +83,9 @@ mk_daemon_reload(struct mk_daemon *d, struct mk_err *err)
 	/* What can change while running. */
 	old->log_level = conf->log_level;
 	mk_log_init("mailkeepd", (enum mk_log_level)conf->log_level);
-	mk_conf_free(&conf);
+	/* Kept: enforce reloads from it when its files change. */
+	mk_conf_free(&d->reloaded);
+	d->reloaded = conf;
 	mk_live_refresh_store(d->live);
 	mk_log_info("main", "configuration reloaded");
 	return 0;
@@ -278,6 +281,45 @@ usage(FILE *fp)
 	    "DIR]\n");
 }
 
+static void
+main_dovecot_report_cb(void *arg, bool warning, const char *msg)
+{
+	(void)arg;
+	printf("dovecot: %s: %s\n", warning ? "warning" : "ok", msg);
+}
+
+/*
+ * mailkeepd -n: what Dovecot's configuration says of the settings
+ * mailkeep relies on ([quota] doveconf, or doveconf -n when doveconf is
+ * on PATH).  Findings only: they do not make the check fail.
+ */
+static void
+main_check_dovecot(const struct mk_conf *conf)
+{
+	const char *command = conf->doveconf;
+	struct mk_doveconf dc;
+	struct mk_err err;
+	size_t warnings;
+
+	if (command == NULL) {
+		if (system("command -v doveconf >/dev/null 2>&1") != 0) {
+			printf("dovecot: doveconf not found and [quota] "
+			       "doveconf not set: Dovecot's settings not "
+			       "checked\n");
+			return;
+		}
+		command = "doveconf -n";
+	}
+	if (mk_doveconf_read(command, &dc, &err) < 0) {
+		printf("dovecot: warning: settings not checked: %s\n", err.msg);
+		return;
+	}
+	warnings = mk_doveconf_check(&dc, conf, main_dovecot_report_cb, NULL);
+	printf("dovecot: %zu warning%s (%s)\n", warnings,
+	    warnings == 1 ? "" : "s", command);
+	mk_doveconf_clear(&dc);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -336,6 +378,7 @@ main(int argc, char **argv)
 			return 1;
 		}
 		printf("configuration OK\n");
+		main_check_dovecot(d.conf);
 		mk_conf_free(&d.conf);
 		return 0;
 	}
@@ -345,6 +388,7 @@ main(int argc, char **argv)
 	else if (!foreground && getenv("NOTIFY_SOCKET") == NULL)
 		mk_log_set_target(MK_LOG_SYSLOG);
 	rc = main_run(&d, foreground);
+	mk_conf_free(&d.reloaded);
 	mk_conf_free(&d.conf);
 	return rc;
 }

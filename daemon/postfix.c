@@ -7,8 +7,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
@@ -26,14 +24,29 @@
 /* Postfix keeps a policy connection for max_idle (300 s) at most. */
 #define POSTFIX_IDLE_TIMEOUT 330
 #define POSTFIX_CONNECTIONS_MAX 20000
+/* Bytes read at once; the answers to one read always fit postfix_out. */
+#define POSTFIX_READ_MAX 16384
+/* The shortest request, "request=smtpd_access_policy\n\n", is 29 bytes. */
+#define POSTFIX_OUT_MAX ((POSTFIX_READ_MAX / 29 + 1) * MK_POLICY_REPLY_MAX)
 
 const unsigned mk_postfix_latency_us[MK_POSTFIX_LATENCY_BUCKETS] = { 10, 25, 50,
 	100, 250, 1000, 10000, 0 };
 
+/*
+ * A connection reads and writes its socket itself, without a bufferevent:
+ * one read() takes whatever requests have arrived, each is answered into
+ * one buffer, and one write() sends the answers.  Write interest is asked
+ * for only when the socket buffer is full; reading stops until the rest
+ * is out, so a client that does not read cannot make us buffer more than
+ * the answers to one read.
+ */
 struct postfix_conn {
 	struct mk_postfix *pf;
-	struct bufferevent *bev;
+	int fd;
+	struct event *rev, *wev;
 	struct mk_policy_parser *parser;
+	char *pending; /* answers not written yet, or NULL */
+	size_t npending, pendoff;
 	struct postfix_conn *next, *prev;
 };
 
@@ -45,6 +58,10 @@ struct mk_postfix {
 	char *path;
 	struct postfix_conn *conns;
 	size_t nconns;
+	const struct timeval *idle; /* a libevent common timeout */
+	struct timeval idle_tv;
+	char in[POSTFIX_READ_MAX];
+	char out[POSTFIX_OUT_MAX];
 };
 
 static void
@@ -59,8 +76,11 @@ postfix_close(struct postfix_conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	pf->nconns--;
-	bufferevent_free(c->bev);
+	event_free(c->rev);
+	event_free(c->wev);
+	close(c->fd);
 	mk_policy_parser_free(&c->parser);
+	free(c->pending);
 	free(c);
 }
 
@@ -73,14 +93,13 @@ postfix_mono_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Answer one complete request. */
-static void
-postfix_answer(struct postfix_conn *c, int64_t start)
+/* Answer one complete request into buf; returns the length. */
+static size_t
+postfix_answer(struct postfix_conn *c, int64_t start, char *buf)
 {
 	struct mk_daemon *d = c->pf->d;
 	const struct mk_policy_request *req;
 	struct mk_policy_decision dec;
-	char reply[MK_POLICY_REPLY_MAX];
 	struct mk_err err;
 	size_t len, i;
 	int64_t took;
@@ -101,9 +120,8 @@ postfix_answer(struct postfix_conn *c, int64_t start)
 		    req->sender != NULL && req->sender[0] != '\0' ? req->sender
 								  : "<>",
 		    mk_policy_reason_name(dec.reason));
-	len = mk_policy_format_reply(
-	    mk_enforce_policy_config(d->enforce), &dec, reply, sizeof(reply));
-	bufferevent_write(c->bev, reply, len);
+	len = mk_policy_format_reply(mk_enforce_policy_config(d->enforce), &dec,
+	    buf, MK_POLICY_REPLY_MAX);
 	d->stats.policy_requests++;
 	d->stats.policy_refused += dec.refuse;
 	if ((size_t)dec.reason < sizeof(d->stats.policy_reasons) /
@@ -117,48 +135,113 @@ postfix_answer(struct postfix_conn *c, int64_t start)
 	     i++)
 		;
 	d->stats.policy_latency[i]++;
+	return len;
+}
+
+/*
+ * Write what is in buf; keep what the socket does not take and wait for
+ * it to drain.  Returns -1 when the connection is gone (closed here).
+ */
+static int
+postfix_send(struct postfix_conn *c, const char *buf, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = send(c->fd, buf, len, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+		postfix_close(c);
+		return -1;
+	}
+	if (n < 0)
+		n = 0;
+	if ((size_t)n == len)
+		return 0;
+	c->npending = len - (size_t)n;
+	c->pendoff = 0;
+	c->pending = mk_xmalloc(c->npending);
+	memcpy(c->pending, buf + n, c->npending);
+	event_del(c->rev);
+	event_add(c->wev, c->pf->idle);
+	return 0;
 }
 
 static void
-postfix_read_cb(struct bufferevent *bev, void *arg)
+postfix_write_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct postfix_conn *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	ssize_t n;
+
+	if (what & EV_TIMEOUT) {
+		postfix_close(c);
+		return;
+	}
+	n = send(fd, c->pending + c->pendoff, c->npending - c->pendoff,
+	    MSG_NOSIGNAL);
+	if (n < 0 &&
+	    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n < 0) {
+		postfix_close(c);
+		return;
+	}
+	c->pendoff += (size_t)n;
+	if (c->pendoff < c->npending)
+		return;
+	free(c->pending);
+	c->pending = NULL;
+	event_del(c->wev);
+	event_add(c->rev, c->pf->idle);
+}
+
+static void
+postfix_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct postfix_conn *c = arg;
+	struct mk_postfix *pf = c->pf;
+	size_t off = 0, outlen = 0, used;
 	struct mk_err err;
+	int64_t start;
+	ssize_t n;
 
-	while (evbuffer_get_length(in) > 0) {
-		struct evbuffer_iovec v;
+	if (what & EV_TIMEOUT) {
+		postfix_close(c);
+		return;
+	}
+	do
+		n = read(fd, pf->in, sizeof(pf->in));
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	if (n <= 0) {
+		postfix_close(c);
+		return;
+	}
+	start = postfix_mono_ns();
+	while (off < (size_t)n) {
 		enum mk_policy_status st;
-		size_t used = 0;
-		int64_t start = postfix_mono_ns();
 
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-			break;
 		st = mk_policy_parser_feed(
-		    c->parser, v.iov_base, v.iov_len, &used, &err);
-		evbuffer_drain(in, used);
+		    c->parser, pf->in + off, (size_t)n - off, &used, &err);
+		off += used;
 		if (st == MK_POLICY_ERROR) {
-			c->pf->d->stats.policy_errors++;
+			pf->d->stats.policy_errors++;
 			mk_log_warn(
 			    "policy", "bad request, closing: %s", err.msg);
+			/* The answers before it are owed. */
+			if (outlen > 0)
+				(void)send(fd, pf->out, outlen, MSG_NOSIGNAL);
 			postfix_close(c);
 			return;
 		}
-		if (st == MK_POLICY_DONE) {
-			postfix_answer(c, start);
-			mk_policy_parser_reset(c->parser);
-		}
+		if (st == MK_POLICY_MORE)
+			break;
+		outlen += postfix_answer(c, start, pf->out + outlen);
+		mk_policy_parser_reset(c->parser);
 	}
-}
-
-static void
-postfix_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct postfix_conn *c = arg;
-
-	(void)bev;
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
-		postfix_close(c);
+	if (outlen > 0)
+		postfix_send(c, pf->out, outlen);
 }
 
 static void
@@ -166,7 +249,6 @@ postfix_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int socklen, void *arg)
 {
 	struct mk_postfix *pf = arg;
-	struct timeval idle = { POSTFIX_IDLE_TIMEOUT, 0 };
 	struct postfix_conn *c;
 
 	(void)lev;
@@ -180,19 +262,23 @@ postfix_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	}
 	c = mk_xcalloc(1, sizeof(*c));
 	c->pf = pf;
-	c->parser = mk_policy_parser_new();
-	c->bev = bufferevent_socket_new(pf->d->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
+	c->fd = fd;
+	c->rev = event_new(
+	    pf->d->base, fd, EV_READ | EV_PERSIST, postfix_read_cb, c);
+	c->wev = event_new(
+	    pf->d->base, fd, EV_WRITE | EV_PERSIST, postfix_write_cb, c);
+	if (c->rev == NULL || c->wev == NULL ||
+	    event_add(c->rev, pf->idle) < 0) {
+		mk_log_warn("policy", "cannot watch a new connection");
+		if (c->rev != NULL)
+			event_free(c->rev);
+		if (c->wev != NULL)
+			event_free(c->wev);
 		evutil_closesocket(fd);
-		mk_policy_parser_free(&c->parser);
 		free(c);
 		return;
 	}
-	bufferevent_setcb(c->bev, postfix_read_cb, NULL, postfix_event_cb, c);
-	bufferevent_set_timeouts(c->bev, &idle, &idle);
-	/* A request is bounded by the parser; do not buffer far beyond. */
-	bufferevent_setwatermark(c->bev, EV_READ, 0, MK_POLICY_REQUEST_MAX);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->parser = mk_policy_parser_new();
 	c->next = pf->conns;
 	if (pf->conns != NULL)
 		pf->conns->prev = c;
@@ -274,6 +360,11 @@ mk_postfix_start(
 
 	*pf_r = NULL;
 	pf->d = d;
+	pf->idle_tv.tv_sec = POSTFIX_IDLE_TIMEOUT;
+	/* Every connection has the same timeout: O(1) to re-arm. */
+	if ((pf->idle = event_base_init_common_timeout(
+		 d->base, &pf->idle_tv)) == NULL)
+		pf->idle = &pf->idle_tv;
 	if (postfix_unix(pf, d->conf->policy_socket, err) < 0 ||
 	    (d->conf->policy_listen != NULL &&
 		postfix_tcp(pf, d->conf->policy_listen, err) < 0)) {

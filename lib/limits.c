@@ -255,6 +255,12 @@ mk_limits_lookup(const struct mk_limits *limits, const char *address,
 		limits_apply_set(l_r, e, MK_QUOTA_SOURCE_CATALOG);
 }
 
+bool
+mk_limits_has_pools(const struct mk_limits *limits)
+{
+	return mk_hmap_count(limits->pools) > 0;
+}
+
 int
 mk_limits_pool(const struct mk_limits *limits, const char *address,
     struct mk_quota_limits *l_r)

@@ -14,22 +14,25 @@
 /* The attributes kept; each may appear once. */
 static const struct policy_attr {
 	const char *name;
+	size_t len; /* strlen(name) */
 	size_t offset; /* in struct mk_policy_request */
 	bool number; /* a uint64_t, else a string */
 } policy_attrs[] = {
-	{ "request", offsetof(struct mk_policy_request, request), false },
-	{ "protocol_state", offsetof(struct mk_policy_request, protocol_state),
-	    false },
-	{ "protocol_name", offsetof(struct mk_policy_request, protocol_name),
-	    false },
-	{ "recipient", offsetof(struct mk_policy_request, recipient), false },
-	{ "sender", offsetof(struct mk_policy_request, sender), false },
-	{ "instance", offsetof(struct mk_policy_request, instance), false },
-	{ "client_address", offsetof(struct mk_policy_request, client_address),
-	    false },
-	{ "size", offsetof(struct mk_policy_request, size), true },
-	{ "recipient_count",
-	    offsetof(struct mk_policy_request, recipient_count), true },
+#define POLICY_ATTR(name, field, number)                                       \
+	{                                                                      \
+		name, sizeof(name) - 1,                                        \
+		    offsetof(struct mk_policy_request, field), number          \
+	}
+	POLICY_ATTR("request", request, false),
+	POLICY_ATTR("protocol_state", protocol_state, false),
+	POLICY_ATTR("protocol_name", protocol_name, false),
+	POLICY_ATTR("recipient", recipient, false),
+	POLICY_ATTR("sender", sender, false),
+	POLICY_ATTR("instance", instance, false),
+	POLICY_ATTR("client_address", client_address, false),
+	POLICY_ATTR("size", size, true),
+	POLICY_ATTR("recipient_count", recipient_count, true),
+#undef POLICY_ATTR
 };
 
 #define POLICY_NATTRS (sizeof(policy_attrs) / sizeof(policy_attrs[0]))
@@ -41,7 +44,7 @@ struct mk_policy_parser {
 	bool seen[POLICY_NATTRS];
 	size_t total; /* bytes of this request so far */
 	unsigned lineno; /* of the line being read, from 1 */
-	size_t len; /* bytes in line */
+	size_t len; /* bytes of a line split between two feeds */
 	char line[MK_POLICY_LINE_MAX];
 	size_t vlen; /* bytes used in values */
 	/* The kept values; never fuller than the request itself. */
@@ -75,6 +78,31 @@ mk_policy_parser_reset(struct mk_policy_parser *p)
 	p->lineno = 1;
 	p->len = 0;
 	p->vlen = 0;
+}
+
+/*
+ * Are s[0..len) only printable ASCII (0x20 to 0x7e)?  Nearly every line
+ * Postfix sends is; a word at a time: a byte below 0x20 borrows, a byte
+ * at or above 0x7f carries or has its top bit set.  A false alarm only
+ * sends the line to the exact check.
+ */
+static bool
+policy_printable(const char *s, size_t len)
+{
+	const uint64_t ones = 0x0101010101010101ULL;
+	const uint64_t high = 0x8080808080808080ULL;
+	size_t i = 0;
+	uint64_t w;
+
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&w, s + i, sizeof(w));
+		if ((((w - 0x20 * ones) | (w + ones) | w) & high) != 0)
+			return false;
+	}
+	for (; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f)
+			return false;
+	return true;
 }
 
 /*
@@ -150,44 +178,70 @@ policy_keep(struct mk_policy_parser *p, size_t a, const char *value,
 	return MK_POLICY_MORE;
 }
 
-/* One complete line (without LF) in p->line. */
+/* May c be in an attribute name? */
+static inline bool
+policy_name_char(unsigned char c)
+{
+	return (unsigned)((c | 0x20) - 'a') < 26 || (unsigned)(c - '0') < 10 ||
+	    c == '_' || c == '-';
+}
+
+/* One complete line of len bytes without its LF; printable: only
+ * printable ASCII, known already. */
 static enum mk_policy_status
-policy_line(struct mk_policy_parser *p, struct mk_err *err)
+policy_line(struct mk_policy_parser *p, const char *line, size_t len,
+    bool printable, struct mk_err *err)
 {
 	const char *eq;
 	size_t i, nlen;
 
-	if (p->len > 0 && p->line[p->len - 1] == '\r')
-		p->len--;
-	if (!policy_text_valid((const unsigned char *)p->line, p->len))
-		return policy_fail(
-		    p, err, "control bytes or bytes that are not UTF-8");
-	if ((eq = memchr(p->line, '=', p->len)) == NULL || eq == p->line)
-		return policy_fail(p, err, "expected name=value");
-	nlen = (size_t)(eq - p->line);
-	for (i = 0; i < nlen; i++) {
-		char c = p->line[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			(c >= '0' && c <= '9') || c == '_' || c == '-'))
-			return policy_fail(p, err, "bad attribute name");
+	if (!printable) {
+		if (len > 0 && line[len - 1] == '\r')
+			len--;
+		if (!policy_text_valid((const unsigned char *)line, len))
+			return policy_fail(p, err,
+			    "control bytes or bytes that are not UTF-8");
 	}
+	if ((eq = memchr(line, '=', len)) == NULL || eq == line)
+		return policy_fail(p, err, "expected name=value");
+	nlen = (size_t)(eq - line);
+	for (i = 0; i < nlen; i++)
+		if (!policy_name_char((unsigned char)line[i]))
+			return policy_fail(p, err, "bad attribute name");
 	if (++p->req.nattrs > MK_POLICY_ATTRS_MAX)
 		return policy_fail(p, err, "too many attributes");
 	for (i = 0; i < POLICY_NATTRS; i++)
-		if (strlen(policy_attrs[i].name) == nlen &&
-		    memcmp(policy_attrs[i].name, p->line, nlen) == 0)
-			return policy_keep(
-			    p, i, eq + 1, p->len - nlen - 1, err);
+		if (policy_attrs[i].len == nlen &&
+		    memcmp(policy_attrs[i].name, line, nlen) == 0)
+			return policy_keep(p, i, eq + 1, len - nlen - 1, err);
 	return MK_POLICY_MORE;
 }
 
+/* The empty line: is the request complete and one we answer? */
+static enum mk_policy_status
+policy_end(struct mk_policy_parser *p, struct mk_err *err)
+{
+	if (p->req.request == NULL)
+		return policy_fail(p, err, "end of request without request=");
+	if (strcmp(p->req.request, "smtpd_access_policy") != 0)
+		return policy_fail(p, err, "not request=smtpd_access_policy");
+	p->done = true;
+	return MK_POLICY_DONE;
+}
+
+/*
+ * Lines are found with memchr and parsed where they lie in buf; only a
+ * line split between two feeds is copied, into p->line.  The bounds are
+ * checked per piece of a line, and an error names the byte at which a
+ * byte-wise reader would have stopped (the request's bound first, then a
+ * NUL, then the line's bound).
+ */
 enum mk_policy_status
 mk_policy_parser_feed(struct mk_policy_parser *p, const void *buf, size_t len,
     size_t *used_r, struct mk_err *err)
 {
 	const char *s = buf;
-	size_t i;
+	size_t off = 0;
 
 	*used_r = 0;
 	if (p->failed) {
@@ -196,31 +250,55 @@ mk_policy_parser_feed(struct mk_policy_parser *p, const void *buf, size_t len,
 	}
 	if (p->done)
 		return MK_POLICY_DONE;
-	for (i = 0; i < len; i++) {
-		char c = s[i];
+	while (off < len) {
+		const char *start = s + off, *nl, *nul;
+		size_t seg, take, bad = SIZE_MAX, llen;
+		const char *why = NULL, *line;
+		bool printable;
 
-		*used_r = i + 1;
-		if (++p->total > MK_POLICY_REQUEST_MAX)
-			return policy_fail(p, err, "request too long");
-		if (c == '\0')
-			return policy_fail(p, err, "NUL byte");
-		if (c != '\n') {
-			if (p->len == sizeof(p->line))
-				return policy_fail(p, err, "line too long");
-			p->line[p->len++] = c;
-			continue;
+		nl = memchr(start, '\n', len - off);
+		seg = nl != NULL ? (size_t)(nl - start) : len - off;
+		take = seg + (nl != NULL);
+		printable = policy_printable(start, seg);
+		if (take > MK_POLICY_REQUEST_MAX - p->total) {
+			bad = MK_POLICY_REQUEST_MAX - p->total;
+			why = "request too long";
 		}
-		if (p->len == 0 || (p->len == 1 && p->line[0] == '\r')) {
-			if (p->req.request == NULL)
-				return policy_fail(
-				    p, err, "end of request without request=");
-			if (strcmp(p->req.request, "smtpd_access_policy") != 0)
-				return policy_fail(
-				    p, err, "not request=smtpd_access_policy");
-			p->done = true;
-			return MK_POLICY_DONE;
+		if (!printable && (nul = memchr(start, '\0', seg)) != NULL &&
+		    (size_t)(nul - start) < bad) {
+			bad = (size_t)(nul - start);
+			why = "NUL byte";
 		}
-		if (policy_line(p, err) == MK_POLICY_ERROR)
+		if (seg > MK_POLICY_LINE_MAX - p->len &&
+		    MK_POLICY_LINE_MAX - p->len < bad) {
+			bad = MK_POLICY_LINE_MAX - p->len;
+			why = "line too long";
+		}
+		if (why != NULL) {
+			*used_r = off + bad + 1;
+			return policy_fail(p, err, "%s", why);
+		}
+		p->total += take;
+		off += take;
+		*used_r = off;
+		if (nl == NULL) {
+			memcpy(p->line + p->len, start, seg);
+			p->len += seg;
+			break;
+		}
+		if (p->len == 0) {
+			line = start;
+			llen = seg;
+		} else {
+			memcpy(p->line + p->len, start, seg);
+			line = p->line;
+			llen = p->len + seg;
+			printable = policy_printable(line, llen);
+		}
+		if (llen == 0 || (llen == 1 && line[0] == '\r'))
+			return policy_end(p, err);
+		if (policy_line(p, line, llen, printable, err) ==
+		    MK_POLICY_ERROR)
 			return MK_POLICY_ERROR;
 		p->len = 0;
 		p->lineno++;

@@ -715,47 +715,65 @@ out:
 }
 
 /*
- * The reservation table: mailboxes with their pending reservations, and
- * domains with the mailboxes of theirs that have some (for the pool),
- * both in hash maps keyed by the hash of the name.
+ * The reservation table.  Every lookup is O(1): each entry is found by
+ * its key (mailbox, txn, rcpt) in one hash map; mailboxes and domains
+ * keep running totals (in 128 bits, so that removing an entry is exact
+ * even when a sum passes UINT64_MAX; read back saturated).  A mailbox
+ * lists its entries oldest first, for release; the table lists all of
+ * them by expiry, for expire.
  */
+struct quota_box;
+
 struct quota_resv_entry {
 	char *txn;
 	char *rcpt;
+	struct quota_box *box;
+	uint64_t hash;
 	uint64_t bytes;
 	int64_t expires;
-	uint64_t seq; /* order of arrival: the oldest is released first */
-};
-
-struct quota_domain;
-
-struct quota_box {
-	char *mailbox;
-	struct quota_domain *domain;
-	size_t domain_index; /* in domain->boxes */
-	struct quota_resv_entry *entries;
-	size_t nentries;
-	size_t cap;
+	struct quota_resv_entry *bprev, *bnext; /* in the box, oldest first */
+	struct quota_resv_entry *eprev, *enext; /* in the table, by expiry */
 };
 
 struct quota_domain {
 	char *domain;
-	struct quota_box **boxes;
-	size_t nboxes;
-	size_t cap;
+	size_t nentries;
+	unsigned __int128 bytes;
+};
+
+struct quota_box {
+	char *mailbox;
+	struct quota_domain *domain;
+	struct quota_resv_entry *head, *tail;
+	size_t nentries;
+	unsigned __int128 bytes;
 };
 
 struct mk_quota_resv {
 	struct mk_hmap *boxes;
 	struct mk_hmap *domains;
-	uint64_t seq;
+	struct mk_hmap *entries;
+	struct quota_resv_entry *ehead, *etail;
 	size_t count;
+};
+
+/* The key of an entry, for matching. */
+struct quota_resv_key {
+	const char *mailbox;
+	const char *txn;
+	const char *rcpt;
 };
 
 static uint64_t
 quota_hash(const char *s)
 {
 	return mk_hmap_hash(s, strlen(s));
+}
+
+static uint64_t
+quota_saturate(unsigned __int128 v)
+{
+	return v > UINT64_MAX ? UINT64_MAX : (uint64_t)v;
 }
 
 static bool
@@ -770,11 +788,37 @@ quota_domain_match(const void *value, const void *ctx)
 	return strcmp(((const struct quota_domain *)value)->domain, ctx) == 0;
 }
 
+static bool
+quota_entry_match(const void *value, const void *ctx)
+{
+	const struct quota_resv_entry *e = value;
+	const struct quota_resv_key *k = ctx;
+
+	return strcmp(e->txn, k->txn) == 0 && strcmp(e->rcpt, k->rcpt) == 0 &&
+	    strcmp(e->box->mailbox, k->mailbox) == 0;
+}
+
+static uint64_t
+quota_entry_hash(const struct quota_resv_key *k)
+{
+	uint64_t h = quota_hash(k->mailbox);
+
+	h = (h ^ quota_hash(k->txn)) * 0x9e3779b97f4a7c15ULL;
+	return (h ^ quota_hash(k->rcpt)) * 0xbf58476d1ce4e5b9ULL;
+}
+
 static struct quota_box *
 quota_box_find(const struct mk_quota_resv *r, const char *mailbox)
 {
 	return mk_hmap_get(
 	    r->boxes, quota_hash(mailbox), quota_box_match, mailbox);
+}
+
+static struct quota_resv_entry *
+quota_entry_find(const struct mk_quota_resv *r, const struct quota_resv_key *k,
+    uint64_t hash)
+{
+	return mk_hmap_get(r->entries, hash, quota_entry_match, k);
 }
 
 struct mk_quota_resv *
@@ -784,39 +828,8 @@ mk_quota_resv_new(void)
 
 	r->boxes = mk_hmap_new();
 	r->domains = mk_hmap_new();
+	r->entries = mk_hmap_new();
 	return r;
-}
-
-/* Free an empty box, and its domain when that was its last box. */
-static void
-quota_box_free(struct mk_quota_resv *r, struct quota_box *box)
-{
-	struct quota_domain *d = box->domain;
-
-	mk_hmap_remove(r->boxes, quota_hash(box->mailbox), box);
-	d->boxes[box->domain_index] = d->boxes[--d->nboxes];
-	d->boxes[box->domain_index]->domain_index = box->domain_index;
-	if (d->nboxes == 0) {
-		mk_hmap_remove(r->domains, quota_hash(d->domain), d);
-		free(d->domain);
-		free(d->boxes);
-		free(d);
-	}
-	free(box->entries);
-	free(box->mailbox);
-	free(box);
-}
-
-/* Remove entry i of box, keeping the order of the others. */
-static void
-quota_box_drop(struct mk_quota_resv *r, struct quota_box *box, size_t i)
-{
-	free(box->entries[i].txn);
-	free(box->entries[i].rcpt);
-	memmove(&box->entries[i], &box->entries[i + 1],
-	    (box->nentries - i - 1) * sizeof(*box->entries));
-	box->nentries--;
-	r->count--;
 }
 
 static const char *
@@ -846,40 +859,122 @@ quota_box_get(struct mk_quota_resv *r, const char *mailbox)
 	}
 	box = mk_xcalloc(1, sizeof(*box));
 	box->mailbox = mk_xstrdup(mailbox);
-	mk_hmap_put(r->boxes, quota_hash(mailbox), box);
-	mk_xgrow(&d->boxes, &d->cap, d->nboxes + 1, sizeof(*d->boxes));
 	box->domain = d;
-	box->domain_index = d->nboxes;
-	d->boxes[d->nboxes++] = box;
+	mk_hmap_put(r->boxes, quota_hash(mailbox), box);
 	return box;
+}
+
+/* Put e into the expiry list: from the tail, where a new one belongs. */
+static void
+quota_expiry_insert(struct mk_quota_resv *r, struct quota_resv_entry *e)
+{
+	struct quota_resv_entry *after = r->etail;
+
+	while (after != NULL && after->expires > e->expires)
+		after = after->eprev;
+	e->eprev = after;
+	e->enext = after != NULL ? after->enext : r->ehead;
+	if (e->enext != NULL)
+		e->enext->eprev = e;
+	else
+		r->etail = e;
+	if (after != NULL)
+		after->enext = e;
+	else
+		r->ehead = e;
+}
+
+static void
+quota_expiry_unlink(struct mk_quota_resv *r, struct quota_resv_entry *e)
+{
+	if (e->eprev != NULL)
+		e->eprev->enext = e->enext;
+	else
+		r->ehead = e->enext;
+	if (e->enext != NULL)
+		e->enext->eprev = e->eprev;
+	else
+		r->etail = e->eprev;
+}
+
+/* Remove e; its box (and the box's domain) go with their last entry. */
+static void
+quota_entry_drop(struct mk_quota_resv *r, struct quota_resv_entry *e)
+{
+	struct quota_box *box = e->box;
+	struct quota_domain *d = box->domain;
+
+	mk_hmap_remove(r->entries, e->hash, e);
+	quota_expiry_unlink(r, e);
+	if (e->bprev != NULL)
+		e->bprev->bnext = e->bnext;
+	else
+		box->head = e->bnext;
+	if (e->bnext != NULL)
+		e->bnext->bprev = e->bprev;
+	else
+		box->tail = e->bprev;
+	box->nentries--;
+	box->bytes -= e->bytes;
+	d->nentries--;
+	d->bytes -= e->bytes;
+	r->count--;
+	free(e->txn);
+	free(e->rcpt);
+	free(e);
+	if (box->nentries == 0) {
+		mk_hmap_remove(r->boxes, quota_hash(box->mailbox), box);
+		free(box->mailbox);
+		free(box);
+	}
+	if (d->nentries == 0) {
+		mk_hmap_remove(r->domains, quota_hash(d->domain), d);
+		free(d->domain);
+		free(d);
+	}
 }
 
 void
 mk_quota_resv_add(struct mk_quota_resv *resv, const char *txn, const char *rcpt,
     const char *mailbox, uint64_t bytes, int64_t expires)
 {
-	struct quota_box *box = quota_box_get(resv, mailbox);
-	struct quota_resv_entry *e;
-	size_t i;
+	struct quota_resv_key k = { mailbox, txn, rcpt };
+	uint64_t hash = quota_entry_hash(&k);
+	struct quota_resv_entry *e = quota_entry_find(resv, &k, hash);
+	struct quota_box *box;
 
 	if (bytes == 0)
 		bytes = 1;
-	for (i = 0; i < box->nentries; i++) {
-		e = &box->entries[i];
-		if (strcmp(e->txn, txn) == 0 && strcmp(e->rcpt, rcpt) == 0) {
-			e->bytes = bytes;
-			e->expires = expires;
-			return;
-		}
+	if (e != NULL) {
+		/* Same key: a new size and expiry, the same age. */
+		e->box->bytes += bytes - (unsigned __int128)e->bytes;
+		e->box->domain->bytes += bytes - (unsigned __int128)e->bytes;
+		e->bytes = bytes;
+		e->expires = expires;
+		quota_expiry_unlink(resv, e);
+		quota_expiry_insert(resv, e);
+		return;
 	}
-	mk_xgrow(
-	    &box->entries, &box->cap, box->nentries + 1, sizeof(*box->entries));
-	e = &box->entries[box->nentries++];
+	box = quota_box_get(resv, mailbox);
+	e = mk_xcalloc(1, sizeof(*e));
 	e->txn = mk_xstrdup(txn);
 	e->rcpt = mk_xstrdup(rcpt);
+	e->box = box;
+	e->hash = hash;
 	e->bytes = bytes;
 	e->expires = expires;
-	e->seq = resv->seq++;
+	e->bprev = box->tail;
+	if (box->tail != NULL)
+		box->tail->bnext = e;
+	else
+		box->head = e;
+	box->tail = e;
+	box->nentries++;
+	box->bytes += bytes;
+	box->domain->nentries++;
+	box->domain->bytes += bytes;
+	mk_hmap_put(resv->entries, hash, e);
+	quota_expiry_insert(resv, e);
 	resv->count++;
 }
 
@@ -887,40 +982,20 @@ bool
 mk_quota_resv_release(struct mk_quota_resv *resv, const char *mailbox)
 {
 	struct quota_box *box = quota_box_find(resv, mailbox);
-	size_t i, oldest = 0;
 
 	if (box == NULL)
 		return false;
-	for (i = 1; i < box->nentries; i++)
-		if (box->entries[i].seq < box->entries[oldest].seq)
-			oldest = i;
-	quota_box_drop(resv, box, oldest);
-	if (box->nentries == 0)
-		quota_box_free(resv, box);
+	quota_entry_drop(resv, box->head);
 	return true;
 }
 
 size_t
 mk_quota_resv_expire(struct mk_quota_resv *resv, int64_t now)
 {
-	struct quota_box *box, **empty = NULL;
-	size_t before = resv->count, nempty = 0, cap = 0, pos = 0, i;
+	size_t before = resv->count;
 
-	/* The map must not change during the walk: free empty boxes after. */
-	while ((box = mk_hmap_next(resv->boxes, &pos)) != NULL) {
-		for (i = 0; i < box->nentries;)
-			if (box->entries[i].expires <= now)
-				quota_box_drop(resv, box, i);
-			else
-				i++;
-		if (box->nentries == 0) {
-			mk_xgrow(&empty, &cap, nempty + 1, sizeof(*empty));
-			empty[nempty++] = box;
-		}
-	}
-	for (i = 0; i < nempty; i++)
-		quota_box_free(resv, empty[i]);
-	free(empty);
+	while (resv->ehead != NULL && resv->ehead->expires <= now)
+		quota_entry_drop(resv, resv->ehead);
 	return before - resv->count;
 }
 
@@ -931,10 +1006,11 @@ mk_quota_resv_free(struct mk_quota_resv **resvp)
 
 	if (r == NULL)
 		return;
-	/* Every reservation expires by INT64_MAX, and frees its box. */
-	mk_quota_resv_expire(r, INT64_MAX);
+	while (r->ehead != NULL)
+		quota_entry_drop(r, r->ehead);
 	mk_hmap_free(&r->boxes);
 	mk_hmap_free(&r->domains);
+	mk_hmap_free(&r->entries);
 	free(r);
 	*resvp = NULL;
 }
@@ -945,24 +1021,27 @@ mk_quota_resv_get(const struct mk_quota_resv *resv, const char *mailbox,
     uint64_t *own_bytes_r)
 {
 	const struct quota_box *box = quota_box_find(resv, mailbox);
-	uint64_t bytes = 0, messages = 0, own = 0;
-	size_t i;
+	const struct quota_resv_entry *own = NULL;
+	unsigned __int128 bytes = 0;
+	size_t messages = 0;
 
-	for (i = 0; box != NULL && i < box->nentries; i++) {
-		const struct quota_resv_entry *e = &box->entries[i];
+	if (box != NULL) {
+		bytes = box->bytes;
+		messages = box->nentries;
+		if (txn != NULL && rcpt != NULL) {
+			struct quota_resv_key k = { mailbox, txn, rcpt };
 
-		if (txn != NULL && rcpt != NULL && strcmp(e->txn, txn) == 0 &&
-		    strcmp(e->rcpt, rcpt) == 0) {
-			own = e->bytes;
-			continue;
+			own = quota_entry_find(resv, &k, quota_entry_hash(&k));
 		}
-		bytes = quota_add(bytes, e->bytes);
-		messages++;
+		if (own != NULL) {
+			bytes -= own->bytes;
+			messages--;
+		}
 	}
-	*bytes_r = bytes;
+	*bytes_r = quota_saturate(bytes);
 	*messages_r = messages;
 	if (own_bytes_r != NULL)
-		*own_bytes_r = own;
+		*own_bytes_r = own != NULL ? own->bytes : 0;
 }
 
 void
@@ -970,18 +1049,11 @@ mk_quota_resv_get_domain(const struct mk_quota_resv *resv, const char *domain,
     uint64_t *bytes_r, uint64_t *messages_r)
 {
 	const struct quota_domain *d;
-	uint64_t bytes = 0, messages = 0;
-	size_t i, j;
 
 	d = mk_hmap_get(
 	    resv->domains, quota_hash(domain), quota_domain_match, domain);
-	for (i = 0; d != NULL && i < d->nboxes; i++)
-		for (j = 0; j < d->boxes[i]->nentries; j++) {
-			bytes = quota_add(bytes, d->boxes[i]->entries[j].bytes);
-			messages++;
-		}
-	*bytes_r = bytes;
-	*messages_r = messages;
+	*bytes_r = d != NULL ? quota_saturate(d->bytes) : 0;
+	*messages_r = d != NULL ? d->nentries : 0;
 }
 
 size_t

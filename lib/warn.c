@@ -521,15 +521,59 @@ warn_body(struct warn_buf *b, const char *body, size_t len, struct mk_err *err)
 	return 0;
 }
 
+/* The whole message for m: headers, subject, body (LF line ends). */
+static int
+warn_compose(const struct mk_warn_message *m, const char *subject,
+    const char *body, size_t body_len, char **msg_r, size_t *len_r,
+    struct mk_err *err)
+{
+	struct warn_buf msg = { NULL, 0, 0 };
+	const char *p, *start;
+	char date[64], *header;
+	int rc = -1;
+
+	if (warn_date(m->date, date, sizeof(date), err) < 0)
+		return -1;
+	header =
+	    mk_xasprintf("Date: %s\nFrom: %s\nTo: %s\n", date, m->from, m->to);
+	warn_puts(&msg, header);
+	free(header);
+	warn_subject(&msg, subject);
+	header = mk_xasprintf("Message-ID: <mailkeep.%" PRId64 ".%s@%s>\n"
+			      "MIME-Version: 1.0\n"
+			      "Content-Type: text/plain; charset=utf-8\n"
+			      "Content-Transfer-Encoding: %s\n"
+			      "Auto-Submitted: auto-generated\n"
+			      "\n",
+	    m->date, m->unique, m->hostname,
+	    warn_text_ascii(body, body_len) ? "7bit" : "8bit");
+	warn_puts(&msg, header);
+	free(header);
+	if (warn_body(&msg, body, body_len, err) < 0)
+		goto out;
+	for (p = msg.s; (start = strchr(p, '\n')) != NULL; p = start + 1)
+		if ((size_t)(start - p) > WARN_LINE_MAX) {
+			mk_err_set(err, "warning header longer than %d bytes",
+			    WARN_LINE_MAX);
+			goto out;
+		}
+	*msg_r = msg.s;
+	*len_r = msg.len;
+	msg.s = NULL;
+	rc = 0;
+out:
+	free(msg.s);
+	return rc;
+}
+
 int
 mk_warn_render(const char *tmpl, size_t len, const struct mk_warn_message *m,
     char **msg_r, size_t *len_r, struct mk_err *err)
 {
 	struct warn_buf text = { NULL, 0, 0 }, subject = { NULL, 0, 0 };
-	struct warn_buf body = { NULL, 0, 0 }, msg = { NULL, 0, 0 };
+	struct warn_buf body = { NULL, 0, 0 };
 	const char *p, *start, *end;
-	char date[64], *header;
-	int rc = -1;
+	int rc;
 	size_t i;
 
 	*msg_r = NULL;
@@ -538,8 +582,6 @@ mk_warn_render(const char *tmpl, size_t len, const struct mk_warn_message *m,
 	if (!warn_text_valid(tmpl, len, true))
 		return mk_err_set(
 		    err, "warning template: not plain UTF-8 text");
-	if (warn_date(m->date, date, sizeof(date), err) < 0)
-		return -1;
 	/* The template with CRLF as LF. */
 	for (i = 0; i < len; i++)
 		if (tmpl[i] != '\r')
@@ -562,38 +604,72 @@ mk_warn_render(const char *tmpl, size_t len, const struct mk_warn_message *m,
 	warn_put(&subject, "", 0);
 	warn_expand(&body, start, (size_t)(end - start), m);
 	warn_put(&body, "", 0);
-	header =
-	    mk_xasprintf("Date: %s\nFrom: %s\nTo: %s\n", date, m->from, m->to);
-	warn_puts(&msg, header);
-	free(header);
-	warn_subject(&msg, subject.s);
-	header = mk_xasprintf("Message-ID: <mailkeep.%" PRId64 ".%s@%s>\n"
-			      "MIME-Version: 1.0\n"
-			      "Content-Type: text/plain; charset=utf-8\n"
-			      "Content-Transfer-Encoding: %s\n"
-			      "Auto-Submitted: auto-generated\n"
-			      "\n",
-	    m->date, m->unique, m->hostname,
-	    warn_text_ascii(body.s, body.len) ? "7bit" : "8bit");
-	warn_puts(&msg, header);
-	free(header);
-	if (warn_body(&msg, body.s, body.len, err) < 0)
-		goto out;
-	for (p = msg.s; (start = strchr(p, '\n')) != NULL; p = start + 1)
-		if ((size_t)(start - p) > WARN_LINE_MAX) {
-			mk_err_set(err, "warning header longer than %d bytes",
-			    WARN_LINE_MAX);
-			goto out;
-		}
-	*msg_r = msg.s;
-	*len_r = msg.len;
-	msg.s = NULL;
-	rc = 0;
-out:
+	rc = warn_compose(m, subject.s, body.s, body.len, msg_r, len_r, err);
 	free(text.s);
 	free(subject.s);
 	free(body.s);
-	free(msg.s);
+	return rc;
+}
+
+static int
+warn_digest_cmp(const void *a, const void *b)
+{
+	const struct mk_warn_digest_entry *x = a, *y = b;
+
+	if (x->percent != y->percent)
+		return x->percent > y->percent ? -1 : 1;
+	if (x->usage != y->usage)
+		return x->usage > y->usage ? -1 : 1;
+	return strcmp(x->address, y->address);
+}
+
+int
+mk_warn_digest_render(struct mk_warn_digest_entry *entries, size_t n,
+    size_t top, const struct mk_warn_message *m, char **msg_r, size_t *len_r,
+    struct mk_err *err)
+{
+	struct warn_buf body = { NULL, 0, 0 };
+	size_t i, over = 0, show;
+	char *line, subject[128];
+	int rc;
+
+	*msg_r = NULL;
+	if (warn_check_message(m, err) < 0)
+		return -1;
+	qsort(entries, n, sizeof(*entries), warn_digest_cmp);
+	for (i = 0; i < n; i++)
+		over += entries[i].percent >= 100;
+	show = n < top ? n : top;
+	snprintf(subject, sizeof(subject),
+	    "Quota digest: %zu mailbox%s full, %zu limited", over,
+	    over == 1 ? "" : "es", n);
+	line = mk_xasprintf("The %zu fullest of the %zu mailboxes with a "
+			    "limit, fullest first.\n"
+			    "Usage and limit in bytes, or in messages where "
+			    "that limit is the nearer.\n\n"
+			    "%7s  %20s  %20s  %s\n",
+	    show, n, "percent", "usage", "limit", "mailbox");
+	warn_puts(&body, line);
+	free(line);
+	for (i = 0; i < show; i++) {
+		const struct mk_warn_digest_entry *e = &entries[i];
+
+		if (!warn_text_valid(e->address, strlen(e->address), false)) {
+			free(body.s);
+			return mk_err_set(err,
+			    "digest: an address that is "
+			    "not printable UTF-8");
+		}
+		line = mk_xasprintf("%6u%%  %20" PRIu64 "  %20" PRIu64 "  %s\n",
+		    e->percent, e->usage, e->limit, e->address);
+		warn_puts(&body, line);
+		free(line);
+	}
+	if (n == 0)
+		warn_puts(&body, "(no mailbox has a limit)\n");
+	warn_put(&body, "", 0);
+	rc = warn_compose(m, subject, body.s, body.len, msg_r, len_r, err);
+	free(body.s);
 	return rc;
 }
 

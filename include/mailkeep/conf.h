@@ -60,6 +60,11 @@ struct mk_conf {
 	char *warn_template;
 	char *warn_from;
 	char *warn_hook;
+	char *digest_to; /* the administrator's address; NULL: no digest */
+	char *digest_time; /* "HH:MM", local time */
+	uint64_t digest_top;
+	char *digest_sendmail; /* "/usr/sbin/sendmail -i --" */
+	char *doveconf; /* "doveconf" or "doveconf -c FILE"; NULL: look */
 
 	/* [policy] */
 	char *policy_socket;

@@ -50,6 +50,9 @@ int mk_limits_get_set(const struct mk_limits *limits, const char *target,
 void mk_limits_lookup(const struct mk_limits *limits, const char *address,
     struct mk_quota_limits *l_r);
 
+/* Has any domain a pool? */
+bool mk_limits_has_pools(const struct mk_limits *limits);
+
 /* The pool of the domain of address: 1 with *l_r, or 0 when none. */
 int mk_limits_pool(const struct mk_limits *limits, const char *address,
     struct mk_quota_limits *l_r);

@@ -122,6 +122,24 @@ int mk_warn_render(const char *tmpl, size_t len,
     const struct mk_warn_message *m, char **msg_r, size_t *len_r,
     struct mk_err *err);
 
+/* One line of the daily digest: the resource nearest its limit. */
+struct mk_warn_digest_entry {
+	const char *address;
+	uint64_t usage;
+	uint64_t limit;
+	unsigned percent; /* mk_warn_percent(usage, limit) */
+};
+
+/*
+ * The daily digest for the administrator (m->to): the top fullest of the
+ * n limited mailboxes (entries are sorted here: percent, then usage,
+ * descending, then address), with a subject that counts the full ones.
+ * m->usage, limit and threshold are not used.  *msg_r as mk_warn_render.
+ */
+int mk_warn_digest_render(struct mk_warn_digest_entry *entries, size_t n,
+    size_t top, const struct mk_warn_message *m, char **msg_r, size_t *len_r,
+    struct mk_err *err);
+
 /* Read a template file (at most MK_WARN_TEMPLATE_MAX bytes) into *tmpl_r
  * (NUL-ended, free()).  Blocking I/O. */
 int mk_warn_template_load(

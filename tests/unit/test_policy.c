@@ -250,6 +250,13 @@ static const struct bad_case bad_cases[] = {
 	    0, "line 2: control bytes" },
 	{ "request=smtpd_access_policy\nsender=a\rb\n\n", 0,
 	    "line 2: control bytes" },
+	/* Inside a word of eight, for the word-at-a-time check. */
+	{ "request=smtpd_access_policy\nsender=abcdefghijklmno\x7fpqrs\n\n", 0,
+	    "line 2: control bytes" },
+	{ "request=smtpd_access_policy\nsender=abcdefghij\x1fklmnopqr\n\n", 0,
+	    "line 2: control bytes" },
+	{ "request=smtpd_access_policy\nsender=abcdefghijklmnopqrstuv\0w\n\n",
+	    61, "line 2: NUL byte" },
 	{ "request=smtpd_access_policy\nsender=\xff\n\n", 0,
 	    "line 2: control bytes or bytes that are not UTF-8" },
 	{ "request=smtpd_access_policy\nsender=\xe2\x82\n\n", 0, "not UTF-8" },

@@ -504,6 +504,52 @@ test_warn_estimate(void **state)
 	assert_true(days == 3);
 }
 
+/* The digest: fullest first (percent, then usage, then address), top N,
+ * a subject counting the full ones; bad addresses refused. */
+static void
+test_warn_digest(void **state)
+{
+	struct mk_warn_digest_entry e[] = {
+		{ "b@x", 50, 100, 50 },
+		{ "a@x", 120, 100, 120 },
+		{ "c@x", 99, 100, 99 },
+		{ "d@x", 60, 100, 50 },
+		{ "e@x", 100, 100, 100 },
+	};
+	struct mk_warn_message m = message();
+	struct mk_err err;
+	const char *p;
+	char *msg;
+	size_t len;
+
+	(void)state;
+	m.to = "admin@x";
+	assert_int_equal(
+	    mk_warn_digest_render(e, 5, 4, &m, &msg, &len, &err), 0);
+	assert_int_equal(strlen(msg), len);
+	assert_non_null(strstr(
+	    msg, "Subject: Quota digest: 2 mailboxes full, 5 limited\n"));
+	assert_non_null(strstr(msg, "The 4 fullest of the 5 mailboxes"));
+	p = strstr(msg, "a@x");
+	assert_non_null(p);
+	assert_non_null(p = strstr(p, "e@x"));
+	assert_non_null(p = strstr(p, "c@x"));
+	/* 50% both: more usage first. */
+	assert_non_null(p = strstr(p, "d@x"));
+	assert_null(strstr(msg, "b@x"));
+	free(msg);
+	assert_int_equal(
+	    mk_warn_digest_render(e, 0, 4, &m, &msg, &len, &err), 0);
+	assert_non_null(strstr(msg, "0 mailboxes full, 0 limited"));
+	assert_non_null(strstr(msg, "(no mailbox has a limit)"));
+	free(msg);
+	e[0].address = "bad\naddress@x";
+	assert_int_equal(
+	    mk_warn_digest_render(e, 5, 5, &m, &msg, &len, &err), -1);
+	assert_null(msg);
+	assert_non_null(strstr(err.msg, "not printable"));
+}
+
 int
 main(void)
 {
@@ -522,6 +568,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_warn_template_load, warn_setup, warn_teardown),
 		cmocka_unit_test(test_warn_estimate),
+		cmocka_unit_test(test_warn_digest),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
