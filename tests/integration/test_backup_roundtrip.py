@@ -23,10 +23,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mkenv import run_scenario, BIN_DIR, Checks, run_mailkeep  # noqa: E402
+from mkenv import run_scenario, BIN_DIR, Checks, run_mailkeep, wait_for  # noqa: E402
 
 SOURCE_DIR = os.environ.get("MK_SOURCE_DIR", os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -281,9 +280,13 @@ def scenario(check, rng, tmp):
     big = store.maildirs()[addresses[1]]
     for i in range(40):
         store.deliver(big, b"Subject: bulk\n\n" + base64.encodebytes(rng.randbytes(400000)))
+    def npacks():
+        return sum(len(f) for _, _, f in os.walk(os.path.join(state, "repository", "packs")))
+    packs = npacks()
     proc = subprocess.Popen([os.path.join(BIN_DIR, "mailkeep"), *env, "backup", "run"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(0.3)
+    # Kill it once it is writing (its run recorded), however slow the build.
+    wait_for(lambda: npacks() > packs, timeout=60, interval=0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed = proc.returncode == -signal.SIGKILL
