@@ -269,8 +269,10 @@ def scenario(check, rng, tmp):
         copies[sid] = os.path.join(copy, os.path.relpath(store.maildirs()[address], root))
     res = run_mailkeep(*env, "prune")
     check("prune after a killed backup exits 0", res.returncode == 0, res.stderr)
-    check("... and published the interrupted run",
-          "interrupted run was published" in res.stderr, res.stderr)
+    # Killed before its last mailbox: its run is surely still open.
+    if bk.returncode == -signal.SIGKILL and len(committed) < len(store.maildirs()):
+        check("... and published the interrupted run",
+              "interrupted run was published" in res.stderr, res.stderr)
     res = run_mailkeep(*env, "prune")
     kept = set(snapshots(env))
     check("the killed run's committed snapshots are kept", committed <= kept,
