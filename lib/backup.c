@@ -18,6 +18,7 @@
 #include "mailkeep/maildir.h"
 #include "mailkeep/mem.h"
 #include "mailkeep/reindex.h"
+#include "mailkeep/prune.h"
 #include "mailkeep/str.h"
 
 /* Listings of a folder whose dovecot-uidlist keeps changing. */
@@ -436,7 +437,7 @@ bk_blob_known(
 		bk->open_used = true;
 		return 1;
 	}
-	return mk_catalog_blob_get(bk->cat, id, NULL, NULL, err);
+	return mk_catalog_blob_reusable(bk->cat, id, NULL, NULL, err);
 }
 
 /*
@@ -1990,7 +1991,7 @@ backup_run_chunks(struct mk_repo *repo, struct mk_catalog *cat,
 
 		if (mk_repo_blob_id(repo, chunks->chunks[i].data,
 			chunks->chunks[i].len, loc->entry.id, err) < 0 ||
-		    (r = mk_catalog_blob_get(
+		    (r = mk_catalog_blob_reusable(
 			 cat, loc->entry.id, loc->pack, &loc->entry, err)) < 0)
 			goto out;
 		if (r == 0 &&
@@ -2119,8 +2120,11 @@ mk_backup_run_begin(struct mk_repo *repo, struct mk_catalog *cat,
 	int rc = -1;
 
 	memset(&open, 0, sizeof(open));
-	/* Packs another host stored (or a killed run): reuse their blobs. */
+	/* Packs another host stored (or a killed run): reuse their blobs.
+	 * Then blobs in packs that prune tombstoned or deleted are not
+	 * reused. */
 	if (mk_reindex_packs(repo, cat, &rs, err) < 0 ||
+	    mk_prune_sync(repo, cat, err) < 0 ||
 	    mk_catalog_runs_open(cat, backup_open_cb, &open, err) < 0)
 		goto out;
 	for (i = 0; i < open.n; i++) {

@@ -36,7 +36,14 @@ enum catalog_stmt {
 	STMT_PACK_ADD,
 	STMT_BLOB_ADD,
 	STMT_BLOB_GET,
+	STMT_BLOB_GET_REUSABLE,
 	STMT_BLOB_REF,
+	STMT_PACK_ID,
+	STMT_PACK_TOMBSTONE,
+	STMT_PACK_REVIVE,
+	STMT_PACK_BLOBS_DROP,
+	STMT_PACK_DROP,
+	STMT_KEEP_ADD,
 	STMT_RUN_ADD,
 	STMT_RUN_END,
 	STMT_RUNS_OPEN,
@@ -121,17 +128,43 @@ static const char *const catalog_sql[STMT_COUNT] = {
 	[STMT_DIR_ADD] = "INSERT INTO dir_name (name) VALUES (?1) ON CONFLICT "
 			 "(name) DO NOTHING",
 	[STMT_DIR_ID] = "SELECT id FROM dir_name WHERE name = ?1",
-	[STMT_PACK_ADD] =
-	    "INSERT INTO pack (name, size, created_ns) VALUES (?1, ?2, ?3)",
+	[STMT_PACK_ADD] = "INSERT INTO pack (name, size, created_ns) VALUES "
+			  "(?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
+	/* A blob keeps its first place, unless that pack is tombstoned
+	 * (repacked or unused): then the new copy is where it is. */
 	[STMT_BLOB_ADD] =
 	    "INSERT INTO blob (id, pack, offset, length, raw_length, type, "
 	    "compression) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) "
-	    "DO NOTHING",
+	    "DO UPDATE SET pack = excluded.pack, offset = excluded.offset, "
+	    "length = excluded.length, raw_length = excluded.raw_length, "
+	    "compression = excluded.compression WHERE blob.pack IN (SELECT id "
+	    "FROM pack WHERE tombstoned_ns IS NOT NULL) AND excluded.pack IN "
+	    "(SELECT id FROM pack WHERE tombstoned_ns IS NULL)",
 	[STMT_BLOB_GET] =
 	    "SELECT p.name, b.offset, b.length, b.raw_length, b.type, "
 	    "b.compression FROM blob b JOIN pack p ON p.id = b.pack WHERE b.id "
 	    "= ?1",
+	[STMT_BLOB_GET_REUSABLE] =
+	    "SELECT p.name, b.offset, b.length, b.raw_length, b.type, "
+	    "b.compression FROM blob b JOIN pack p ON p.id = b.pack WHERE b.id "
+	    "= ?1 AND p.tombstoned_ns IS NULL",
 	[STMT_BLOB_REF] = "SELECT ref FROM blob WHERE id = ?1",
+	[STMT_PACK_ID] = "SELECT id FROM pack WHERE name = ?1",
+	[STMT_PACK_TOMBSTONE] = "UPDATE pack SET tombstoned_ns = ?2 WHERE name "
+				"= ?1 AND tombstoned_ns IS NULL",
+	[STMT_PACK_REVIVE] =
+	    "UPDATE pack SET tombstoned_ns = NULL WHERE name = ?1",
+	/* The blobs of a deleted pack that nothing refers to any more. */
+	[STMT_PACK_BLOBS_DROP] =
+	    "DELETE FROM blob WHERE pack = ?1 AND NOT EXISTS (SELECT 1 FROM "
+	    "message WHERE header = blob.ref) AND NOT EXISTS (SELECT 1 FROM "
+	    "message WHERE body = blob.ref) AND NOT EXISTS (SELECT 1 FROM "
+	    "message_chunk WHERE blob = blob.ref) AND NOT EXISTS (SELECT 1 "
+	    "FROM snapshot WHERE object = blob.ref)",
+	[STMT_PACK_DROP] = "DELETE FROM pack WHERE id = ?1 AND NOT EXISTS "
+			   "(SELECT 1 FROM blob WHERE pack = ?1)",
+	[STMT_KEEP_ADD] = "INSERT OR IGNORE INTO temp.prune_keep (run, "
+			  "address) VALUES (?1, ?2)",
 	[STMT_RUN_ADD] = "INSERT INTO run (name, started_ns) VALUES (?1, ?2)",
 	[STMT_RUN_END] = "UPDATE run SET ended_ns = ?2 WHERE id = ?1",
 	[STMT_RUNS_OPEN] = "SELECT id, name, started_ns FROM run WHERE "
@@ -287,6 +320,18 @@ static const char *const catalog_migrations[MK_CATALOG_VERSION] = {
 	"  recipients TEXT NOT NULL,"
 	"  subject TEXT NOT NULL,"
 	"  date INTEGER NOT NULL) WITHOUT ROWID;",
+	/*
+	 * 5: prune.  A pack with a tombstone (repacked, or no live blob) is
+	 * never reused by a backup; the indexes let prune drop snapshots,
+	 * versions, messages and blobs without scanning every table once
+	 * per row.
+	 */
+	"ALTER TABLE pack ADD COLUMN tombstoned_ns INTEGER;"
+	"CREATE INDEX message_version_message ON message_version (message);"
+	"CREATE INDEX message_by_header ON message (header);"
+	"CREATE INDEX message_body ON message (body);"
+	"CREATE INDEX message_chunk_blob ON message_chunk (blob);"
+	"CREATE INDEX snapshot_object ON snapshot (object);",
 };
 
 struct mk_catalog {
@@ -406,7 +451,12 @@ mk_catalog_open(const char *path, struct mk_catalog **cat_r, struct mk_err *err)
 	    catalog_exec(cat,
 		"PRAGMA synchronous = NORMAL;PRAGMA foreign_keys = ON",
 		err) < 0 ||
-	    catalog_migrate(cat, err) < 0)
+	    catalog_migrate(cat, err) < 0 ||
+	    catalog_exec(cat,
+		"CREATE TEMP TABLE prune_keep (run TEXT NOT NULL, address "
+		"TEXT NOT NULL, PRIMARY KEY (run, address)) WITHOUT ROWID;"
+		"CREATE TEMP TABLE prune_forget (id INTEGER PRIMARY KEY)",
+		err) < 0)
 		goto fail;
 	for (i = 0; i < STMT_COUNT; i++)
 		if (sqlite3_prepare_v3(cat->db, catalog_sql[i], -1,
@@ -863,7 +913,14 @@ mk_catalog_pack_add(struct mk_catalog *cat, const struct mk_pack *pack,
 		err) < 0 ||
 	    catalog_step_done(cat, st, err) < 0)
 		return -1;
-	ref = sqlite3_last_insert_rowid(cat->db);
+	/* Recorded before (prune records a repacked pack twice). */
+	st = cat->stmts[STMT_PACK_ID];
+	if (catalog_bound(cat, st,
+		sqlite3_bind_text(st, 1, pack->id, -1, SQLITE_STATIC),
+		err) < 0 ||
+	    catalog_lookup_int(cat, st, &ref, err) != 1)
+		return mk_err_set(err, "catalog %s: pack %.16s vanished",
+		    cat->path, pack->id);
 	st = cat->stmts[STMT_BLOB_ADD];
 	for (i = 0; i < pack->count; i++) {
 		const struct mk_pack_entry *e = &pack->entries[i];
@@ -891,12 +948,12 @@ mk_catalog_pack_add(struct mk_catalog *cat, const struct mk_pack *pack,
 	return 0;
 }
 
-int
-mk_catalog_blob_get(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
-    char pack_r[MK_PACK_NAME_LEN + 1], struct mk_pack_entry *entry_r,
-    struct mk_err *err)
+/* Where a blob is, with the statement given (any pack, or reusable). */
+static int
+catalog_blob_where(struct mk_catalog *cat, sqlite3_stmt *st,
+    const uint8_t id[MK_PACK_ID_LEN], char pack_r[MK_PACK_NAME_LEN + 1],
+    struct mk_pack_entry *entry_r, struct mk_err *err)
 {
-	sqlite3_stmt *st = cat->stmts[STMT_BLOB_GET];
 	uint8_t key[MK_PACK_ID_LEN];
 	const unsigned char *pack;
 	int r, rc = -1;
@@ -939,6 +996,137 @@ out:
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return rc;
+}
+
+int
+mk_catalog_blob_get(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
+    char pack_r[MK_PACK_NAME_LEN + 1], struct mk_pack_entry *entry_r,
+    struct mk_err *err)
+{
+	return catalog_blob_where(
+	    cat, cat->stmts[STMT_BLOB_GET], id, pack_r, entry_r, err);
+}
+
+int
+mk_catalog_blob_reusable(struct mk_catalog *cat,
+    const uint8_t id[MK_PACK_ID_LEN], char pack_r[MK_PACK_NAME_LEN + 1],
+    struct mk_pack_entry *entry_r, struct mk_err *err)
+{
+	return catalog_blob_where(
+	    cat, cat->stmts[STMT_BLOB_GET_REUSABLE], id, pack_r, entry_r, err);
+}
+
+/* A statement bound to a pack name (and a time), stepped once. */
+static int
+catalog_pack_step(struct mk_catalog *cat, enum catalog_stmt which,
+    const char *name, int64_t ns, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[which];
+	int rc = sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+
+	if (which == STMT_PACK_TOMBSTONE)
+		rc |= sqlite3_bind_int64(st, 2, ns);
+	if (catalog_bound(cat, st, rc, err) < 0)
+		return -1;
+	return catalog_step_done(cat, st, err);
+}
+
+int
+mk_catalog_pack_tombstone(
+    struct mk_catalog *cat, const char *name, int64_t ns, struct mk_err *err)
+{
+	return catalog_pack_step(cat, STMT_PACK_TOMBSTONE, name, ns, err);
+}
+
+int
+mk_catalog_pack_revive(
+    struct mk_catalog *cat, const char *name, struct mk_err *err)
+{
+	return catalog_pack_step(cat, STMT_PACK_REVIVE, name, 0, err);
+}
+
+int
+mk_catalog_pack_drop(
+    struct mk_catalog *cat, const char *name, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_PACK_ID];
+	int64_t ref;
+	int r;
+
+	if (catalog_bound(cat, st,
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC), err) < 0 ||
+	    (r = catalog_lookup_int(cat, st, &ref, err)) < 0)
+		return -1;
+	if (r == 0)
+		return 0;
+	st = cat->stmts[STMT_PACK_BLOBS_DROP];
+	if (catalog_bound(cat, st, sqlite3_bind_int64(st, 1, ref), err) < 0 ||
+	    catalog_step_done(cat, st, err) < 0)
+		return -1;
+	st = cat->stmts[STMT_PACK_DROP];
+	if (catalog_bound(cat, st, sqlite3_bind_int64(st, 1, ref), err) < 0)
+		return -1;
+	return catalog_step_done(cat, st, err);
+}
+
+/*
+ * Forgetting snapshots, in the caller's transaction.  A version's
+ * appeared and vanished move to the next snapshot kept, which keeps
+ * "alive at S" true for every S kept; versions alive at no snapshot
+ * kept go, then messages without versions.
+ */
+static const char catalog_forget_sql[] =
+    "DELETE FROM temp.prune_forget;"
+    "INSERT INTO temp.prune_forget SELECT s.id FROM snapshot s JOIN run r "
+    "ON r.id = s.run JOIN backup_mailbox m ON m.id = s.mailbox WHERE "
+    "r.ended_ns IS NOT NULL AND NOT EXISTS (SELECT 1 FROM temp.prune_keep "
+    "k WHERE k.run = r.name AND k.address = m.address);"
+    "DELETE FROM message_version WHERE mailbox IN (SELECT mailbox FROM "
+    "snapshot WHERE id IN temp.prune_forget) AND NOT EXISTS (SELECT 1 FROM "
+    "snapshot s WHERE s.mailbox = message_version.mailbox AND s.id >= "
+    "message_version.appeared AND (message_version.vanished IS NULL OR "
+    "s.id < message_version.vanished) AND s.id NOT IN temp.prune_forget);"
+    "UPDATE message_version SET appeared = (SELECT MIN(s.id) FROM snapshot "
+    "s WHERE s.mailbox = message_version.mailbox AND s.id > "
+    "message_version.appeared AND s.id NOT IN temp.prune_forget) WHERE "
+    "appeared IN temp.prune_forget;"
+    "UPDATE message_version SET vanished = (SELECT MIN(s.id) FROM snapshot "
+    "s WHERE s.mailbox = message_version.mailbox AND s.id > "
+    "message_version.vanished AND s.id NOT IN temp.prune_forget) WHERE "
+    "vanished IN temp.prune_forget;"
+    "DELETE FROM snapshot WHERE id IN temp.prune_forget;"
+    "DELETE FROM run WHERE ended_ns IS NOT NULL AND NOT EXISTS (SELECT 1 "
+    "FROM snapshot WHERE snapshot.run = run.id);"
+    "DELETE FROM message_chunk WHERE message IN (SELECT id FROM message "
+    "WHERE NOT EXISTS (SELECT 1 FROM message_version v WHERE v.message = "
+    "message.id));"
+    "DELETE FROM message WHERE NOT EXISTS (SELECT 1 FROM message_version v "
+    "WHERE v.message = message.id);"
+    "DELETE FROM temp.prune_keep;";
+
+int
+mk_catalog_forget(struct mk_catalog *cat, const struct mk_catalog_keep *keep,
+    size_t count, int64_t *forgotten_r, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_KEEP_ADD];
+	size_t i;
+
+	if (catalog_exec(cat, "DELETE FROM temp.prune_keep", err) < 0)
+		return -1;
+	for (i = 0; i < count; i++)
+		if (catalog_bound(cat, st,
+			sqlite3_bind_text(
+			    st, 1, keep[i].run, -1, SQLITE_STATIC) |
+			    sqlite3_bind_text(
+				st, 2, keep[i].address, -1, SQLITE_STATIC),
+			err) < 0 ||
+		    catalog_step_done(cat, st, err) < 0)
+			return -1;
+	if (catalog_exec(cat, catalog_forget_sql, err) < 0 ||
+	    catalog_query_int(cat, "SELECT count(*) FROM temp.prune_forget",
+		forgotten_r, err) < 0)
+		return -1;
+	return 0;
 }
 
 int
@@ -1348,8 +1536,10 @@ mk_catalog_packs(struct mk_catalog *cat, mk_catalog_pack_cb *cb, void *arg,
 	const char *name;
 	int r;
 
-	if (catalog_prepare(
-		cat, "SELECT name, size FROM pack ORDER BY name", &st, err) < 0)
+	if (catalog_prepare(cat,
+		"SELECT name, size, tombstoned_ns IS NOT NULL FROM pack "
+		"ORDER BY name",
+		&st, err) < 0)
 		return -1;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		name = (const char *)sqlite3_column_text(st, 0);
@@ -1357,7 +1547,8 @@ mk_catalog_packs(struct mk_catalog *cat, mk_catalog_pack_cb *cb, void *arg,
 			r = SQLITE_CORRUPT;
 			break;
 		}
-		cb(name, (uint64_t)sqlite3_column_int64(st, 1), arg);
+		cb(name, (uint64_t)sqlite3_column_int64(st, 1),
+		    sqlite3_column_int(st, 2) != 0, arg);
 	}
 	return catalog_walk_end(cat, st, r, err);
 }

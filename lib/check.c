@@ -119,11 +119,12 @@ ck_pack_get(struct ck *ck, const char *id)
 }
 
 static void
-ck_catalog_pack_cb(const char *name, uint64_t size, void *arg)
+ck_catalog_pack_cb(const char *name, uint64_t size, bool tombstoned, void *arg)
 {
 	struct ck *ck = arg;
 	struct ck_pack *p = ck_pack_get(ck, name);
 
+	(void)tombstoned;
 	p->in_catalog = true;
 	p->catalog_size = size;
 	ck->stats->catalog_packs++;

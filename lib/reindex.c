@@ -47,10 +47,11 @@ reindex_name_match(const void *value, const void *ctx)
 }
 
 static void
-reindex_known_cb(const char *name, uint64_t size, void *arg)
+reindex_known_cb(const char *name, uint64_t size, bool tombstoned, void *arg)
 {
 	struct mk_hmap *known = arg;
 
+	(void)tombstoned;
 	(void)size;
 	mk_hmap_put(known, mk_hmap_hash(name, strlen(name)), mk_xstrdup(name));
 }

@@ -38,6 +38,8 @@ int cmd_restore(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_check(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_ls(struct cmd_ctx *ctx, int argc, char **argv);
 int cmd_diff(struct cmd_ctx *ctx, int argc, char **argv);
+int cmd_prune(struct cmd_ctx *ctx, int argc, char **argv);
+int cmd_forget(struct cmd_ctx *ctx, int argc, char **argv);
 
 /* Shared by backup, snapshots and restore (tools/cmd_backup.c). */
 struct json_t;
@@ -90,5 +92,19 @@ bool cmd_folder_within(const char *dir, const char *fdir);
 /* Open the catalog named by the configuration; logs on failure. */
 int cmd_catalog_open(
     struct cmd_ctx *ctx, const struct mk_conf *conf, struct mk_catalog **cat_r);
+
+/* The locks of a command that writes the repository (tools/cmd_prune.c):
+ * the catalog's run lock and a repository lock. */
+struct mk_lock;
+struct cmd_locks {
+	int runfd;
+	struct mk_lock *repo;
+};
+
+/* Take both (kind: enum mk_lock_kind, waiting wait_s seconds for the
+ * repository's); logs and returns -1 when refused. */
+int cmd_lock_take(struct cmd_ctx *ctx, const struct mk_conf *conf,
+    struct mk_repo *repo, int kind, unsigned wait_s, struct cmd_locks *locks);
+void cmd_lock_release(struct cmd_locks *locks);
 
 #endif

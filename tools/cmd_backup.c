@@ -12,6 +12,7 @@
 
 #include "mailkeep/backup.h"
 #include "mailkeep/fsutil.h"
+#include "mailkeep/lock.h"
 #include "mailkeep/log.h"
 #include "mailkeep/store.h"
 #include "mailkeep/str.h"
@@ -100,6 +101,7 @@ struct backup_cli {
 	struct mk_catalog *cat;
 	struct mk_repo *repo;
 	struct mk_backup *bk;
+	struct cmd_locks locks;
 	int rootfd;
 	size_t printed;
 	uint64_t read_messages;
@@ -112,6 +114,7 @@ static void
 backup_cli_free(struct backup_cli *cli)
 {
 	mk_backup_free(&cli->bk);
+	cmd_lock_release(&cli->locks);
 	mk_repo_close(&cli->repo);
 	mk_catalog_close(&cli->cat);
 	if (cli->rootfd >= 0)
@@ -129,6 +132,7 @@ backup_cli_open(struct cmd_ctx *ctx, struct backup_cli *cli)
 	memset(cli, 0, sizeof(*cli));
 	cli->ctx = ctx;
 	cli->rootfd = -1;
+	cli->locks.runfd = -1;
 	if (cmd_conf(ctx, &cli->conf) < 0)
 		return -1;
 	if (mk_store_new(cli->conf->store_root, cli->conf->store_template,
@@ -486,7 +490,10 @@ backup_run(struct cmd_ctx *ctx, int argc, char **argv)
 		    cli.conf->state_dir);
 		goto out;
 	}
-	if (cmd_backup_repo_open(ctx, cli.conf, &cli.repo) < 0)
+	/* One run per catalog; shared with other hosts, not with prune. */
+	if (cmd_backup_repo_open(ctx, cli.conf, &cli.repo) < 0 ||
+	    cmd_lock_take(
+		ctx, cli.conf, cli.repo, MK_LOCK_SHARED, 0, &cli.locks) < 0)
 		goto out;
 	if (optind == argc && mk_store_list(cli.store, &list, &err) < 0) {
 		mk_log_error("backup", "%s", err.msg);

@@ -133,6 +133,20 @@ static const struct cmd_entry cmd_table[] = {
 	    "the\n"
 	    "mailboxes, folders and messages it affects, one line each on\n"
 	    "stderr.  Exit 0 when nothing is wrong, 1 otherwise." },
+	{ "forget", cmd_forget, "forget MAILBOX [--purge] [--dry-run]",
+	    "Apply the [retention] policy to MAILBOX's snapshots now, or with\n"
+	    "--purge forget all of them (a mailbox gone from the store keeps\n"
+	    "its snapshots for deleted_retention otherwise).  The space comes\n"
+	    "back with the next prunes.  Takes the exclusive repository "
+	    "lock." },
+	{ "prune", cmd_prune, "prune [--dry-run] [--lock-wait DURATION]",
+	    "Forget the snapshots the [retention] policy does not keep, then\n"
+	    "collect garbage: repack packs whose live share is below\n"
+	    "repack_threshold, tombstone packs without live blobs, delete\n"
+	    "packs tombstoned more than gc_grace ago that nothing refers to.\n"
+	    "Takes the exclusive repository lock, waiting up to DURATION\n"
+	    "(default 0) for backups to finish.  --dry-run says what would\n"
+	    "be forgotten, repacked and deleted, and writes nothing." },
 	{ "help", NULL, "help [COMMAND]",
 	    "Show the commands, or one in full." },
 };

@@ -21,7 +21,7 @@
 struct mk_catalog;
 
 /* The schema version this build writes. */
-#define MK_CATALOG_VERSION 4
+#define MK_CATALOG_VERSION 5
 
 /*
  * Open (creating with mode 0600) and migrate the catalog at path.
@@ -110,7 +110,8 @@ int mk_catalog_warns_load(struct mk_catalog *cat, mk_catalog_warn_cb *cb,
 #define MK_CATALOG_NOW INT64_MAX
 
 /* Record a stored pack and where each of its blobs is.  A blob already
- * recorded in another pack keeps its first place. */
+ * recorded in another pack keeps its first place unless that pack is
+ * tombstoned.  Recording a pack again records its blobs again. */
 int mk_catalog_pack_add(struct mk_catalog *cat, const struct mk_pack *pack,
     int64_t created_ns, struct mk_err *err);
 
@@ -121,6 +122,45 @@ int mk_catalog_pack_add(struct mk_catalog *cat, const struct mk_pack *pack,
 int mk_catalog_blob_get(struct mk_catalog *cat,
     const uint8_t id[MK_PACK_ID_LEN], char pack_r[MK_PACK_NAME_LEN + 1],
     struct mk_pack_entry *entry_r, struct mk_err *err);
+
+/*
+ * Like mk_catalog_blob_get(), but only a blob in a pack without a
+ * tombstone: what a backup may reuse instead of storing it again.
+ */
+int mk_catalog_blob_reusable(struct mk_catalog *cat,
+    const uint8_t id[MK_PACK_ID_LEN], char pack_r[MK_PACK_NAME_LEN + 1],
+    struct mk_pack_entry *entry_r, struct mk_err *err);
+
+/*
+ * Prune's marks on packs (schema version 4).  A tombstoned pack is never
+ * reused; a blob recorded in one moves to the next pack recorded with a
+ * copy of it (mk_catalog_pack_add).  Revive clears the mark; drop
+ * forgets a deleted pack and its blobs that no row refers to.
+ */
+int mk_catalog_pack_tombstone(
+    struct mk_catalog *cat, const char *name, int64_t ns, struct mk_err *err);
+int mk_catalog_pack_revive(
+    struct mk_catalog *cat, const char *name, struct mk_err *err);
+int mk_catalog_pack_drop(
+    struct mk_catalog *cat, const char *name, struct mk_err *err);
+
+/* A mailbox snapshot the repository still lists: its run and address. */
+struct mk_catalog_keep {
+	const char *run; /* the run's repository id */
+	const char *address;
+};
+
+/*
+ * Forget the snapshots of ended runs that are not in keep (the
+ * repository no longer lists them), in the caller's transaction: their
+ * rows, the versions alive at no snapshot left, the messages left
+ * without versions, the runs left without snapshots.  Open runs are not
+ * touched.  *forgotten_r counts the snapshots forgotten.  The newest
+ * snapshot of a mailbox must be kept unless all of its are forgotten.
+ */
+int mk_catalog_forget(struct mk_catalog *cat,
+    const struct mk_catalog_keep *keep, size_t count, int64_t *forgotten_r,
+    struct mk_err *err);
 
 /* A run: name is its repository id; it is open until mk_catalog_run_end. */
 int mk_catalog_run_add(struct mk_catalog *cat, const char *name,
@@ -227,8 +267,9 @@ int mk_catalog_version_vanish(struct mk_catalog *cat, int64_t version,
  * while the query does: they must not use the catalog.
  */
 
-/* Every recorded pack: its name (pack id) and size. */
-typedef void mk_catalog_pack_cb(const char *name, uint64_t size, void *arg);
+/* Every recorded pack: its name (pack id), size, and tombstone. */
+typedef void mk_catalog_pack_cb(
+    const char *name, uint64_t size, bool tombstoned, void *arg);
 int mk_catalog_packs(struct mk_catalog *cat, mk_catalog_pack_cb *cb, void *arg,
     struct mk_err *err);
 

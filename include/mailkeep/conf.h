@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "mailkeep/err.h"
+#include "mailkeep/retention.h"
 
 #define MK_CONF_DEFAULT_PATH MK_SYSCONFDIR "/mailkeep/mailkeep.conf"
 
@@ -106,6 +107,12 @@ struct mk_conf {
 	char *restore_doveadm; /* restores into live mailboxes go through it */
 	char *restore_doveadm_config; /* its -c; default: Dovecot's own */
 	char *restore_root; /* mailkeepd restores to directories only here */
+
+	/* [retention] */
+	struct mk_retention retention; /* keep_last ... keep_yearly */
+	uint64_t deleted_retention; /* seconds a gone mailbox is kept */
+	uint64_t gc_grace; /* seconds from tombstone to deletion */
+	uint64_t repack_threshold; /* percent live below which to repack */
 };
 
 /* A configuration holding every default. */

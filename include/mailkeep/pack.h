@@ -106,6 +106,12 @@ struct mk_pack {
 
 void mk_pack_free(struct mk_pack **packp);
 
+/* For struct mk_hmap tables keyed by blob id: the key (the id's first 8
+ * bytes, already uniform) and a match callback for values that start
+ * with the id. */
+uint64_t mk_pack_id_key(const uint8_t id[MK_PACK_ID_LEN]);
+bool mk_pack_id_match(const void *value, const void *ctx);
+
 struct mk_pack_opts {
 	size_t size_limit; /* 0: MK_PACK_SIZE_DEFAULT; at most _MAX */
 	int level; /* zstd level 1-19; 0: store every blob raw */

@@ -151,6 +151,25 @@ class Checks:
 
 
 
+def run_scenario(scenario, seed, prefix):
+    """Run scenario(check, rng, tmp) in a fresh temporary directory (kept
+    with MK_KEEP_TMP=1); print the tally and return the exit status."""
+    import random
+    import tempfile
+    check = Checks()
+    rng = random.Random(seed)
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    try:
+        scenario(check, rng, tmp)
+    finally:
+        if os.environ.get("MK_KEEP_TMP") == "1":
+            print(f"keeping {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{check.passed} passed, {check.failed} failed")
+    return 1 if check.failed else 0
+
+
 def wait_for(predicate, timeout=1.0, interval=0.02):
     """Call predicate() until it returns something true or `timeout`
     seconds have passed (it is called once more at the deadline); returns

@@ -19,18 +19,16 @@ import base64
 import gzip
 import json
 import os
-import random
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mkenv import (BIN_DIR, Checks, count_messages,  # noqa: E402
-                   maildir_tree as tree, run_mailkeep, store_maildirs)
+                   maildir_tree as tree, run_mailkeep, run_scenario,
+                   store_maildirs)
 
 SOURCE_DIR = os.environ.get("MK_SOURCE_DIR", os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -154,22 +152,6 @@ def main():
     return run_scenario(scenario, 20261124, "mk-backup-")
 
 
-def run_scenario(scenario, seed, prefix):
-    """Run scenario(check, rng, tmp) in a temporary directory; exit code."""
-    check = Checks()
-    rng = random.Random(seed)
-    tmp = tempfile.mkdtemp(prefix=prefix)
-    try:
-        scenario(check, rng, tmp)
-    finally:
-        if os.environ.get("MK_KEEP_TMP") == "1":
-            print(f"keeping {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{check.passed} passed, {check.failed} failed")
-    return 1 if check.failed else 0
-
-
 def scenario(check, rng, tmp):
     root, state = os.path.join(tmp, "store"), os.path.join(tmp, "state")
     env = ("--store", root, "--state", state)
@@ -283,6 +265,9 @@ def scenario(check, rng, tmp):
     big = store.maildirs()[addresses[1]]
     for i in range(40):
         store.deliver(big, b"Subject: bulk\n\n" + base64.encodebytes(rng.randbytes(400000)))
+    def npacks():
+        return sum(len(f) for _, _, f in os.walk(os.path.join(state, "repository", "packs")))
+    packs = npacks()
     proc = subprocess.Popen([os.path.join(BIN_DIR, "mailkeep"), *env, "backup", "run"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     # Kill it once its run is open in the catalog (a slow build may take
