@@ -29,7 +29,6 @@ Needs root for the tmpfs (the CI runs as root).  Needs no Dovecot.
 import hashlib
 import json
 import os
-import random
 import shutil
 import signal
 import sqlite3
@@ -39,7 +38,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mkenv import BIN_DIR, Checks, run_mailkeep  # noqa: E402
+from mkenv import BIN_DIR, run_mailkeep, run_scenario  # noqa: E402
 from test_backup_roundtrip import (GEN_CORPUS, Store,  # noqa: E402
                                    first_difference)
 
@@ -432,18 +431,7 @@ def keys(check, env, tmp):
 
 
 def main():
-    check = Checks()
-    rng = random.Random(20261126)
-    tmp = tempfile.mkdtemp(prefix="mk-faults-")
-    try:
-        scenario(check, rng, tmp)
-    finally:
-        if os.environ.get("MK_KEEP_TMP") == "1":
-            print(f"keeping {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{check.passed} passed, {check.failed} failed")
-    return 1 if check.failed else 0
+    return run_scenario(scenario, 20261126, "mk-faults-")
 
 
 def scenario(check, rng, tmp):
