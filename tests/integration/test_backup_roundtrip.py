@@ -24,6 +24,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mkenv import (BIN_DIR, Checks, count_messages,  # noqa: E402

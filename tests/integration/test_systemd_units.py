@@ -126,7 +126,7 @@ def conf_table(path):
     table = table[:table.index("\n};")]
     keys = []
     for m in re.finditer(r'\{\s*"(\w+)",\s*"(\w+)",\s*CONF_\w+,\s*'
-                         r'CONF_AT\(\w+\),\s*(NULL|MK_LOCALSTATEDIR\s*"[^"]*"'
+                         r'CONF_AT\([^)]*\),\s*(NULL|MK_LOCALSTATEDIR\s*"[^"]*"'
                          r'|"[^"]*")', table):
         d = m.group(3)
         if d == "NULL":
@@ -422,6 +422,7 @@ def check_sample(check, sample, unit_doc):
           f"(section, key, sample, table): {wrong}")
     svc = unit_doc.get("Service", {})
     shown = {k: v for (s, k), (i, v) in keys.items()}
+    store_root = keys.get(("store", "root"), (0, "?"))[1]
     check("sample status_socket/control_socket are in the unit's "
           "RuntimeDirectory",
           svc.get("RuntimeDirectory") == ["mailkeep"]
@@ -433,8 +434,8 @@ def check_sample(check, sample, unit_doc):
           and svc.get("StateDirectory") == ["mailkeep"],
           shown.get("state_dir"))
     check("sample store root is in the unit's ReadWritePaths",
-          any(shown.get("root", "?") in p
-              for p in svc.get("ReadWritePaths", [])), shown.get("root"))
+          any(store_root in p for p in svc.get("ReadWritePaths", [])),
+          store_root)
     return lines, keys
 
 
