@@ -990,6 +990,7 @@ live_arrive(struct mk_live *live, struct mk_live_mailbox *mb,
 	struct mk_err err;
 	struct stat st;
 	uint64_t size;
+	bool gone = false;
 
 	(void)mk_maildir_name_parse(name, &mn, &err);
 	/* One stat: links and directories are never messages (as in a
@@ -997,26 +998,38 @@ live_arrive(struct mk_live *live, struct mk_live_mailbox *mb,
 	errno = 0;
 	if (live_stat(live, mb, f, in_cur, name, &st) < 0 ||
 	    !S_ISREG(st.st_mode)) {
-		if (errno == ELOOP || (errno == 0 && !S_ISREG(st.st_mode))) {
+		if (errno == ENOENT) {
+			/* Gone on already (to cur/, another folder, an
+			 * expunge): its leaving event follows and must find
+			 * it counted as this arrival counts it. */
+			gone = true;
+		} else if (errno == ELOOP || errno == 0) {
 			/* Remembered, so that its leaving subtracts nothing. */
 			if (live_sized_get(f, name, in_cur) == NULL)
 				live_sized_add(f, name, in_cur, 0, 0)->skipped =
 				    true;
-		} else if (errno != ENOENT)
+			return;
+		} else {
 			live_queue_scan(live, mb, false);
-		return;
+			return;
+		}
 	}
 	if (mn.has_size && mn.has_vsize) {
 		live_usage_change(mb, f, mn.size, mn.vsize, true);
 		return;
 	}
-	size = mn.has_size ? mn.size : (uint64_t)st.st_size;
 	/* A name arriving over an existing one replaces it. */
 	if ((s = live_sized_get(f, name, in_cur)) != NULL) {
 		if (!s->skipped)
 			live_usage_change(mb, f, s->size, s->vsize, false);
 		live_sized_remove(f, s);
 	}
+	if (gone) {
+		/* No size to take: counted as nothing, in and out. */
+		live_sized_add(f, name, in_cur, 0, 0)->skipped = true;
+		return;
+	}
+	size = mn.has_size ? mn.size : (uint64_t)st.st_size;
 	s = live_sized_add(
 	    f, name, in_cur, size, mn.has_vsize ? mn.vsize : size);
 	live_usage_change(mb, f, s->size, s->vsize, true);

@@ -13,6 +13,8 @@
   empty      a daemon over an empty store becomes ready
   late       a home (or domain) directory made before its Maildir
   rmrf       a whole Maildir removed with rm -rf, several times
+  hops       messages moved on (new/ to cur/, to another folder, unlinked)
+             before the daemon reads the event of their arrival
 
     python3 test_live_reliability.py [SCENARIO...]
 
@@ -559,10 +561,38 @@ def scenario_rmrf(check, tmp):
             agree(check, mk, st, "the other mailbox", [keep])
 
 
+def scenario_hops(check, tmp):
+    st = Store(tmp, "hops")
+    address = "hops@a.test"
+    md = make_maildir(st.maildir(address), ".Work")
+    with Mailkeepd().start(st.root, st.state) as mk:
+        # Each message leaves new/ straight after it arrived there, while
+        # the daemon is stopped: it reads each arrival when the file has
+        # gone on already.  Names with sizes first (their leaving needs no
+        # look at the file), then names without (whose leaving makes the
+        # daemon count the mailbox again).
+        for sized in (True, False):
+            mk.kill(signal.SIGSTOP)
+            for i in range(300):
+                path = st.message(md, "", "new", 300 + i, sized=sized)
+                cur = path.replace("/new/", "/cur/") + ":2,"
+                os.rename(path, cur)
+                if i % 3 == 1:
+                    os.rename(cur, os.path.join(md, ".Work", "cur",
+                                                os.path.basename(cur)))
+                elif i % 3 == 2:
+                    os.unlink(cur)
+            mk.kill(signal.SIGCONT)
+            agree(check, mk, st, "messages moved on before the daemon looked"
+                  + ("" if sized else " (names without sizes)"), [address])
+        alive(check, mk, "hops")
+
+
 SCENARIOS = {"kill9": scenario_kill9, "overflow": scenario_overflow,
              "symlinks": scenario_symlinks, "twice": scenario_twice,
              "reload": scenario_reload,
-             "empty": scenario_empty, "late": scenario_late, "rmrf": scenario_rmrf}
+             "empty": scenario_empty, "late": scenario_late, "rmrf": scenario_rmrf,
+             "hops": scenario_hops}
 
 
 def main():
