@@ -1970,29 +1970,27 @@ backup_entries_cb(const struct mk_catalog_snapshot *s, void *arg)
 	e->bytes = s->bytes;
 }
 
-/*
- * Store a run's list chunks and note where each one is; chunks stored
- * before are found in the catalog.
- */
-static int
-backup_run_chunks(struct mk_repo *repo, struct mk_catalog *cat,
+int
+mk_backup_store_meta(struct mk_repo *repo, struct mk_catalog *cat,
     const struct mk_snapshot_chunks *chunks, struct mk_snapshot_loc *locs,
-    struct mk_err *err)
+    bool reuse, uint64_t *written_r, struct mk_err *err)
 {
 	struct mk_pack_writer *writer = NULL;
 	struct mk_pack *pack = NULL;
 	size_t i, j, first = 0;
-	int r, rc = -1;
+	int r = 0, rc = -1;
 
 	if (mk_repo_pack_writer_new(repo, &writer, err) < 0)
 		return -1;
 	for (i = 0; i < chunks->count; i++) {
 		struct mk_snapshot_loc *loc = &locs[i];
 
+		memset(loc, 0, sizeof(*loc));
 		if (mk_repo_blob_id(repo, chunks->chunks[i].data,
 			chunks->chunks[i].len, loc->entry.id, err) < 0 ||
-		    (r = mk_catalog_blob_reusable(
-			 cat, loc->entry.id, loc->pack, &loc->entry, err)) < 0)
+		    (reuse &&
+			(r = mk_catalog_blob_reusable(cat, loc->entry.id,
+			     loc->pack, &loc->entry, err)) < 0))
 			goto out;
 		if (r == 0 &&
 		    mk_pack_writer_add(writer, MK_PACK_TYPE_META, loc->entry.id,
@@ -2008,6 +2006,8 @@ backup_run_chunks(struct mk_repo *repo, struct mk_catalog *cat,
 			if (locs[j].pack[0] == '\0')
 				memcpy(locs[j].pack, pack->id,
 				    MK_PACK_NAME_LEN + 1);
+		if (pack != NULL && written_r != NULL)
+			*written_r += pack->len;
 		mk_pack_free(&pack);
 		first = i + 1;
 	}
@@ -2056,7 +2056,8 @@ backup_run_publish(struct mk_repo *repo, struct mk_catalog *cat, int64_t run,
 	obj.chunks = mk_xcalloc(
 	    chunks.count > 0 ? chunks.count : 1, sizeof(*obj.chunks));
 	obj.nchunks = chunks.count;
-	if (backup_run_chunks(repo, cat, &chunks, obj.chunks, err) < 0 ||
+	if (mk_backup_store_meta(
+		repo, cat, &chunks, obj.chunks, true, NULL, err) < 0 ||
 	    mk_snapshot_run_encode(&obj, &data, &len, err) < 0 ||
 	    mk_storage_put(mk_repo_storage(repo), name, data, len, err) < 0 ||
 	    mk_catalog_begin(cat, err) < 0)

@@ -417,57 +417,6 @@ prune_retention(struct prune *p)
 }
 
 /*
- * Store metadata blobs in new packs of their own (no reuse: a chunk
- * stored before may sit in a pack about to be repacked), record the
- * packs, and say where each blob went.
- */
-static int
-prune_store_blobs(struct prune *p, const struct mk_snapshot_chunks *chunks,
-    struct mk_snapshot_loc *locs, struct mk_err *err)
-{
-	struct mk_pack_writer *writer = NULL;
-	struct mk_pack *pack = NULL;
-	size_t i, j, first = 0;
-	int rc = -1;
-
-	if (mk_repo_pack_writer_new(p->repo, &writer, err) < 0)
-		return -1;
-	for (i = 0; i < chunks->count; i++) {
-		memset(&locs[i], 0, sizeof(locs[i]));
-		if (mk_repo_blob_id(p->repo, chunks->chunks[i].data,
-			chunks->chunks[i].len, locs[i].entry.id, err) < 0 ||
-		    mk_pack_writer_add(writer, MK_PACK_TYPE_META,
-			locs[i].entry.id, chunks->chunks[i].data,
-			chunks->chunks[i].len, NULL, &locs[i].entry, err) < 0)
-			goto out;
-		if (i + 1 < chunks->count && !mk_pack_writer_full(writer))
-			continue;
-		if (mk_pack_writer_finish(writer, &pack, err) < 0 ||
-		    mk_repo_put_pack(p->repo, pack, err) < 0 ||
-		    mk_catalog_begin(p->cat, err) < 0)
-			goto out;
-		if (mk_catalog_pack_add(p->cat, pack, p->now_ns, err) < 0 ||
-		    mk_catalog_commit(p->cat, err) < 0) {
-			mk_catalog_rollback(p->cat);
-			goto out;
-		}
-		for (j = first; j <= i; j++)
-			memcpy(locs[j].pack, pack->id, MK_PACK_NAME_LEN + 1);
-		p->res->written_bytes += pack->len;
-		mk_pack_free(&pack);
-		mk_pack_writer_free(&writer);
-		if (mk_repo_pack_writer_new(p->repo, &writer, err) < 0)
-			goto out;
-		first = i + 1;
-	}
-	rc = 0;
-out:
-	mk_pack_free(&pack);
-	mk_pack_writer_free(&writer);
-	return rc;
-}
-
-/*
  * Write run r again: its snapshots that are kept, in new list chunks,
  * then the run object over the old one (one atomic put); a run left
  * with none is deleted.
@@ -515,7 +464,8 @@ prune_run_rewrite(struct prune *p, struct prune_run *r, struct mk_err *err)
 			goto out;
 		obj.chunks = mk_xcalloc(chunks.count + 1, sizeof(*obj.chunks));
 		obj.nchunks = chunks.count;
-		if (prune_store_blobs(p, &chunks, obj.chunks, err) < 0)
+		if (mk_backup_store_meta(p->repo, p->cat, &chunks, obj.chunks,
+			false, &p->res->written_bytes, err) < 0)
 			goto out;
 	}
 	if (mk_snapshot_run_encode(&obj, &data, &len, err) < 0 ||

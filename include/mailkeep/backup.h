@@ -94,6 +94,18 @@ int mk_backup_run_begin(struct mk_repo *repo, struct mk_catalog *cat,
 int mk_backup_run_end(struct mk_repo *repo, struct mk_catalog *cat, int64_t run,
     struct mk_err *err);
 
+/*
+ * Store metadata chunks (a run's or a mailbox's lists) in packs of their
+ * own, each recorded in the catalog once durable; locs[i] gets chunk i's
+ * pack and entry.  With reuse, a chunk the catalog holds in a reusable
+ * pack is not stored again (prune, which may be about to repack that
+ * pack, stores every chunk anew).  *written_r, when not NULL, grows by
+ * the bytes of the packs stored.
+ */
+int mk_backup_store_meta(struct mk_repo *repo, struct mk_catalog *cat,
+    const struct mk_snapshot_chunks *chunks, struct mk_snapshot_loc *locs,
+    bool reuse, uint64_t *written_r, struct mk_err *err);
+
 struct mk_backup;
 
 /* A session of run; repo and cat are borrowed until the free. */
