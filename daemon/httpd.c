@@ -452,6 +452,7 @@ httpd_get_status(struct httpd_server *srv, struct evhttp_request *req)
 		"drift_bytes", (json_int_t)s->audit_drift_bytes,
 		"drift_mailboxes", (json_int_t)s->audit_drift_mailboxes));
 	json_object_set_new(doc, "backup", mk_jobs_status_json(d->jobs));
+	json_object_set_new(doc, "repository", mk_jobs_repo_json(d->jobs));
 	httpd_send_json(srv, req, 200, "OK", doc);
 }
 
@@ -803,6 +804,62 @@ out:
 }
 
 /*
+ * POST /v1/check with nothing or {"sample":P}; POST /v1/test-restore with
+ * nothing (a backed-up mailbox at random) or {"mailbox":...}.
+ */
+static void
+httpd_post_verify(
+    struct httpd_server *srv, struct evhttp_request *req, bool check)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	struct mk_jobs *jobs = srv->httpd->d->jobs;
+	const char *want = check ? "sample" : "mailbox";
+	char *address = NULL;
+	enum mk_jobs_refusal why;
+	json_t *doc = NULL, *v;
+	const char *key;
+	struct mk_err err;
+	int sample = -1;
+	uint64_t id;
+
+	if (evbuffer_get_length(in) > 0) {
+		if ((doc = httpd_json_body(req)) == NULL)
+			goto bad;
+		json_object_foreach(doc, key, v)
+		{
+			if (strcmp(key, want) != 0)
+				goto bad;
+			if (check && json_is_integer(v) &&
+			    json_integer_value(v) >= 0 &&
+			    json_integer_value(v) <= 100)
+				sample = (int)json_integer_value(v);
+			else if (!check && json_is_string(v) &&
+			    json_string_length(v) > 0 &&
+			    json_string_length(v) <= 320) {
+				address = mk_xstrdup(json_string_value(v));
+				mk_str_lower(address);
+			} else
+				goto bad;
+		}
+	}
+	if (mk_jobs_submit_verify(
+		jobs, check, sample, address, &id, &why, &err) < 0)
+		httpd_refused(srv, req, why, err.msg);
+	else
+		httpd_send_json(
+		    srv, req, 202, "Accepted", mk_jobs_job_json(jobs, id));
+	goto out;
+bad:
+	httpd_error(srv, req, 400, "Bad Request",
+	    check ? "the body must be empty or {\"sample\":P}, P a percent "
+		    "from 0 to 100"
+		  : "the body must be empty or {\"mailbox\":\"address\"}");
+out:
+	free(address);
+	json_decref(doc);
+}
+
+/*
  * POST /v1/restore with {"mailbox":..., "snapshot":N, "folder":...,
  * "message":..., "to":..., "format":..., "force":bool}.
  */
@@ -941,6 +998,11 @@ httpd_post(struct httpd_server *srv, struct evhttp_request *req,
 	}
 	if (strcmp(path, "/v1/restore") == 0) {
 		httpd_post_restore(srv, req);
+		return;
+	}
+	if (strcmp(path, "/v1/check") == 0 ||
+	    strcmp(path, "/v1/test-restore") == 0) {
+		httpd_post_verify(srv, req, strcmp(path, "/v1/check") == 0);
 		return;
 	}
 	if (strncmp(path, "/v1/jobs/", 9) == 0) {

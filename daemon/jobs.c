@@ -11,14 +11,18 @@
 #include <event2/event.h>
 
 #include "mailkeep/backup.h"
+#include "mailkeep/check.h"
 #include "mailkeep/cron.h"
 #include "mailkeep/fsutil.h"
 #include "mailkeep/hmap.h"
+#include "mailkeep/lock.h"
 #include "mailkeep/log.h"
 #include "mailkeep/mem.h"
 #include "mailkeep/repo.h"
 #include "mailkeep/restore.h"
+#include "mailkeep/storage.h"
 #include "mailkeep/store.h"
+#include "mailkeep/verify.h"
 
 #include "enforce.h"
 #include "httpd.h"
@@ -71,13 +75,19 @@ static const unsigned jobs_age_le[] = { 3600, 21600, 86400, 172800, 604800,
 struct jobs_job;
 struct jobs_kind;
 
-#define JOBS_KINDS 2 /* entries of jobs_kinds[] */
+#define JOBS_KINDS 4 /* entries of jobs_kinds[] */
+#define JOBS_PROBLEMS_MAX 20 /* a check's problems kept in its job */
 
 /* What one mailbox of a job gives back. */
 struct jobs_result {
 	uint64_t stored; /* bytes added to the repository */
 	int64_t time_ns; /* the snapshot's time (backups) */
 	struct mk_restore_stats restored; /* restores */
+	struct mk_check_stats check; /* checks */
+	json_t *problems; /* a check's first problems */
+	struct mk_verify_stats verify; /* test restores */
+	int key_slots; /* counted when the repository opened; -1: not */
+	bool encrypted;
 };
 
 /* A job's worker functions; a kind is one table entry. */
@@ -93,6 +103,14 @@ struct jobs_kind {
 	jobs_phase_cb *end; /* after the last mailbox, also after a cancel */
 	bool last_backup; /* a success is a mailbox's last backup */
 	bool progress; /* the item reports messages and bytes of a total */
+	bool lock; /* holds a shared repository lock while it runs */
+	int group; /* one job of a group runs at a time */
+};
+
+/* The [repository] settings a job opens the repository with, owned. */
+struct jobs_repo_conf {
+	char *location, *key_file, *region, *credentials_file, *ca_file;
+	struct mk_storage_opts sopts;
 };
 
 /* A restore job's request, owned by the job. */
@@ -124,8 +142,10 @@ struct jobs_job {
 	/* Read by workers: set before the first task, or atomic. */
 	int rootfd;
 	struct mk_repo *repo;
-	char *repo_location;
-	char *repo_key_file;
+	struct mk_lock *lock; /* the shared repository lock, kind->lock */
+	struct jobs_repo_conf rconf;
+	unsigned sample; /* a check's percent of packs read whole */
+	char *scratch; /* where a test restore goes */
 	uint64_t bandwidth; /* bytes a second, 0: no limit */
 	int64_t run; /* the backup run in the catalog */
 	char run_id[MK_SNAPSHOT_RUN_ID_LEN + 1];
@@ -147,6 +167,22 @@ struct jobs_last {
 	int64_t ns;
 };
 
+/* A cron schedule of one job kind. */
+struct jobs_sched {
+	bool have;
+	struct mk_cron cron;
+	char *expr;
+	time_t next_fire; /* the schedule's next time */
+	time_t due; /* next_fire plus jitter */
+};
+
+/* What the scheduled verifications did, for /v1/jobs and /metrics. */
+struct jobs_verify {
+	int64_t last_success_ns, last_failure_ns;
+	uint64_t failures;
+	char *last_error;
+};
+
 struct mk_jobs {
 	struct mk_daemon *d;
 	struct jobs_list list; /* by id: finished, running, queued */
@@ -154,16 +190,16 @@ struct mk_jobs {
 	uint64_t next_id;
 	struct event *tick;
 
-	/* [backup] */
-	bool have_schedule;
-	struct mk_cron cron;
-	char *schedule;
+	/* [backup], [verify]: a schedule per kind (restores have none) */
+	struct jobs_sched sched[JOBS_KINDS];
 	unsigned concurrency;
 	uint64_t bandwidth;
 	uint64_t jitter;
+	unsigned check_sample;
 	bool start_pending; /* run_at_start, until the store is counted */
-	time_t next_fire; /* the schedule's next time */
-	time_t due; /* next_fire plus jitter */
+	struct jobs_verify verify[JOBS_KINDS]; /* check, test restore */
+	int key_slots; /* -1: not known yet */
+	bool encrypted;
 
 	struct mk_hmap *last; /* address -> struct jobs_last */
 	bool last_loaded;
@@ -195,6 +231,7 @@ struct jobs_task {
 	struct mk_err err;
 	struct jobs_result res;
 	struct mk_hmap *loadmap; /* JOBS_LOAD: address -> jobs_last */
+	struct jobs_repo_conf rconf; /* JOBS_LOAD: to count the key slots */
 };
 
 static void jobs_pump(struct mk_jobs *jobs);
@@ -221,10 +258,26 @@ jobs_backup_end(struct jobs_job *job, struct mk_worker *w, struct mk_err *err)
 static int jobs_restore_item(struct jobs_job *job, size_t i,
     struct mk_worker *w, struct jobs_result *res, struct mk_err *err);
 
+static int jobs_check_item(struct jobs_job *job, size_t i, struct mk_worker *w,
+    struct jobs_result *res, struct mk_err *err);
+static int jobs_test_restore_item(struct jobs_job *job, size_t i,
+    struct mk_worker *w, struct jobs_result *res, struct mk_err *err);
+
+/*
+ * Backups, checks and test restores hold a shared repository lock from
+ * before they begin until the repository closes, as `backup run
+ * --offline` does, so that a prune on any host waits or refuses while
+ * they run; a prune holding its exclusive lock fails them at once (the
+ * next run does the work).  They share a group: a check never sees a
+ * run half written by this host.
+ */
 static const struct jobs_kind jobs_kinds[] = {
 	{ "backup", jobs_backup_begin, jobs_backup_item, jobs_backup_end, true,
-	    false },
-	{ "restore", NULL, jobs_restore_item, NULL, false, true },
+	    false, true, 0 },
+	{ "restore", NULL, jobs_restore_item, NULL, false, true, false, 1 },
+	{ "check", NULL, jobs_check_item, NULL, false, false, true, 0 },
+	{ "test-restore", NULL, jobs_test_restore_item, NULL, false, false,
+	    true, 0 },
 };
 
 _Static_assert(sizeof(jobs_kinds) / sizeof(jobs_kinds[0]) == JOBS_KINDS,
@@ -232,6 +285,9 @@ _Static_assert(sizeof(jobs_kinds) / sizeof(jobs_kinds[0]) == JOBS_KINDS,
 
 #define JOBS_BACKUP (&jobs_kinds[0])
 #define JOBS_RESTORE (&jobs_kinds[1])
+#define JOBS_CHECK (&jobs_kinds[2])
+#define JOBS_TEST_RESTORE (&jobs_kinds[3])
+#define JOBS_KIND(i) (&jobs_kinds[i])
 
 /* Sleep off what the token bucket owes, in slices that see a cancel. */
 static void
@@ -359,24 +415,141 @@ jobs_restore_result(
 	return o;
 }
 
+/* Checks and test restores */
+
+static void
+jobs_check_problem_cb(const struct mk_check_problem *p, void *arg)
+{
+	struct jobs_result *res = arg;
+	json_t *e;
+
+	if (json_array_size(res->problems) >= JOBS_PROBLEMS_MAX)
+		return;
+	e = json_pack("{s:s, s:s, s:s}", "kind", p->kind, "object", p->object,
+	    "detail", p->detail);
+	if (e != NULL)
+		json_array_append_new(res->problems, e);
+}
+
+static int
+jobs_check_item(struct jobs_job *job, size_t i, struct mk_worker *w,
+    struct jobs_result *res, struct mk_err *err)
+{
+	struct mk_check_opts o = { job->sample };
+	struct mk_check_cbs cbs = { jobs_check_problem_cb, NULL, res };
+
+	(void)i;
+	res->problems = json_array();
+	if (mk_check_run(job->repo, w->catalog, &o, &cbs, &res->check, err) < 0)
+		return -1;
+	if (res->check.problems > 0)
+		return mk_err_set(err,
+		    "check found %llu problems (%llu damaged blobs, %llu "
+		    "message versions and snapshots affected)",
+		    (unsigned long long)res->check.problems,
+		    (unsigned long long)res->check.damaged_blobs,
+		    (unsigned long long)res->check.affected);
+	return 0;
+}
+
+static int
+jobs_test_restore_item(struct jobs_job *job, size_t i, struct mk_worker *w,
+    struct jobs_result *res, struct mk_err *err)
+{
+	return mk_verify_restore(job->repo, w->catalog, job->addresses[i],
+	    job->scratch, &res->verify, err);
+}
+
+static json_t *
+jobs_verify_result(const struct jobs_job *job, const struct jobs_result *res)
+{
+	if (job->kind == JOBS_CHECK)
+		return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+				 "s:O}",
+		    "sample", (json_int_t)job->sample, "packs",
+		    (json_int_t)res->check.packs, "packs_read",
+		    (json_int_t)res->check.packs_read, "blobs",
+		    (json_int_t)res->check.blobs, "snapshots",
+		    (json_int_t)res->check.snapshots, "problems",
+		    (json_int_t)res->check.problems, "damaged_blobs",
+		    (json_int_t)res->check.damaged_blobs, "affected",
+		    (json_int_t)res->check.affected, "first_problems",
+		    res->problems != NULL ? res->problems : json_array());
+	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "mailbox",
+	    job->addresses[0], "snapshot", (json_int_t)res->verify.snapshot,
+	    "expected", (json_int_t)res->verify.expected, "messages",
+	    (json_int_t)res->verify.messages, "bytes",
+	    (json_int_t)res->verify.bytes, "missing",
+	    (json_int_t)res->verify.missing, "differ",
+	    (json_int_t)res->verify.differ);
+}
+
 /* Workers */
 
-/* The repository with the daemon's key: the key file, else
- * MAILKEEP_PASSPHRASE. */
+static void
+jobs_repo_conf_copy(struct jobs_repo_conf *rc, const struct mk_conf *conf)
+{
+	mk_storage_opts_from_conf(conf, &rc->sopts);
+	rc->location = mk_xstrdup(conf->repo_location);
+	rc->key_file = mk_xstrdup(conf->repo_key_file);
+	rc->region =
+	    rc->sopts.region != NULL ? mk_xstrdup(rc->sopts.region) : NULL;
+	rc->credentials_file = rc->sopts.credentials_file != NULL
+	    ? mk_xstrdup(rc->sopts.credentials_file)
+	    : NULL;
+	rc->ca_file =
+	    rc->sopts.ca_file != NULL ? mk_xstrdup(rc->sopts.ca_file) : NULL;
+	rc->sopts.region = rc->region;
+	rc->sopts.credentials_file = rc->credentials_file;
+	rc->sopts.ca_file = rc->ca_file;
+}
+
+static void
+jobs_repo_conf_free(struct jobs_repo_conf *rc)
+{
+	free(rc->location);
+	free(rc->key_file);
+	free(rc->region);
+	free(rc->credentials_file);
+	free(rc->ca_file);
+	memset(rc, 0, sizeof(*rc));
+}
+
+/*
+ * The repository with the daemon's [repository] settings and key: the
+ * key file, else MAILKEEP_PASSPHRASE.  Its key slots are counted on the
+ * way, for the status warning about a single one.
+ */
 static int
-jobs_repo_open(struct jobs_job *job, struct mk_err *err)
+jobs_repo_open(const struct jobs_repo_conf *rc, struct mk_repo **repo_r,
+    struct jobs_result *res, struct mk_err *err)
 {
 	struct mk_repo_key key = { MK_REPO_KEY_NONE, NULL, NULL, NULL };
 	const char *pass = getenv(MK_REPO_PASSPHRASE_ENV);
+	struct mk_storage *st = NULL;
+	struct mk_repo_slot *slots = NULL;
+	struct mk_err kerr;
+	size_t n;
 
-	if (access(job->repo_key_file, F_OK) == 0) {
+	res->key_slots = -1;
+	if (access(rc->key_file, F_OK) == 0) {
 		key.kind = MK_REPO_KEY_FILE;
-		key.key_file = job->repo_key_file;
+		key.key_file = rc->key_file;
 	} else if (pass != NULL && pass[0] != '\0') {
 		key.kind = MK_REPO_KEY_PASSPHRASE;
 		key.passphrase = pass;
 	}
-	return mk_repo_open(job->repo_location, &key, &job->repo, err);
+	if (mk_storage_open_opts(rc->location, &rc->sopts, false, &st, err) <
+		0 ||
+	    mk_repo_open_storage(st, &key, repo_r, err) < 0)
+		return -1;
+	if (mk_repo_key_list(*repo_r, &slots, &n, &kerr) == 0) {
+		res->key_slots = (int)n;
+		res->encrypted = mk_repo_keys(*repo_r)->encrypted;
+	} else
+		mk_log_warn("jobs", "counting key slots: %s", kerr.msg);
+	free(slots);
+	return 0;
 }
 
 static void jobs_last_collect_cb(
@@ -398,9 +571,24 @@ jobs_task_run(struct mk_job *base, void *ctx)
 	case JOBS_LOAD:
 		t->rc = mk_catalog_snapshots(
 		    w->catalog, NULL, jobs_last_collect_cb, t, &t->err);
+		if (t->rconf.location != NULL) {
+			struct mk_repo *repo = NULL;
+			struct mk_err rerr;
+
+			/* No repository yet is not this task's failure. */
+			if (jobs_repo_open(&t->rconf, &repo, &t->res, &rerr) <
+			    0)
+				mk_log_info("jobs", "repository: %s", rerr.msg);
+			mk_repo_close(&repo);
+		}
 		return;
 	case JOBS_BEGIN:
-		if (jobs_repo_open(job, &t->err) < 0)
+		if (jobs_repo_open(&job->rconf, &job->repo, &t->res, &t->err) <
+		    0)
+			return;
+		if (job->kind->lock &&
+		    mk_lock_acquire(mk_repo_storage(job->repo), MK_LOCK_SHARED,
+			0, &job->lock, &t->err) < 0)
 			return;
 		t->rc = job->kind->begin != NULL
 		    ? job->kind->begin(job, w, &t->err)
@@ -417,6 +605,7 @@ jobs_task_run(struct mk_job *base, void *ctx)
 		t->rc = job->kind->end != NULL && job->run != 0
 		    ? job->kind->end(job, w, &t->err)
 		    : 0;
+		mk_lock_release(&job->lock);
 		mk_repo_close(&job->repo);
 		return;
 	}
@@ -498,6 +687,11 @@ jobs_load_done(struct jobs_task *t)
 
 	if (t->rc < 0)
 		mk_log_warn("jobs", "last backups: %s", t->err.msg);
+	if (t->res.key_slots >= 0) {
+		jobs->key_slots = t->res.key_slots;
+		jobs->encrypted = t->res.encrypted;
+	}
+	jobs_repo_conf_free(&t->rconf);
 	while ((l = mk_hmap_next(t->loadmap, &pos)) != NULL)
 		jobs_last_put(jobs->last, l->address, l->ns);
 	jobs->last_loaded = true;
@@ -568,8 +762,9 @@ jobs_job_free(struct jobs_job *job)
 	json_decref(job->result);
 	jobs_restore_free(&job->restore);
 	free(job->error);
-	free(job->repo_location);
-	free(job->repo_key_file);
+	jobs_repo_conf_free(&job->rconf);
+	free(job->scratch);
+	mk_lock_release(&job->lock);
 	mk_repo_close(&job->repo);
 	pthread_mutex_destroy(&job->bucket_lock);
 	free(job);
@@ -602,6 +797,24 @@ jobs_finish(struct jobs_job *job, enum jobs_state state)
 	job->state = state;
 	job->ended_ns = mk_daemon_now_ns();
 	jobs->nfinished++;
+	if (job->kind == JOBS_CHECK || job->kind == JOBS_TEST_RESTORE) {
+		struct jobs_verify *v = &jobs->verify[job->kind - jobs_kinds];
+
+		if (state == JOBS_DONE)
+			v->last_success_ns = job->ended_ns;
+		else if (state == JOBS_FAILED) {
+			v->failures++;
+			v->last_failure_ns = job->ended_ns;
+			free(v->last_error);
+			v->last_error = mk_xstrdup(
+			    json_string_value(json_object_get(
+				json_array_get(job->errors, 0), "error")) !=
+				    NULL
+				? json_string_value(json_object_get(
+				      json_array_get(job->errors, 0), "error"))
+				: "failed");
+		}
+	}
 	jobs->runs[job->kind - jobs_kinds][state]++;
 	if (job->started_ns != 0) {
 		secs = (double)(job->ended_ns - job->started_ns) / 1e9;
@@ -648,9 +861,14 @@ jobs_task_done(struct mk_job *base)
 	}
 	switch (t->phase) {
 	case JOBS_BEGIN:
+		if (t->res.key_slots >= 0) {
+			jobs->key_slots = t->res.key_slots;
+			jobs->encrypted = t->res.encrypted;
+		}
 		if (t->rc < 0) {
 			mk_log_error("jobs", "job %llu: %s",
 			    (unsigned long long)job->id, t->err.msg);
+			free(job->error);
 			job->error = mk_xstrdup(t->err.msg);
 			jobs_add_error(job, NULL, t->err.msg);
 			jobs_count_error(job, JOBS_R_REPOSITORY);
@@ -669,14 +887,27 @@ jobs_task_done(struct mk_job *base)
 			if (r != JOBS_R_CANCELLED)
 				mk_log_error("jobs", "job %llu: %s: %s",
 				    (unsigned long long)job->id,
-				    job->addresses[t->index], t->err.msg);
+				    job->addresses[t->index] != NULL
+					? job->addresses[t->index]
+					: job->kind->name,
+				    t->err.msg);
 			jobs_add_error(
 			    job, job->addresses[t->index], t->err.msg);
+			if (job->kind == JOBS_CHECK ||
+			    job->kind == JOBS_TEST_RESTORE) {
+				json_decref(job->result);
+				job->result = jobs_verify_result(job, &t->res);
+			}
 			if (job->kind == JOBS_RESTORE) {
 				json_decref(job->result);
 				job->result = jobs_restore_result(
 				    job->restore, &t->res.restored);
 			}
+		} else if (job->kind == JOBS_CHECK ||
+		    job->kind == JOBS_TEST_RESTORE) {
+			job->done++;
+			json_decref(job->result);
+			job->result = jobs_verify_result(job, &t->res);
 		} else if (job->kind == JOBS_RESTORE) {
 			job->done++;
 			json_decref(job->result);
@@ -712,6 +943,7 @@ jobs_task_done(struct mk_job *base)
 	case JOBS_LOAD:
 		break;
 	}
+	json_decref(t->res.problems);
 	free(t);
 }
 
@@ -747,6 +979,29 @@ jobs_list_all(struct jobs_job *job)
 	free(all);
 }
 
+/* A test restore of no named mailbox: one backed up, at random. */
+static void
+jobs_pick_mailbox(struct jobs_job *job)
+{
+	const struct mk_live_mailbox **all;
+	size_t n, i, k = 0;
+
+	all = mk_live_all(job->jobs->d->live, &n);
+	for (i = 0; i < n; i++)
+		if (mk_jobs_last_backup(job->jobs, all[i]->address) != 0)
+			all[k++] = all[i];
+	if (k == 0) {
+		job->error = mk_xstrdup("no mailbox has been backed up yet");
+		jobs_add_error(job, NULL, job->error);
+	} else {
+		i = arc4random_uniform((uint32_t)k);
+		job->addresses[0] = mk_xstrdup(all[i]->address);
+		job->relpaths[0] = mk_xstrdup(all[i]->relpath);
+		job->total = 1;
+	}
+	free(all);
+}
+
 static void
 jobs_begin(struct jobs_job *job)
 {
@@ -763,8 +1018,10 @@ jobs_begin(struct jobs_job *job)
 	job->tokens = (double)jobs->bandwidth;
 	clock_gettime(CLOCK_MONOTONIC, &job->refilled);
 	job->rootfd = jobs->d->rootfd;
-	job->repo_location = mk_xstrdup(conf->repo_location);
-	job->repo_key_file = mk_xstrdup(conf->repo_key_file);
+	jobs_repo_conf_copy(&job->rconf, conf);
+	job->scratch = mk_xstrdup(conf->state_dir);
+	if (job->kind == JOBS_TEST_RESTORE && job->total == 0)
+		jobs_pick_mailbox(job);
 	mk_log_info("jobs",
 	    "job %llu (%s, %s): %zu mailboxes, %u at once, %llu bytes/s "
 	    "(0: no limit)",
@@ -788,7 +1045,8 @@ jobs_pump(struct mk_jobs *jobs)
 		if (job->state != JOBS_QUEUED)
 			continue;
 		TAILQ_FOREACH(other, &jobs->list, entry)
-		if (other->state == JOBS_RUNNING && other->kind == job->kind)
+		if (other->state == JOBS_RUNNING &&
+		    other->kind->group == job->kind->group)
 			busy = true;
 		if (!busy)
 			jobs_begin(job);
@@ -1043,19 +1301,48 @@ mk_jobs_cancel_all(struct mk_jobs *jobs)
 
 /* The schedule */
 
-/* The next time of the schedule after now, with its jitter. */
+/* The next time of a schedule after now, with jitter seconds at most. */
 static void
-jobs_plan(struct mk_jobs *jobs, time_t now)
+jobs_plan(struct jobs_sched *sc, time_t now, uint64_t jitter)
 {
-	if (!jobs->have_schedule ||
-	    mk_cron_next(&jobs->cron, now, &jobs->next_fire) != 1) {
-		jobs->next_fire = jobs->due = 0;
+	if (!sc->have || mk_cron_next(&sc->cron, now, &sc->next_fire) != 1) {
+		sc->next_fire = sc->due = 0;
 		return;
 	}
-	jobs->due = jobs->next_fire;
-	if (jobs->jitter > 0)
-		jobs->due +=
-		    (time_t)arc4random_uniform((uint32_t)jobs->jitter + 1);
+	sc->due = sc->next_fire;
+	if (jitter > 0)
+		sc->due += (time_t)arc4random_uniform((uint32_t)jitter + 1);
+}
+
+/* A check or a test restore from the schedule, unless one is queued. */
+static void
+jobs_submit_verify(struct mk_jobs *jobs, const struct jobs_kind *kind,
+    const char *trigger, unsigned sample, const char *address)
+{
+	struct jobs_job *job;
+
+	TAILQ_FOREACH(job, &jobs->list, entry)
+	if (job->kind == kind && job->state == JOBS_QUEUED &&
+	    strcmp(trigger, "schedule") == 0) {
+		mk_log_warn("jobs", "scheduled %s skipped: job %llu is queued",
+		    kind->name, (unsigned long long)job->id);
+		return;
+	}
+	job = jobs_job_new(jobs, kind, trigger);
+	job->sample = sample;
+	job->addresses = mk_xcalloc(2, sizeof(char *));
+	job->relpaths = mk_xcalloc(2, sizeof(char *));
+	job->total = kind == JOBS_CHECK ? 1 : 0;
+	if (address != NULL) {
+		char relpath[4096];
+
+		(void)mk_store_mailbox_path(
+		    jobs->d->store, address, relpath, sizeof(relpath), NULL);
+		job->addresses[0] = mk_xstrdup(address);
+		job->relpaths[0] = mk_xstrdup(relpath);
+		job->total = 1;
+	}
+	jobs_pump(jobs);
 }
 
 static void
@@ -1063,6 +1350,7 @@ jobs_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct mk_jobs *jobs = arg;
 	time_t now = time(NULL);
+	struct jobs_sched *sc;
 
 	(void)fd;
 	(void)what;
@@ -1072,45 +1360,83 @@ jobs_tick_cb(evutil_socket_t fd, short what, void *arg)
 		jobs->start_pending = false;
 		jobs_submit_all(jobs, "start");
 	}
-	if (jobs->due != 0 && now >= jobs->due) {
+	sc = &jobs->sched[JOBS_BACKUP - jobs_kinds];
+	if (sc->due != 0 && now >= sc->due) {
 		jobs_submit_all(jobs, "schedule");
-		jobs_plan(jobs, now);
+		jobs_plan(sc, now, jobs->jitter);
+	}
+	sc = &jobs->sched[JOBS_CHECK - jobs_kinds];
+	if (sc->due != 0 && now >= sc->due) {
+		jobs_submit_verify(
+		    jobs, JOBS_CHECK, "schedule", jobs->check_sample, NULL);
+		jobs_plan(sc, now, 0);
+	}
+	sc = &jobs->sched[JOBS_TEST_RESTORE - jobs_kinds];
+	if (sc->due != 0 && now >= sc->due) {
+		jobs_submit_verify(
+		    jobs, JOBS_TEST_RESTORE, "schedule", 0, NULL);
+		jobs_plan(sc, now, 0);
 	}
 	jobs_pump(jobs);
+}
+
+/* The schedule of each kind in conf ([backup] and [verify]), or NULL. */
+static const char *
+jobs_conf_schedule(const struct mk_conf *conf, size_t kind, const char **key_r)
+{
+	static const char *const keys[JOBS_KINDS] = { "[backup] schedule", NULL,
+		"[verify] check_schedule", "[verify] restore_schedule" };
+	const char *const exprs[JOBS_KINDS] = { conf->backup_schedule, NULL,
+		conf->verify_check_schedule, conf->verify_restore_schedule };
+
+	*key_r = keys[kind];
+	return exprs[kind];
 }
 
 int
 mk_jobs_check_conf(const struct mk_conf *conf, struct mk_err *err)
 {
 	struct mk_cron cron;
+	const char *expr, *key;
 	time_t next;
+	size_t k;
 
-	if (conf->backup_schedule == NULL)
-		return 0;
-	if (mk_cron_parse(conf->backup_schedule, &cron, err) < 0)
-		return mk_err_prefix(err, "[backup] schedule");
-	if (mk_cron_next(&cron, time(NULL), &next) != 1)
-		return mk_err_set(err, "[backup] schedule '%s' never fires",
-		    conf->backup_schedule);
+	for (k = 0; k < JOBS_KINDS; k++) {
+		if ((expr = jobs_conf_schedule(conf, k, &key)) == NULL)
+			continue;
+		if (mk_cron_parse(expr, &cron, err) < 0)
+			return mk_err_prefix(err, "%s", key);
+		if (mk_cron_next(&cron, time(NULL), &next) != 1)
+			return mk_err_set(
+			    err, "%s '%s' never fires", key, expr);
+	}
 	return 0;
 }
 
 void
 mk_jobs_reload(struct mk_jobs *jobs, const struct mk_conf *conf)
 {
-	free(jobs->schedule);
-	jobs->schedule = conf->backup_schedule != NULL
-	    ? mk_xstrdup(conf->backup_schedule)
-	    : NULL;
-	jobs->have_schedule = jobs->schedule != NULL &&
-	    mk_cron_parse(jobs->schedule, &jobs->cron, NULL) == 0;
+	const char *expr, *key;
+	struct jobs_sched *sc;
+	size_t k;
+
 	jobs->concurrency = (unsigned)conf->backup_concurrency;
 	jobs->bandwidth = conf->backup_bandwidth;
 	jobs->jitter = conf->backup_jitter;
-	jobs_plan(jobs, time(NULL));
-	if (jobs->have_schedule)
-		mk_log_info("jobs", "backup schedule '%s': next at %lld",
-		    jobs->schedule, (long long)jobs->due);
+	jobs->check_sample = (unsigned)conf->verify_check_sample;
+	for (k = 0; k < JOBS_KINDS; k++) {
+		sc = &jobs->sched[k];
+		free(sc->expr);
+		expr = jobs_conf_schedule(conf, k, &key);
+		sc->expr = expr != NULL ? mk_xstrdup(expr) : NULL;
+		sc->have = sc->expr != NULL &&
+		    mk_cron_parse(sc->expr, &sc->cron, NULL) == 0;
+		jobs_plan(sc, time(NULL),
+		    JOBS_KIND(k) == JOBS_BACKUP ? jobs->jitter : 0);
+		if (sc->have)
+			mk_log_info("jobs", "%s '%s': next at %lld", key,
+			    sc->expr, (long long)sc->due);
+	}
 }
 
 int
@@ -1126,6 +1452,7 @@ mk_jobs_start(struct mk_daemon *d, struct mk_jobs **jobs_r, struct mk_err *err)
 		return -1;
 	}
 	jobs->d = d;
+	jobs->key_slots = -1;
 	TAILQ_INIT(&jobs->list);
 	jobs->last = mk_hmap_new();
 	mk_jobs_reload(jobs, d->conf);
@@ -1141,6 +1468,7 @@ mk_jobs_start(struct mk_daemon *d, struct mk_jobs **jobs_r, struct mk_err *err)
 	t->jobs = jobs;
 	t->phase = JOBS_LOAD;
 	t->loadmap = mk_hmap_new();
+	jobs_repo_conf_copy(&t->rconf, d->conf);
 	mk_pool_submit(d->pool, &t->base);
 	*jobs_r = jobs;
 	return 0;
@@ -1151,6 +1479,7 @@ mk_jobs_free(struct mk_jobs **jobsp)
 {
 	struct mk_jobs *jobs = *jobsp;
 	struct jobs_job *job;
+	size_t k;
 
 	if (jobs == NULL)
 		return;
@@ -1161,7 +1490,10 @@ mk_jobs_free(struct mk_jobs **jobsp)
 		jobs_job_free(job);
 	}
 	jobs_last_free(&jobs->last);
-	free(jobs->schedule);
+	for (k = 0; k < JOBS_KINDS; k++) {
+		free(jobs->sched[k].expr);
+		free(jobs->verify[k].last_error);
+	}
 	free(jobs);
 	*jobsp = NULL;
 }
@@ -1281,12 +1613,14 @@ mk_jobs_status_json(struct mk_jobs *jobs)
 	TAILQ_FOREACH(job, &jobs->list, entry)
 	if (job->state == JOBS_RUNNING)
 		running++;
+	const struct jobs_sched *sc = &jobs->sched[JOBS_BACKUP - jobs_kinds];
+
 	return json_pack("{s:o, s:o, s:I, s:I, s:I, s:I, s:o, s:b}", "schedule",
-	    jobs->schedule != NULL ? json_string(jobs->schedule) : json_null(),
-	    "next", mk_httpd_time_json((int64_t)jobs->due * 1000000000),
-	    "jobs_queued", (json_int_t)jobs->nqueued, "jobs_running",
-	    (json_int_t)running, "mailboxes_backed_up", (json_int_t)a.count,
-	    "mailboxes_never", (json_int_t)a.never, "oldest_last_success",
+	    sc->expr != NULL ? json_string(sc->expr) : json_null(), "next",
+	    mk_httpd_time_json((int64_t)sc->due * 1000000000), "jobs_queued",
+	    (json_int_t)jobs->nqueued, "jobs_running", (json_int_t)running,
+	    "mailboxes_backed_up", (json_int_t)a.count, "mailboxes_never",
+	    (json_int_t)a.never, "oldest_last_success",
 	    mk_httpd_time_json(a.oldest_ns), "last_backups_loaded",
 	    (int)jobs->last_loaded);
 }
@@ -1299,8 +1633,85 @@ mk_jobs_list_json(struct mk_jobs *jobs)
 
 	TAILQ_FOREACH(job, &jobs->list, entry)
 	json_array_append_new(list, jobs_json(job));
-	return json_pack(
-	    "{s:o, s:o}", "jobs", list, "backup", mk_jobs_status_json(jobs));
+	return json_pack("{s:o, s:o, s:o}", "jobs", list, "backup",
+	    mk_jobs_status_json(jobs), "verify", mk_jobs_verify_json(jobs));
+}
+
+/* One scheduled verification, for /v1/jobs. */
+static json_t *
+jobs_verify_json(struct mk_jobs *jobs, const struct jobs_kind *kind)
+{
+	const struct jobs_sched *sc = &jobs->sched[kind - jobs_kinds];
+	const struct jobs_verify *v = &jobs->verify[kind - jobs_kinds];
+
+	return json_pack("{s:o, s:o, s:o, s:o, s:I, s:o}", "schedule",
+	    sc->expr != NULL ? json_string(sc->expr) : json_null(), "next",
+	    mk_httpd_time_json((int64_t)sc->due * 1000000000), "last_success",
+	    mk_httpd_time_json(v->last_success_ns), "last_failure",
+	    mk_httpd_time_json(v->last_failure_ns), "failures",
+	    (json_int_t)v->failures, "last_error",
+	    v->last_error != NULL ? json_string(v->last_error) : json_null());
+}
+
+json_t *
+mk_jobs_verify_json(struct mk_jobs *jobs)
+{
+	json_t *c = jobs_verify_json(jobs, JOBS_CHECK);
+
+	json_object_set_new(c, "sample", json_integer(jobs->check_sample));
+	return json_pack("{s:o, s:o}", "check", c, "test_restore",
+	    jobs_verify_json(jobs, JOBS_TEST_RESTORE));
+}
+
+const char *
+mk_jobs_key_warning(struct mk_jobs *jobs)
+{
+	if (jobs->encrypted && jobs->key_slots == 1)
+		return "only one key slot: losing its key file or passphrase "
+		       "loses every backup (add another with 'mailkeep repo "
+		       "key add' and keep it off this machine)";
+	return NULL;
+}
+
+json_t *
+mk_jobs_repo_json(struct mk_jobs *jobs)
+{
+	const char *warning = mk_jobs_key_warning(jobs);
+
+	return json_pack("{s:s, s:o, s:o, s:b, s:o}", "location",
+	    jobs->d->conf->repo_location, "key_slots",
+	    jobs->key_slots >= 0 ? json_integer(jobs->key_slots) : json_null(),
+	    "encrypted",
+	    jobs->key_slots >= 0 ? json_boolean(jobs->encrypted) : json_null(),
+	    "single_key_slot", warning != NULL, "warning",
+	    warning != NULL ? json_string(warning) : json_null());
+}
+
+int
+mk_jobs_submit_verify(struct mk_jobs *jobs, bool check, int sample,
+    const char *address, uint64_t *id_r, enum mk_jobs_refusal *why_r,
+    struct mk_err *err)
+{
+	struct jobs_job *job;
+
+	*why_r = MK_JOBS_BAD_REQUEST;
+	if (jobs->nqueued >= JOBS_QUEUE_MAX) {
+		*why_r = MK_JOBS_BUSY;
+		return mk_err_set(err, "%d jobs are queued already; try later",
+		    JOBS_QUEUE_MAX);
+	}
+	if (check && (sample < -1 || sample > 100))
+		return mk_err_set(err, "sample: a percent from 0 to 100");
+	if (address != NULL && mk_live_find(jobs->d->live, address) == NULL) {
+		*why_r = MK_JOBS_NOT_FOUND;
+		return mk_err_set(err, "no such mailbox: %s", address);
+	}
+	jobs_submit_verify(jobs, check ? JOBS_CHECK : JOBS_TEST_RESTORE,
+	    "request", sample >= 0 ? (unsigned)sample : jobs->check_sample,
+	    address);
+	job = TAILQ_LAST(&jobs->list, jobs_list);
+	*id_r = job->id;
+	return 0;
 }
 
 int64_t
@@ -1389,4 +1800,28 @@ mk_jobs_metrics(struct mk_jobs *jobs, struct evbuffer *b)
 	    (uint64_t)(a.oldest_ns / 1000000000));
 	mk_httpd_metric(b, "mailkeep_jobs_queued", "gauge",
 	    "Jobs waiting to run.", jobs->nqueued);
+	evbuffer_add_printf(b,
+	    "# HELP mailkeep_verify_last_success_timestamp_seconds When a "
+	    "check or a test restore last passed (0: never).\n"
+	    "# TYPE mailkeep_verify_last_success_timestamp_seconds gauge\n");
+	for (k = JOBS_CHECK - jobs_kinds; k < JOBS_KINDS; k++)
+		evbuffer_add_printf(b,
+		    "mailkeep_verify_last_success_timestamp_seconds{kind=\"%"
+		    "s\"} "
+		    "%lld\n",
+		    jobs_kinds[k].name,
+		    (long long)(jobs->verify[k].last_success_ns / 1000000000));
+	evbuffer_add_printf(b,
+	    "# HELP mailkeep_verify_failures_total Checks and test restores "
+	    "that failed.\n# TYPE mailkeep_verify_failures_total counter\n");
+	for (k = JOBS_CHECK - jobs_kinds; k < JOBS_KINDS; k++)
+		evbuffer_add_printf(b,
+		    "mailkeep_verify_failures_total{kind=\"%s\"} %llu\n",
+		    jobs_kinds[k].name,
+		    (unsigned long long)jobs->verify[k].failures);
+	if (jobs->key_slots >= 0)
+		mk_httpd_metric(b, "mailkeep_repository_key_slots", "gauge",
+		    "Key slots of the repository (losing every one loses "
+		    "every backup).",
+		    (uint64_t)jobs->key_slots);
 }

@@ -98,6 +98,25 @@ json_t *mk_jobs_list_json(struct mk_jobs *jobs);
 /* The backup part of /v1/status. */
 json_t *mk_jobs_status_json(struct mk_jobs *jobs);
 
+/*
+ * Queue a check of the repository (check true; sample a percent, -1:
+ * [verify] check_sample) or a test restore of address's newest snapshot
+ * (NULL: a backed-up mailbox at random) into a scratch directory beneath
+ * the state directory, compared with the catalog.
+ */
+int mk_jobs_submit_verify(struct mk_jobs *jobs, bool check, int sample,
+    const char *address, uint64_t *id_r, enum mk_jobs_refusal *why_r,
+    struct mk_err *err);
+
+/* The scheduled checks and test restores, for /v1/jobs. */
+json_t *mk_jobs_verify_json(struct mk_jobs *jobs);
+
+/* The repository part of /v1/status: location, key slots, warning. */
+json_t *mk_jobs_repo_json(struct mk_jobs *jobs);
+
+/* The single key slot warning, or NULL. */
+const char *mk_jobs_key_warning(struct mk_jobs *jobs);
+
 /* When the mailbox was last backed up (ns since the epoch), or 0. */
 int64_t mk_jobs_last_backup(struct mk_jobs *jobs, const char *address);
 

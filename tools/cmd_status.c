@@ -118,6 +118,46 @@ status_print_jobs(json_t *doc, json_t *jobs)
 	}
 }
 
+/* The scheduled checks and test restores. */
+static void
+status_print_verify(json_t *verify)
+{
+	static const char *const kinds[] = { "check", "test_restore" };
+	size_t i;
+
+	for (i = 0; i < 2; i++)
+		printf("%-10s schedule %s, next %s; last success %s, %lld "
+		       "failures\n",
+		    i == 0 ? "check" : "restore",
+		    status_str(verify, kinds[i], "schedule"),
+		    status_str(verify, kinds[i], "next"),
+		    status_str(verify, kinds[i], "last_success"),
+		    (long long)status_int(verify, kinds[i], "failures"));
+}
+
+/* Where the repository is, its key slots, and the warning of a single
+ * one (on stderr too, where it is seen). */
+static void
+status_print_repo(json_t *doc)
+{
+	json_t *slots =
+	    json_object_get(json_object_get(doc, "repository"), "key_slots");
+	const char *warning = json_string_value(
+	    json_object_get(json_object_get(doc, "repository"), "warning"));
+
+	if (json_is_integer(slots))
+		printf("repository %s, %lld key slots\n",
+		    status_str(doc, "repository", "location"),
+		    (long long)json_integer_value(slots));
+	else
+		printf("repository %s, key slots not known yet (not opened)\n",
+		    status_str(doc, "repository", "location"));
+	if (warning != NULL) {
+		printf("WARNING    %s\n", warning);
+		mk_log_warn("status", "%s", warning);
+	}
+}
+
 /* GET path from the status socket as JSON; logs on failure. */
 static json_t *
 status_get(const struct mk_conf *conf, const char *path)
@@ -160,6 +200,8 @@ cmd_status(struct cmd_ctx *ctx, int argc, char **argv)
 	} else {
 		status_print(doc);
 		status_print_jobs(doc, json_object_get(jobs, "jobs"));
+		status_print_verify(json_object_get(jobs, "verify"));
+		status_print_repo(doc);
 	}
 	rc = CMD_OK;
 out:

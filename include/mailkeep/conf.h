@@ -102,6 +102,9 @@ struct mk_conf {
 	uint64_t backup_jitter; /* seconds: a scheduled start is delayed by
 				   up to this, at random */
 	bool backup_run_at_start; /* one run when the daemon starts */
+	char *verify_check_schedule; /* cron: check --sample, or NULL */
+	uint64_t verify_check_sample; /* percent of packs read whole */
+	char *verify_restore_schedule; /* cron: a test restore, or NULL */
 
 	/* [restore] */
 	char *restore_doveadm; /* restores into live mailboxes go through it */
