@@ -25,17 +25,14 @@ Needs no Dovecot.
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mkenv import (BIN_DIR, Checks, Mailkeepd, run_mailkeep,  # noqa: E402
+from mkenv import (BIN_DIR, Mailkeepd, run_mailkeep, run_scenario,  # noqa: E402
                    store_maildirs as maildirs, wait_for)
 from test_backup_jobs import FINISHED, GEN_CORPUS, Jobs, Store  # noqa: E402
-import random  # noqa: E402
 
 CONFIG = """\
 [store]
@@ -72,23 +69,15 @@ def lock_objects(state):
 
 
 def main():
-    check = Checks()
-    tmp = tempfile.mkdtemp(prefix="mk-verify-")
-    mk = Mailkeepd()
-    try:
-        scenario(check, tmp, mk)
-    finally:
-        mk.stop()
-        if os.environ.get("MK_KEEP_TMP") == "1":
-            print(f"keeping {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{check.passed} passed, {check.failed} failed")
-    return 1 if check.failed else 0
+    return run_scenario(scenario, 20261127, "mk-verify-")
 
 
-def scenario(check, tmp, mk):
-    rng = random.Random(20261127)
+def scenario(check, rng, tmp):
+    with Mailkeepd() as mk:
+        daemon_scenario(check, rng, tmp, mk)
+
+
+def daemon_scenario(check, rng, tmp, mk):
     root, state = os.path.join(tmp, "store"), os.path.join(tmp, "state")
     conf = os.path.join(tmp, "mailkeep.conf")
     gen = subprocess.run([sys.executable, GEN_CORPUS, "--out", root, "--mailboxes", "3",
