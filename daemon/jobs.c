@@ -969,6 +969,9 @@ jobs_list_all(struct jobs_job *job)
 	size_t n, i;
 
 	all = mk_live_all(job->jobs->d->live, &n);
+	/* A request of every mailbox came with empty lists. */
+	free(job->addresses);
+	free(job->relpaths);
 	job->addresses = mk_xcalloc(n + 1, sizeof(char *));
 	job->relpaths = mk_xcalloc(n + 1, sizeof(char *));
 	for (i = 0; i < n; i++) {
@@ -1746,6 +1749,24 @@ jobs_histogram(struct evbuffer *b, const char *name, const char *help,
 	    (unsigned long long)cum);
 }
 
+/* A series per verification kind: the last success, or the failures. */
+static void
+jobs_verify_metric(struct mk_jobs *jobs, struct evbuffer *b, const char *name,
+    const char *type, const char *help, bool failures)
+{
+	size_t k;
+
+	evbuffer_add_printf(
+	    b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	for (k = JOBS_CHECK - jobs_kinds; k < JOBS_KINDS; k++)
+		evbuffer_add_printf(b, "%s{kind=\"%s\"} %llu\n", name,
+		    jobs_kinds[k].name,
+		    failures
+			? (unsigned long long)jobs->verify[k].failures
+			: (unsigned long long)(jobs->verify[k].last_success_ns /
+			      1000000000));
+}
+
 void
 mk_jobs_metrics(struct mk_jobs *jobs, struct evbuffer *b)
 {
@@ -1800,25 +1821,11 @@ mk_jobs_metrics(struct mk_jobs *jobs, struct evbuffer *b)
 	    (uint64_t)(a.oldest_ns / 1000000000));
 	mk_httpd_metric(b, "mailkeep_jobs_queued", "gauge",
 	    "Jobs waiting to run.", jobs->nqueued);
-	evbuffer_add_printf(b,
-	    "# HELP mailkeep_verify_last_success_timestamp_seconds When a "
-	    "check or a test restore last passed (0: never).\n"
-	    "# TYPE mailkeep_verify_last_success_timestamp_seconds gauge\n");
-	for (k = JOBS_CHECK - jobs_kinds; k < JOBS_KINDS; k++)
-		evbuffer_add_printf(b,
-		    "mailkeep_verify_last_success_timestamp_seconds{kind=\"%"
-		    "s\"} "
-		    "%lld\n",
-		    jobs_kinds[k].name,
-		    (long long)(jobs->verify[k].last_success_ns / 1000000000));
-	evbuffer_add_printf(b,
-	    "# HELP mailkeep_verify_failures_total Checks and test restores "
-	    "that failed.\n# TYPE mailkeep_verify_failures_total counter\n");
-	for (k = JOBS_CHECK - jobs_kinds; k < JOBS_KINDS; k++)
-		evbuffer_add_printf(b,
-		    "mailkeep_verify_failures_total{kind=\"%s\"} %llu\n",
-		    jobs_kinds[k].name,
-		    (unsigned long long)jobs->verify[k].failures);
+	jobs_verify_metric(jobs, b,
+	    "mailkeep_verify_last_success_timestamp_seconds", "gauge",
+	    "When a check or a test restore last passed (0: never).", false);
+	jobs_verify_metric(jobs, b, "mailkeep_verify_failures_total", "counter",
+	    "Checks and test restores that failed.", true);
 	if (jobs->key_slots >= 0)
 		mk_httpd_metric(b, "mailkeep_repository_key_slots", "gauge",
 		    "Key slots of the repository (losing every one loses "

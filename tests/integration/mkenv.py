@@ -300,6 +300,16 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+def daemon_config(root, state):
+    """The [store], [general], [daemon] and [policy] sections of a
+    mailkeepd that keeps its catalog and sockets in its state directory,
+    with three workers; append the sections a test needs."""
+    return (f"[store]\nroot = {root}\n[general]\nstate_dir = {state}\n"
+            f"[daemon]\nstatus_socket = {state}/status.sock\n"
+            f"control_socket = {state}/control.sock\nworkers = 3\n"
+            f"[policy]\nsocket = {state}/policy.sock\n")
+
+
 class MailkeepdError(RuntimeError):
     pass
 

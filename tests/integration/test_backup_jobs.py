@@ -38,7 +38,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mkenv import (BIN_DIR, Checks, Mailkeepd, count_messages,  # noqa: E402
+from mkenv import (BIN_DIR, Checks, Mailkeepd, count_messages, daemon_config,  # noqa: E402
                    maildir_tree as tree, run_mailkeep, store_maildirs as maildirs,
                    wait_for)
 
@@ -49,16 +49,6 @@ MAILBOXES = 5
 FINISHED = ("done", "failed", "cancelled")
 
 CONFIG = """\
-[store]
-root = {store}
-[general]
-state_dir = {state}
-[daemon]
-status_socket = {state}/status.sock
-control_socket = {state}/control.sock
-workers = 3
-[policy]
-socket = {state}/policy.sock
 [restore]
 root = {restores}
 [backup]
@@ -71,7 +61,8 @@ schedule = {schedule}
 
 def write_config(path, store, state, schedule="0 0 1 1 *", bandwidth="6M"):
     with open(path, "w") as f:
-        f.write(CONFIG.format(store=store, state=state, schedule=schedule,
+        f.write(daemon_config(store, state) +
+                CONFIG.format(schedule=schedule,
                               bandwidth=bandwidth,
                               restores=os.path.join(os.path.dirname(state),
                                                     "restores")))

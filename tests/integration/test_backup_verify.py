@@ -30,21 +30,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mkenv import (BIN_DIR, Mailkeepd, run_mailkeep, run_scenario,  # noqa: E402
+from mkenv import (BIN_DIR, Mailkeepd, daemon_config, run_mailkeep, run_scenario,  # noqa: E402
                    store_maildirs as maildirs, wait_for)
 from test_backup_jobs import FINISHED, GEN_CORPUS, Jobs, Store  # noqa: E402
 
 CONFIG = """\
-[store]
-root = {store}
-[general]
-state_dir = {state}
-[daemon]
-status_socket = {state}/status.sock
-control_socket = {state}/control.sock
-workers = 3
-[policy]
-socket = {state}/policy.sock
 [backup]
 concurrency = 1
 bandwidth = 4M
@@ -88,7 +78,7 @@ def daemon_scenario(check, rng, tmp, mk):
     store = Store(root, rng)
     boxes = sorted(maildirs(root))
     with open(conf, "w") as f:
-        f.write(CONFIG.format(store=root, state=state))
+        f.write(daemon_config(root, state) + CONFIG)
     os.makedirs(state)
     res = run_mailkeep("-c", conf, "repo", "init")
     if not check("repo init", res.returncode == 0, res.stderr):
@@ -97,7 +87,7 @@ def daemon_scenario(check, rng, tmp, mk):
     check("mailkeepd -n accepts the [verify] section", res.returncode == 0, res.stderr)
     bad = os.path.join(tmp, "bad.conf")
     with open(bad, "w") as f:
-        f.write(CONFIG.format(store=root, state=state).replace(
+        f.write(daemon_config(root, state) + CONFIG.replace(
             "check_schedule = * * * * *", "check_schedule = 0 0 31 2 *"))
     res = run_mailkeep("-n", "-c", bad, program="mailkeepd")
     check("mailkeepd -n refuses a check schedule that never fires",

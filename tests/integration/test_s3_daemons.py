@@ -29,22 +29,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mkenv import (BIN_DIR, CephRGW, Mailkeepd, run_scenario,  # noqa: E402
+from mkenv import (BIN_DIR, CephRGW, Mailkeepd, daemon_config, run_scenario,  # noqa: E402
                    wait_for)
 from test_backup_jobs import Jobs  # noqa: E402
+from test_s3_backup import Host as S3Host  # noqa: E402
 from test_backup_roundtrip import GEN_CORPUS, Store, first_difference, tree  # noqa: E402
 
 CONFIG = """\
-[store]
-root = {root}
-[general]
-state_dir = {state}
-[daemon]
-status_socket = {state}/status.sock
-control_socket = {state}/control.sock
-workers = 3
-[policy]
-socket = {state}/policy.sock
 [repository]
 location = {location}
 credentials_file = {creds}
@@ -88,19 +79,15 @@ class Host:
 
     def write_conf(self, location, creds, key, bandwidth):
         with open(self.conf, "w") as f:
-            f.write(CONFIG.format(root=self.root, state=self.state, location=location,
-                                  creds=creds, key=key, bandwidth=bandwidth))
+            f.write(daemon_config(self.root, self.state) +
+                    CONFIG.format(location=location, creds=creds, key=key,
+                                  bandwidth=bandwidth))
 
     def snapshots(self):
         res = mailkeep(self.conf, "--json", "snapshots")
         return json.loads(res.stdout)["snapshots"] if res.returncode == 0 else []
 
-    def copy(self):
-        self.rounds += 1
-        copy = os.path.join(self.tmp, "copies", str(self.rounds))
-        os.makedirs(os.path.dirname(copy), exist_ok=True)
-        subprocess.run(["cp", "-a", self.root, copy], check=True)
-        return copy
+    copy = S3Host.copy   # the next round's copy of the store
 
     def record(self, copy, before):
         """The snapshots that appeared since before saw the store as copy."""
