@@ -12,8 +12,16 @@
  * [backup] bandwidth bytes a second between them, and ends the run, also
  * after a cancel, so that what was committed is published.
  *
- * The schedule ([backup] schedule, jitter, run_at_start) is checked once
- * a second on the loop.  Only the loop thread calls these functions.
+ * The kinds: backup, restore, check (mk_check_run with a sample) and
+ * test-restore (mk_verify_restore of one mailbox into a scratch
+ * directory).  Backups, checks and test restores hold a shared repository
+ * lock while they run and run one at a time among themselves; a restore
+ * may run beside them.  Each job that opens the repository counts its
+ * key slots, for the single-slot warning of /v1/status.
+ *
+ * The schedules ([backup] schedule, jitter, run_at_start; [verify]
+ * check_schedule, restore_schedule) are checked once a second on the
+ * loop.  Only the loop thread calls these functions.
  */
 #ifndef MAILKEEPD_JOBS_H
 #define MAILKEEPD_JOBS_H
