@@ -213,12 +213,14 @@ struct mk_jobs {
 	int64_t last_run_ended_ns;
 };
 
-/* A pool task: one phase of a job, or the load of the last backups. */
+/* A pool task: one phase of a job; at start, the load of the last
+ * backups and the count of the key slots. */
 enum jobs_phase {
 	JOBS_BEGIN,
 	JOBS_ITEM,
 	JOBS_END,
 	JOBS_LOAD,
+	JOBS_KEYS,
 };
 
 struct jobs_task {
@@ -231,7 +233,7 @@ struct jobs_task {
 	struct mk_err err;
 	struct jobs_result res;
 	struct mk_hmap *loadmap; /* JOBS_LOAD: address -> jobs_last */
-	struct jobs_repo_conf rconf; /* JOBS_LOAD: to count the key slots */
+	struct jobs_repo_conf rconf; /* JOBS_KEYS: the repository */
 };
 
 static void jobs_pump(struct mk_jobs *jobs);
@@ -571,17 +573,17 @@ jobs_task_run(struct mk_job *base, void *ctx)
 	case JOBS_LOAD:
 		t->rc = mk_catalog_snapshots(
 		    w->catalog, NULL, jobs_last_collect_cb, t, &t->err);
-		if (t->rconf.location != NULL) {
-			struct mk_repo *repo = NULL;
-			struct mk_err rerr;
-
-			/* No repository yet is not this task's failure. */
-			if (jobs_repo_open(&t->rconf, &repo, &t->res, &rerr) <
-			    0)
-				mk_log_info("jobs", "repository: %s", rerr.msg);
-			mk_repo_close(&repo);
-		}
 		return;
+	case JOBS_KEYS: {
+		struct mk_repo *repo = NULL;
+
+		/* No repository yet is not worth more than a line. */
+		if ((t->rc = jobs_repo_open(
+			 &t->rconf, &repo, &t->res, &t->err)) < 0)
+			mk_log_info("jobs", "repository: %s", t->err.msg);
+		mk_repo_close(&repo);
+		return;
+	}
 	case JOBS_BEGIN:
 		if (jobs_repo_open(&job->rconf, &job->repo, &t->res, &t->err) <
 		    0)
@@ -687,11 +689,7 @@ jobs_load_done(struct jobs_task *t)
 
 	if (t->rc < 0)
 		mk_log_warn("jobs", "last backups: %s", t->err.msg);
-	if (t->res.key_slots >= 0) {
-		jobs->key_slots = t->res.key_slots;
-		jobs->encrypted = t->res.encrypted;
-	}
-	jobs_repo_conf_free(&t->rconf);
+
 	while ((l = mk_hmap_next(t->loadmap, &pos)) != NULL)
 		jobs_last_put(jobs->last, l->address, l->ns);
 	jobs->last_loaded = true;
@@ -860,6 +858,13 @@ jobs_task_done(struct mk_job *base)
 		return;
 	}
 	switch (t->phase) {
+	case JOBS_KEYS:
+		jobs_repo_conf_free(&t->rconf);
+		if (t->res.key_slots >= 0) {
+			jobs->key_slots = t->res.key_slots;
+			jobs->encrypted = t->res.encrypted;
+		}
+		break;
 	case JOBS_BEGIN:
 		if (t->res.key_slots >= 0) {
 			jobs->key_slots = t->res.key_slots;
@@ -1471,6 +1476,12 @@ mk_jobs_start(struct mk_daemon *d, struct mk_jobs **jobs_r, struct mk_err *err)
 	t->jobs = jobs;
 	t->phase = JOBS_LOAD;
 	t->loadmap = mk_hmap_new();
+	mk_pool_submit(d->pool, &t->base);
+	t = mk_xcalloc(1, sizeof(*t));
+	t->base.run = jobs_task_run;
+	t->base.done = jobs_task_done;
+	t->jobs = jobs;
+	t->phase = JOBS_KEYS;
 	jobs_repo_conf_copy(&t->rconf, d->conf);
 	mk_pool_submit(d->pool, &t->base);
 	*jobs_r = jobs;
