@@ -1160,6 +1160,8 @@ mk_enforce_lookup(void *arg, const char *address,
 	const char *at;
 
 	(void)err;
+	if (mb_r == NULL)
+		return mb != NULL;
 	memset(mb_r, 0, sizeof(*mb_r));
 	if (mb == NULL)
 		return 0;

@@ -147,7 +147,8 @@ struct mk_policy_mailbox {
 /*
  * Look up address (lower case, no extension unless the mailbox's name
  * has one).  Returns 1 for a local mailbox with *mb_r filled, 0 when it
- * is not one, -1 with err set on failure.  Must not block.
+ * is not one, -1 with err set on failure.  mb_r NULL asks only whether
+ * the address is a local mailbox (the alias expansion).  Must not block.
  */
 typedef int mk_policy_lookup_cb(void *arg, const char *address,
     struct mk_policy_mailbox *mb_r, struct mk_err *err);
