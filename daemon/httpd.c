@@ -579,6 +579,7 @@ httpd_metrics_policy(struct mk_daemon *d, struct evbuffer *b)
 	    "mailkeep_policy_latency_seconds_sum %.9f\n"
 	    "mailkeep_policy_latency_seconds_count %llu\n",
 	    s->policy_latency_sum_ns / 1e9, (unsigned long long)cum);
+	mk_enforce_metrics_resv(d->enforce, b);
 	n = mk_enforce_thresholds(d->enforce, thresholds, counts);
 	evbuffer_add_printf(b,
 	    "# HELP mailkeep_quota_mailboxes_over Limited "

@@ -581,7 +581,7 @@ mk_policy_reserve(
 
 	if (d->refuse || d->txn == NULL)
 		return;
-	if (__builtin_add_overflow(now, (int64_t)MK_QUOTA_RESV_TTL, &expires))
+	if (__builtin_add_overflow(now, mk_quota_resv_ttl(resv), &expires))
 		expires = INT64_MAX;
 	for (i = 0; i < d->ntargets; i++)
 		if (d->targets[i].reserve)

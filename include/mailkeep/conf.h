@@ -74,6 +74,8 @@ struct mk_conf {
 	char *policy_aliases;
 	char *policy_delimiter;
 	int policy_alias_policy; /* enum mk_aliases_policy */
+	uint64_t policy_resv_ttl; /* seconds */
+	uint64_t policy_resv_max; /* pending reservations per mailbox */
 
 	/* [quota.domain], [quota.pool], [quota.mailbox]: names as keys */
 	struct mk_conf_entry *entries;

@@ -199,7 +199,7 @@ int mk_policy_decide(const struct mk_policy_config *conf,
 void mk_policy_decision_clear(struct mk_policy_decision *d);
 
 /* Make the reservations of a decision that let the message through,
- * lasting MK_QUOTA_RESV_TTL seconds from now. */
+ * lasting the table's time to live (mk_quota_resv_configure) from now. */
 void mk_policy_reserve(const struct mk_policy_decision *d,
     struct mk_quota_resv *resv, int64_t now);
 

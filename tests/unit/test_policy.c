@@ -822,6 +822,31 @@ test_policy_reservations_limit_concurrent_messages(void **state)
 	mk_quota_resv_free(&resv);
 }
 
+/* The configured time to live, not the default, sets the expiry. */
+static void
+test_policy_reservations_configured_ttl(void **state)
+{
+	struct mk_quota_resv *resv = mk_quota_resv_new();
+	struct mk_quota_resv_stats st;
+	struct mk_policy_config conf;
+
+	(void)state;
+	mk_policy_config_init(&conf);
+	mk_quota_resv_configure(resv, 60, 100);
+	assert_false(
+	    deliver(&conf, resv, "RCPT", "nearly@x.example", 5, "i1", 1000));
+	assert_false(
+	    deliver(&conf, resv, "RCPT", "nearly@x.example", 5, "i2", 1030));
+	assert_int_equal(mk_quota_resv_count(resv), 2);
+	assert_int_equal(mk_quota_resv_expire(resv, 1059), 0);
+	assert_int_equal(mk_quota_resv_expire(resv, 1060), 1);
+	assert_int_equal(mk_quota_resv_expire(resv, 1089), 0);
+	assert_int_equal(mk_quota_resv_expire(resv, 1090), 1);
+	mk_quota_resv_stats(resv, &st);
+	assert_true(st.expired == 2 && st.released == 0 && st.capped == 0);
+	mk_quota_resv_free(&resv);
+}
+
 /*
  * An alias to two mailboxes of a pool reserves on both; END-OF-MESSAGE
  * leaves both of its own reservations out of the pool.
@@ -904,6 +929,7 @@ main(void)
 		cmocka_unit_test(test_policy_check_text),
 		cmocka_unit_test(
 		    test_policy_reservations_limit_concurrent_messages),
+		cmocka_unit_test(test_policy_reservations_configured_ttl),
 		cmocka_unit_test(test_policy_reservations_pool_alias),
 		cmocka_unit_test(test_policy_reservations_two_pools),
 	};
