@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +161,46 @@ parse_text(const char *text, size_t len, struct mk_err *err)
 	st = mk_policy_parser_feed(p, text, len, &used, err);
 	mk_policy_parser_free(&p);
 	return st;
+}
+
+/*
+ * Every printable byte at every place of a name of 1 to 20 bytes: only
+ * letters, digits, '_' and '-' pass (the parser tests names eight bytes
+ * at a time; this holds it to the rule byte by byte).
+ */
+static void
+test_policy_parse_name_bytes(void **state)
+{
+	char text[128], name[21];
+	struct mk_err err;
+	size_t nlen, at, len;
+	int c;
+
+	(void)state;
+	for (nlen = 1; nlen <= 20; nlen++)
+		for (at = 0; at < nlen; at++)
+			for (c = 0x20; c < 0x7f; c++) {
+				bool ok = isalnum(c) || c == '_' || c == '-';
+				enum mk_policy_status st;
+
+				memset(name, 'n', nlen);
+				name[nlen] = '\0';
+				name[at] = (char)c;
+				len = (size_t)snprintf(text, sizeof(text),
+				    "request=smtpd_access_policy\n%s=v\n\n",
+				    name);
+				st = parse_text(text, len, &err);
+				/* '=' after the first byte ends the name. */
+				if (c == '=' && at > 0)
+					ok = true;
+				if (ok != (st == MK_POLICY_DONE))
+					fail_msg("name '%s': %s", name,
+					    ok ? err.msg : "accepted");
+				if (!ok)
+					assert_non_null(strstr(err.msg,
+					    c == '=' ? "expected name=value"
+						     : "bad attribute name"));
+			}
 }
 
 /*
@@ -930,6 +971,7 @@ main(void)
 		cmocka_unit_test(
 		    test_policy_reservations_limit_concurrent_messages),
 		cmocka_unit_test(test_policy_reservations_configured_ttl),
+		cmocka_unit_test(test_policy_parse_name_bytes),
 		cmocka_unit_test(test_policy_reservations_pool_alias),
 		cmocka_unit_test(test_policy_reservations_two_pools),
 	};
