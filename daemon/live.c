@@ -234,25 +234,48 @@ live_set_wd(struct mk_live *live, int wd, enum live_wd_kind kind,
 	mk_wdtab_put(live->wds, wd, ptr, kind);
 }
 
+/* A folder's IMAP name and its directory, as live_intern stores them. */
+struct live_pair {
+	const char *name;
+	const char *dir;
+};
+
+static uint64_t
+live_pair_key(const struct live_pair *p)
+{
+	return live_key(p->name) * 31 + live_key(p->dir);
+}
+
 static bool
 live_str_match(const void *value, const void *ctx)
 {
-	return strcmp(((const struct live_str *)value)->s, ctx) == 0;
+	const char *s = ((const struct live_str *)value)->s;
+	const struct live_pair *p = ctx;
+
+	return strcmp(s, p->name) == 0 &&
+	    strcmp(s + strlen(s) + 1, p->dir) == 0;
 }
 
-/* The shared copy of s; give it back with live_unintern. */
+/*
+ * The shared copy of a folder's IMAP name followed by its directory
+ * ("INBOX\0\0", "Archive/2024\0.Archive.2024\0"): one pointer per folder
+ * holds both.  Give it back with live_unintern.
+ */
 static const char *
-live_intern(struct mk_live *live, const char *s)
+live_intern(struct mk_live *live, const char *name, const char *dir)
 {
-	uint64_t h = live_key(s);
-	struct live_str *str = mk_hmap_get(live->strings, h, live_str_match, s);
+	struct live_pair p = { name, dir };
+	uint64_t h = live_pair_key(&p);
+	struct live_str *str =
+	    mk_hmap_get(live->strings, h, live_str_match, &p);
 
 	if (str == NULL) {
-		size_t len = strlen(s);
+		size_t nlen = strlen(name) + 1, dlen = strlen(dir) + 1;
 
-		str = mk_xmalloc(sizeof(*str) + len + 1);
+		str = mk_xmalloc(sizeof(*str) + nlen + dlen);
 		str->refs = 0;
-		memcpy(str->s, s, len + 1);
+		memcpy(str->s, name, nlen);
+		memcpy(str->s + nlen, dir, dlen);
 		mk_hmap_put(live->strings, h, str);
 	}
 	str->refs++;
@@ -260,18 +283,27 @@ live_intern(struct mk_live *live, const char *s)
 }
 
 static void
-live_unintern(struct mk_live *live, const char *s)
+live_unintern(struct mk_live *live, const char *name)
 {
+	struct live_pair p = { name, NULL };
 	struct live_str *str;
 
-	if (s == NULL)
+	if (name == NULL)
 		return;
-	str = (struct live_str *)(void *)((char *)(uintptr_t)s -
+	str = (struct live_str *)(void *)((char *)(uintptr_t)name -
 	    offsetof(struct live_str, s));
 	if (--str->refs == 0) {
-		mk_hmap_remove(live->strings, live_key(s), str);
+		p.dir = name + strlen(name) + 1;
+		mk_hmap_remove(live->strings, live_pair_key(&p), str);
 		free(str);
 	}
+}
+
+/* The folder's directory in its Maildir: "" for INBOX, ".Archive.2024". */
+static const char *
+live_folder_dir(const struct mk_live_folder *f)
+{
+	return f->name + strlen(f->name) + 1;
 }
 
 static void
@@ -287,7 +319,6 @@ live_folder_free(struct mk_live *live, struct mk_live_folder *f)
 		}
 		mk_hmap_free(&f->unsized);
 	}
-	live_unintern(live, f->dir);
 	live_unintern(live, f->name);
 	/* f itself lives in its mailbox's folder block. */
 }
@@ -297,8 +328,7 @@ live_folder_init(struct mk_live *live, struct mk_live_mailbox *mb,
     struct mk_live_folder *f, const struct mk_folder_usage *fu)
 {
 	f->mb = mb;
-	f->dir = live_intern(live, fu->dir);
-	f->name = live_intern(live, fu->name);
+	f->name = live_intern(live, fu->name, fu->dir);
 	f->ino = fu->ino;
 	f->new_mtime_ns = fu->new_mtime_ns;
 	f->cur_mtime_ns = fu->cur_mtime_ns;
@@ -347,15 +377,25 @@ live_folder_delete(
 	mb->nfolders--;
 }
 
+/* Change mb's path (NULL before freeing mb). */
+static void
+live_relpath_set(struct mk_live_mailbox *mb, const char *relpath)
+{
+	if (mb->relpath != mb->address + strlen(mb->address) + 1)
+		free(mb->relpath);
+	mb->relpath = relpath != NULL ? mk_xstrdup(relpath) : NULL;
+}
+
 static struct mk_live_mailbox *
 live_mailbox_add(struct mk_live *live, const char *address, const char *relpath)
 {
-	size_t alen = strlen(address) + 1;
-	struct mk_live_mailbox *mb = mk_xcalloc(1, sizeof(*mb) + alen);
+	size_t alen = strlen(address) + 1, rlen = strlen(relpath) + 1;
+	struct mk_live_mailbox *mb = mk_xcalloc(1, sizeof(*mb) + alen + rlen);
 
-	/* The address is never changed: it lives after the mailbox. */
+	/* The address is never changed: it lives after the mailbox, and so
+	 * does the path until it changes. */
 	mb->address = memcpy((char *)(mb + 1), address, alen);
-	mb->relpath = mk_xstrdup(relpath);
+	mb->relpath = memcpy(mb->address + alen, relpath, rlen);
 	mb->wd_root = -1;
 	mb->stale = true;
 	mk_hmap_put(live->mailboxes, live_key(address), mb);
@@ -368,7 +408,7 @@ live_mailbox_free(struct mk_live *live, struct mk_live_mailbox *mb, bool rm)
 	live_folders_clear(live, mb, rm);
 	live_forget_wd(live, mb->wd_root, rm);
 	mk_mailbox_usage_free(&mb->prev);
-	free(mb->relpath);
+	live_relpath_set(mb, NULL);
 	free(mb);
 }
 
@@ -396,7 +436,7 @@ live_folders_set(struct mk_live *live, struct mk_live_mailbox *mb,
 		mb->folders[i] = &block[i];
 		live_folder_init(live, mb, &block[i], &mu->folders[i]);
 	}
-	mb->nfolders = mu->nfolders;
+	mb->nfolders = (uint32_t)n;
 	mb->total = mu->total;
 }
 
@@ -406,7 +446,7 @@ live_folder_by_dir(struct mk_live_mailbox *mb, const char *dir)
 	size_t i;
 
 	for (i = 0; i < mb->nfolders; i++)
-		if (strcmp(mb->folders[i]->dir, dir) == 0)
+		if (strcmp(live_folder_dir(mb->folders[i]), dir) == 0)
 			return mb->folders[i];
 	return NULL;
 }
@@ -746,7 +786,7 @@ live_usage_copy(const struct mk_live_mailbox *mb)
 		const struct mk_live_folder *f = mb->folders[i];
 		struct mk_folder_usage *fu = &mu->folders[i];
 
-		fu->dir = mk_xstrdup(f->dir);
+		fu->dir = mk_xstrdup(live_folder_dir(f));
 		fu->name = mk_xstrdup(f->name);
 		fu->ino = f->ino;
 		fu->new_mtime_ns = f->new_mtime_ns;
@@ -936,9 +976,9 @@ live_vsize_submit(struct mk_live *live, struct mk_live_mailbox *mb,
 	j->job.done = live_vsize_done;
 	j->live = live;
 	j->address = mk_xstrdup(mb->address);
-	j->dir = mk_xstrdup(f->dir);
-	j->subpath = mk_xasprintf("%s/%s%s%s", mb->relpath, f->dir,
-	    f->dir[0] != '\0' ? "/" : "", s->in_cur ? "cur" : "new");
+	j->dir = mk_xstrdup(live_folder_dir(f));
+	j->subpath = mk_xasprintf("%s/%s%s%s", mb->relpath, j->dir,
+	    j->dir[0] != '\0' ? "/" : "", s->in_cur ? "cur" : "new");
 	j->name = mk_xstrdup(s->name);
 	j->in_cur = s->in_cur;
 	j->gen = s->gen = ++live->gen;
@@ -969,10 +1009,11 @@ static int
 live_stat(struct mk_live *live, struct mk_live_mailbox *mb,
     struct mk_live_folder *f, bool in_cur, const char *name, struct stat *st)
 {
+	const char *dir = live_folder_dir(f);
 	char path[4096];
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s%s%s/%s", mb->relpath,
-		f->dir, f->dir[0] != '\0' ? "/" : "", in_cur ? "cur" : "new",
+		dir, dir[0] != '\0' ? "/" : "", in_cur ? "cur" : "new",
 		name) >= sizeof(path)) {
 		errno = ENAMETOOLONG;
 		return -1;
@@ -1200,10 +1241,8 @@ live_root_event(struct mk_live *live, struct live_wd *w, uint32_t mask,
 		    live->d->conf->hierarchy_separator, imap, sizeof(imap));
 		mk_log_debug("live", "%s: folder %s renamed to %s", mb->address,
 		    f->name, imap);
-		live_unintern(live, f->dir);
 		live_unintern(live, f->name);
-		f->dir = live_intern(live, name);
-		f->name = live_intern(live, imap);
+		f->name = live_intern(live, imap, name);
 		f->detached = 0;
 		mb->unsaved = true;
 		return;
@@ -1362,8 +1401,7 @@ live_store_done(struct mk_job *job)
 				mk_log_info(
 				    "live", "%s: new mailbox", sm->address);
 		} else if (strcmp(mb->relpath, sm->relpath) != 0) {
-			free(mb->relpath);
-			mb->relpath = mk_xstrdup(sm->relpath);
+			live_relpath_set(mb, sm->relpath);
 		}
 		if (mb->wd_root < 0 && !mb->scanning)
 			live_queue_scan(live, mb, false);

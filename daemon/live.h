@@ -27,8 +27,9 @@
 
 struct mk_live_folder {
 	struct mk_live_mailbox *mb; /* the mailbox it belongs to */
-	const char *dir; /* "" for INBOX, ".Archive.2024" (interned) */
-	const char *name; /* IMAP name, UTF-8 (interned) */
+	/* IMAP name, UTF-8, then (after its NUL) the directory: "" for
+	 * INBOX, ".Archive.2024"; interned. */
+	const char *name;
 	uint64_t ino;
 	int64_t new_mtime_ns; /* at the last listing */
 	int64_t cur_mtime_ns;
@@ -40,10 +41,11 @@ struct mk_live_folder {
 
 struct mk_live_mailbox {
 	char *address;
-	char *relpath;
+	char *relpath; /* after the address, or its own allocation once
+			* changed */
 	struct mk_usage total;
 	struct mk_live_folder **folders;
-	size_t nfolders;
+	uint32_t nfolders;
 	int wd_root;
 	int64_t scanned_ns; /* when the usage was last listed */
 	bool stale; /* from the catalog, or being rescanned */
