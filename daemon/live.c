@@ -55,6 +55,7 @@ struct live_str {
 
 /* A name without ,S= or ,W=, with the sizes it was counted with. */
 struct live_sized {
+	const struct mk_live_folder *f; /* the folder it is in */
 	char *name;
 	bool in_cur;
 	uint64_t size;
@@ -135,9 +136,17 @@ live_mailbox(const struct mk_live *live, const char *address)
 }
 
 struct live_sized_key {
+	const struct mk_live_folder *f;
 	const char *name;
 	bool in_cur;
 };
+
+/* Sized names are kept per mailbox, keyed by folder and name. */
+static uint64_t
+live_sized_key(const struct mk_live_folder *f, const char *name)
+{
+	return live_key(name) + (uint64_t)(uintptr_t)f;
+}
 
 static bool
 live_sized_match(const void *value, const void *ctx)
@@ -145,25 +154,29 @@ live_sized_match(const void *value, const void *ctx)
 	const struct live_sized *s = value;
 	const struct live_sized_key *k = ctx;
 
-	return s->in_cur == k->in_cur && strcmp(s->name, k->name) == 0;
+	return s->f == k->f && s->in_cur == k->in_cur &&
+	    strcmp(s->name, k->name) == 0;
 }
 
 static struct live_sized *
 live_sized_get(struct mk_live_folder *f, const char *name, bool in_cur)
 {
-	struct live_sized_key k = { name, in_cur };
+	struct live_sized_key k = { f, name, in_cur };
 
-	if (f->unsized == NULL)
+	if (f->mb->sized == NULL)
 		return NULL;
-	return mk_hmap_get(f->unsized, live_key(name), live_sized_match, &k);
+	return mk_hmap_get(
+	    f->mb->sized, live_sized_key(f, name), live_sized_match, &k);
 }
 
 static void
 live_sized_remove(struct mk_live_folder *f, struct live_sized *s)
 {
-	mk_hmap_remove(f->unsized, live_key(s->name), s);
+	mk_hmap_remove(f->mb->sized, live_sized_key(f, s->name), s);
 	free(s->name);
 	free(s);
+	if (mk_hmap_count(f->mb->sized) == 0)
+		mk_hmap_free(&f->mb->sized);
 }
 
 static struct live_sized *
@@ -172,14 +185,54 @@ live_sized_add(struct mk_live_folder *f, const char *name, bool in_cur,
 {
 	struct live_sized *s = mk_xcalloc(1, sizeof(*s));
 
-	if (f->unsized == NULL)
-		f->unsized = mk_hmap_new();
+	if (f->mb->sized == NULL)
+		f->mb->sized = mk_hmap_new();
+	s->f = f;
 	s->name = mk_xstrdup(name);
 	s->in_cur = in_cur;
 	s->size = size;
 	s->vsize = vsize;
-	mk_hmap_put(f->unsized, live_key(name), s);
+	mk_hmap_put(f->mb->sized, live_sized_key(f, name), s);
 	return s;
+}
+
+/* How many sized names folder f holds. */
+static size_t
+live_sized_count(const struct mk_live_folder *f)
+{
+	const struct live_sized *s;
+	size_t pos = 0, n = 0;
+
+	if (f->mb->sized == NULL)
+		return 0;
+	while ((s = mk_hmap_next(f->mb->sized, &pos)) != NULL)
+		n += s->f == f;
+	return n;
+}
+
+/* Forget the sized names of folder f, or of every folder of mb (NULL). */
+static void
+live_sized_drop(struct mk_live_mailbox *mb, const struct mk_live_folder *f)
+{
+	struct live_sized *s, **gone;
+	size_t pos = 0, n = 0, i;
+
+	if (mb->sized == NULL)
+		return;
+	gone = mk_xcalloc(mk_hmap_count(mb->sized), sizeof(*gone));
+	while ((s = mk_hmap_next(mb->sized, &pos)) != NULL)
+		if (f == NULL || s->f == f)
+			gone[n++] = s;
+	for (i = 0; i < n; i++) {
+		if (f != NULL)
+			mk_hmap_remove(mb->sized,
+			    live_sized_key(f, gone[i]->name), gone[i]);
+		free(gone[i]->name);
+		free(gone[i]);
+	}
+	free(gone);
+	if (f == NULL || mk_hmap_count(mb->sized) == 0)
+		mk_hmap_free(&mb->sized);
 }
 
 static bool
@@ -306,19 +359,10 @@ live_folder_dir(const struct mk_live_folder *f)
 	return f->name + strlen(f->name) + 1;
 }
 
+/* Free what f holds; its sized names are the caller's to drop. */
 static void
 live_folder_free(struct mk_live *live, struct mk_live_folder *f)
 {
-	struct live_sized *s;
-	size_t pos = 0;
-
-	if (f->unsized != NULL) {
-		while ((s = mk_hmap_next(f->unsized, &pos)) != NULL) {
-			free(s->name);
-			free(s);
-		}
-		mk_hmap_free(&f->unsized);
-	}
 	live_unintern(live, f->name);
 	/* f itself lives in its mailbox's folder block. */
 }
@@ -342,6 +386,7 @@ live_folders_clear(struct mk_live *live, struct mk_live_mailbox *mb, bool rm)
 {
 	size_t i;
 
+	live_sized_drop(mb, NULL);
 	for (i = 0; i < mb->nfolders; i++) {
 		struct mk_live_folder *f = mb->folders[i];
 
@@ -371,6 +416,7 @@ live_folder_delete(
 	live_forget_wd(live, f->wd_new, true);
 	live_forget_wd(live, f->wd_cur, true);
 	live_forget_wd(live, f->wd_dir, true);
+	live_sized_drop(mb, f);
 	live_folder_free(live, f);
 	memmove(&mb->folders[i], &mb->folders[i + 1],
 	    (mb->nfolders - i - 1) * sizeof(*mb->folders));
@@ -792,8 +838,7 @@ live_usage_copy(const struct mk_live_mailbox *mb)
 		fu->new_mtime_ns = f->new_mtime_ns;
 		fu->cur_mtime_ns = f->cur_mtime_ns;
 		fu->usage = f->usage;
-		fu->unsized =
-		    f->unsized != NULL ? mk_hmap_count(f->unsized) : 0;
+		fu->unsized = live_sized_count(f);
 	}
 	return mu;
 }

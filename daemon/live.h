@@ -34,7 +34,6 @@ struct mk_live_folder {
 	int64_t new_mtime_ns; /* at the last listing */
 	int64_t cur_mtime_ns;
 	struct mk_usage usage;
-	struct mk_hmap *unsized; /* name -> sizes, for names without ,S= */
 	int wd_new, wd_cur, wd_dir; /* -1 when not watched */
 	uint32_t detached; /* cookie of a pending rename, or 0 */
 };
@@ -55,6 +54,8 @@ struct mk_live_mailbox {
 	bool queued;
 	bool unsaved; /* changed since written to the catalog */
 	bool from_catalog; /* folders as the catalog had them, not scanned */
+	struct mk_hmap *sized; /* (folder, name) -> sizes, for names without
+				* ,S=; NULL when there are none */
 	struct mk_mailbox_usage *prev; /* catalog usage until the 1st scan,
 					* kept only when it counts names
 					* without sizes */
