@@ -28,9 +28,14 @@
  * and turns into the deadline.  Our reference on the bufferevent keeps
  * it readable until then, even if evhttp gave up on the connection.
  *
- * The earlier idea, a filtering bufferevent around evhttp's, cannot work
- * on 2.1: evhttp gives the accepted socket to bufferevent_setfd(), which
- * a filter ignores, so no request was ever read.
+ * The other ways, and why not: evhttp_set_timeout() and
+ * evhttp_connection_set_timeout() only set the bufferevent's read and
+ * write timeouts, which restart at every byte; a filtering bufferevent
+ * around evhttp's cannot work on 2.1, because evhttp gives the accepted
+ * socket to bufferevent_setfd(), which a filter ignores, so no request
+ * was ever read; accepting ourselves and handing evhttp one end of a
+ * socketpair would copy every byte and take two descriptors a client,
+ * the wrong way round when descriptors run out.
  */
 struct httpconn {
 	struct mk_httpconn *hc;

@@ -643,6 +643,9 @@ httpd_get_metrics(struct httpd_server *srv, struct evhttp_request *req)
 	    s->audit_drift_mailboxes);
 	mk_httpd_metric(b, "mailkeep_http_requests_total", "counter",
 	    "HTTP requests answered.", s->http_requests);
+	mk_httpd_metric(b, "mailkeep_http_connections", "gauge",
+	    "HTTP connections open (status, control and metrics).",
+	    mk_httpconn_count(srv->httpd->conns));
 	mk_httpd_metric(b, "mailkeep_http_timeouts_total", "counter",
 	    "HTTP connections closed because a request was not done within "
 	    "request_timeout.",

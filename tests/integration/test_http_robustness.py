@@ -513,6 +513,15 @@ def scenario(check, tmp, args):
             m = re.search(r"^mailkeep_http_requests_total (\d+)$", metrics, re.M)
             check("/metrics counts the requests",
                   m is not None and int(m.group(1)) > len(corpus()), metrics[:200])
+
+            def open_connections():
+                text = mk.get("/metrics")[1]
+                m = re.search(r"^mailkeep_http_connections (\d+)$", text, re.M)
+                return int(m.group(1)) if m else None
+            # Only the connection asking is left: none was forgotten open.
+            check("... and no connection is left open but the one asking",
+                  wait_for(lambda: open_connections() == 1, 2.0),
+                  f"mailkeep_http_connections {open_connections()}")
             non_utf8_mailbox(check, mk, store)
         if mk.alive():
             check.equal("SIGTERM: exit 0", mk.stop(), 0)
