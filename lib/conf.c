@@ -66,6 +66,8 @@ static const struct conf_key conf_keys[] = {
 	    "6h", NULL, 60, 30 * 86400 },
 	{ "daemon", "poll_interval", CONF_DURATION, CONF_AT(poll_interval),
 	    "60s", NULL, 1, 86400 },
+	{ "daemon", "request_timeout", CONF_DURATION, CONF_AT(request_timeout),
+	    "10s", NULL, 1, 3600 },
 	{ "quota", "default", CONF_STRING, CONF_AT(quota_default), NULL, NULL },
 	{ "quota", "grace", CONF_STRING, CONF_AT(quota_grace), "10%", NULL },
 	{ "quota", "basis", CONF_ENUM, CONF_AT(quota_basis), "physical",

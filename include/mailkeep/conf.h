@@ -47,6 +47,7 @@ struct mk_conf {
 	uint64_t workers;
 	uint64_t audit_interval; /* seconds */
 	uint64_t poll_interval; /* seconds */
+	uint64_t request_timeout; /* seconds, per HTTP request */
 
 	/* [quota] */
 	char *quota_default; /* limits for every mailbox */
