@@ -465,7 +465,7 @@ backup_run(struct cmd_ctx *ctx, int argc, char **argv)
 	struct mk_err err;
 	int64_t run = 0, start;
 	int i, j, ch, status = CMD_FAIL;
-	bool offline = false;
+	bool offline = ctx->offline;
 	size_t k;
 
 	optind = 0;

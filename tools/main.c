@@ -171,7 +171,7 @@ main_usage(FILE *fp)
 
 	fprintf(fp,
 	    "usage: mailkeep [-c FILE | --store DIR --state DIR] [--json] "
-	    "COMMAND ...\n\ncommands:\n");
+	    "[--offline] COMMAND ...\n\ncommands:\n");
 	for (i = 0; i < CMD_COUNT; i++)
 		fprintf(fp, "  %s\n", cmd_table[i].usage);
 }
@@ -223,6 +223,7 @@ main(int argc, char **argv)
 		{ "store", required_argument, NULL, 'S' },
 		{ "state", required_argument, NULL, 'T' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "offline", no_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -245,6 +246,9 @@ main(int argc, char **argv)
 			break;
 		case 'j':
 			ctx.json = true;
+			break;
+		case 'o':
+			ctx.offline = true;
 			break;
 		case 'h':
 			main_usage(stdout);
