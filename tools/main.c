@@ -62,14 +62,17 @@ static const struct cmd_entry cmd_table[] = {
 	    "tables with what\n"
 	    "the repository holds, in one transaction." },
 	{ "backup", cmd_backup,
-	    "backup run [--offline] [MAILBOX...] | backup list [RUN]",
+	    "backup run [--offline [--time TIME]] [MAILBOX...] | backup list "
+	    "[RUN]",
 	    "Back up mailboxes into the repository: run backs up the named\n"
 	    "mailboxes, or every mailbox of the store, reading only new\n"
 	    "message files.  When mailkeepd runs, the run is a job of the\n"
 	    "daemon: this command submits it, shows its progress on a\n"
 	    "terminal and waits for it.  Otherwise, or with --offline, it\n"
-	    "runs in this process and prints what each mailbox cost.  list "
-	    "shows the runs\n"
+	    "runs in this process and prints what each mailbox cost;\n"
+	    "--time TIME gives its snapshots that time instead of now (as\n"
+	    "restic's backup --time: for a copy of the store made earlier).\n"
+	    "list shows the runs\n"
 	    "the repository holds; with a RUN id (8 or more hex digits) the\n"
 	    "mailbox snapshots of that run.  The repository and its key come\n"
 	    "from [repository] location and key_file, or "
