@@ -125,7 +125,11 @@ static const struct cmd_entry cmd_table[] = {
 	    "(progress on a terminal, cancel with POST\n"
 	    "/v1/jobs/<id>/cancel): into the live mailbox, or into a DIR\n"
 	    "beneath [restore] root; other directories, and --offline, are\n"
-	    "written by this process." },
+	    "written by this process.  When the catalog has no snapshot of\n"
+	    "MAILBOX (a fresh machine, a lost catalog), a catalog is rebuilt\n"
+	    "from the repository first: in the state directory when it is\n"
+	    "empty, else a temporary one; snapshot ids are then its own, so\n"
+	    "give --at TIME." },
 	{ "check", cmd_check, "check [--sample PERCENT] [--json]",
 	    "Verify the repository and the catalog against each other: every\n"
 	    "pack's header and index, every blob the catalog records at its\n"
