@@ -772,15 +772,34 @@ rs_mbox_append(int fd, const uint8_t *data, size_t len, int64_t mtime_ns)
 	return rs_write_all(fd, "\n", 1);
 }
 
-/* The file name of a restored message, keyword letters dropped if asked. */
+/*
+ * The file name of a restored message, keyword letters dropped if asked.
+ * A copy in a new folder gets a base name of its own, "<ID>.<folder>"
+ * ("1795421520.M1P10.mail.Restored-2026-11-26"): Dovecot keeps a base
+ * name through doveadm import (it is the message's GUID), and a base
+ * name in two folders of a mailbox is backed up once, so a copy beside
+ * its original under the same name would be missing from the next
+ * snapshot.  The folder's name is unique in the mailbox, and so is the
+ * new base name.  A name that would grow too long stays as it is.
+ */
 static void
-rs_message_name(const struct rs_folder *rf, const struct mk_snapshot_message *m,
-    char *buf, size_t size)
+rs_message_name(const struct rs_ctx *ctx, const struct rs_folder *rf,
+    const struct mk_snapshot_message *m, char *buf, size_t size)
 {
-	const char *info;
-	size_t n;
+	char tag[sizeof(ctx->stats->folder)];
+	const char *info, *p;
+	size_t n = 0;
 
-	snprintf(buf, size, "%s%s", m->base, m->suffix);
+	for (p = ctx->stats->folder; *p != '\0' && n + 1 < sizeof(tag); p++)
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-')
+			tag[n++] = *p;
+	tag[n] = '\0';
+	if (ctx->req->target != MK_RESTORE_TO_NEW_FOLDER || n == 0 ||
+	    strlen(m->base) + 1 + n + strlen(m->suffix) > MK_SNAPSHOT_NAME_MAX)
+		snprintf(buf, size, "%s%s", m->base, m->suffix);
+	else
+		snprintf(buf, size, "%s.%s%s", m->base, tag, m->suffix);
 	if (!rf->strip_keywords || (info = strstr(buf, ":2,")) == NULL)
 		return;
 	for (n = (size_t)(info - buf) + 3; buf[n] != '\0';)
@@ -835,7 +854,7 @@ rs_message(struct rs_ctx *ctx, struct rs_folder *rf,
 			m->file.mtime_ns, err) < 0)
 			goto out;
 	} else {
-		rs_message_name(rf, m, name, sizeof(name));
+		rs_message_name(ctx, rf, m, name, sizeof(name));
 		if (rs_put(ctx, rf->tmpfd, rf->subfd[m->cur], name, data, len,
 			m->file.mtime_ns, err) < 0)
 			goto out;
