@@ -23,13 +23,13 @@ import email
 import json
 import mailbox
 import os
-import sqlite3
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mkenv import (make_maildir, maildir_tree as tree, run_mailkeep,  # noqa: E402
                    run_scenario)
+from test_backup_faults import catalog_rows as catalog, rewrite  # noqa: E402
 from test_backup_roundtrip import Store  # noqa: E402
 
 VICTIM, OTHER = "anna@example.org", "bert@example.org"
@@ -40,22 +40,6 @@ def packs(state):
     for dirpath, _, names in os.walk(os.path.join(state, "repository", "packs")):
         out.update(os.path.join(dirpath, n) for n in names)
     return out
-
-
-def catalog(state, sql, *args):
-    db = sqlite3.connect(f"file:{os.path.join(state, 'catalog.db')}?mode=ro", uri=True)
-    try:
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
-
-
-def rewrite(path, data):
-    mode = os.stat(path).st_mode
-    os.chmod(path, 0o600)
-    with open(path, "wb") as f:
-        f.write(data)
-    os.chmod(path, mode & 0o7777)
 
 
 def all_files(top):
