@@ -243,7 +243,8 @@ restore_repo_has(struct mk_repo *repo, const char *address, struct mk_err *err)
  */
 static int
 restore_catalog_open(struct cmd_ctx *ctx, const struct mk_conf *conf,
-    const char *address, struct restore_catalog *rcat, struct mk_repo **repo_r)
+    const char *address, const char *snap, struct restore_catalog *rcat,
+    struct mk_repo **repo_r)
 {
 	struct mk_reindex_stats st;
 	size_t mine = 0, all = 0;
@@ -288,6 +289,16 @@ restore_catalog_open(struct cmd_ctx *ctx, const struct mk_conf *conf,
 			    "no snapshots of %s in the catalog or the "
 			    "repository: not a mailbox that was backed up",
 			    address);
+			goto out;
+		}
+		/* Ids would be a catalog's that nobody has seen. */
+		if (snap != NULL) {
+			mk_log_error(ctx->name,
+			    "--snapshot %s: %s has no snapshot in the catalog "
+			    "%s, so no snapshot id is known for it: use --at "
+			    "TIME (or 'mailkeep repo rebuild-catalog', then "
+			    "'mailkeep snapshots')",
+			    snap, address, conf->catalog);
 			goto out;
 		}
 		if (restore_catalog_tmp(rcat, &err) < 0) {
@@ -526,20 +537,17 @@ cmd_restore(struct cmd_ctx *ctx, int argc, char **argv)
 	mk_str_lower(argv[optind]);
 	req.address = argv[optind];
 	if (cmd_conf(ctx, &conf) < 0 ||
-	    restore_catalog_open(ctx, conf, req.address, &rcat, &repo) < 0)
+	    restore_catalog_open(ctx, conf, req.address, snap, &rcat, &repo) <
+		0)
 		goto out;
 	req.separator = conf->hierarchy_separator;
 	if (rcat.rebuilt && snap != NULL) {
 		/* Ids are the rebuilt catalog's: one given before is a guess. */
 		mk_log_error(ctx->name,
 		    "--snapshot %s: snapshot ids are numbered by the catalog "
-		    "just rebuilt; %s",
-		    snap,
-		    rcat.tmpdir[0] == '\0'
-			? "'mailkeep snapshots' lists them now, or use --at "
-			  "TIME"
-			: "use --at TIME (or 'mailkeep repo rebuild-catalog', "
-			  "then 'mailkeep snapshots')");
+		    "just rebuilt; 'mailkeep snapshots' lists them now, or use "
+		    "--at TIME",
+		    snap);
 		goto out;
 	}
 	if ((status = cmd_snapshot_pick(ctx, rcat.cat, req.address, snap, at,

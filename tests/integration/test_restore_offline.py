@@ -173,6 +173,16 @@ def scenario(check, rng, tmp):
     check.equal("other host's mailbox: the temporary catalog is removed",
                 os.listdir(tmpdir), [])
 
+    res = run(conf_a, "--offline", "restore", "dora@example.net", "--snapshot", "1",
+              "--to", os.path.join(tmp, "restored", "never"))
+    check("other host's mailbox by --snapshot: refused before any rebuild, "
+          "pointing to --at",
+          res.returncode == 1 and "use --at TIME" in res.stderr and
+          "rebuilding" not in res.stderr, res.stderr)
+    check("... nothing written, no temporary catalog",
+          not os.path.exists(os.path.join(tmp, "restored", "never")) and
+          os.listdir(tmpdir) == [])
+
     # A catalog that is not a database.
     catalog = os.path.join(state_a, "catalog.db")
     os.rename(catalog, catalog + ".good")
