@@ -63,7 +63,8 @@ struct rs_ctx {
 	size_t nbases, basecap;
 	/* Blobs read ahead for the messages being restored, by id. */
 	struct mk_repo_blob_read *reads;
-	size_t nreads, readcap;
+	unsigned *uses; /* by the files of the batch, for each read */
+	size_t nreads, readcap, usecap;
 	struct mk_hmap *read_map;
 	/* Files to make durable, then visible (rs_flush). */
 	struct rs_pending *pending;
@@ -129,28 +130,36 @@ rs_locate(struct rs_ctx *ctx, const uint8_t id[MK_PACK_ID_LEN],
 
 /*
  * One blob, checked by its id: from what was read ahead (*data_r points
- * into it, *owned_r is NULL) or read now (*owned_r is *data_r: free it).
+ * into it and *owned_r is NULL, or at its last use it is handed over:
+ * *owned_r is *data_r) or read now (*owned_r is *data_r).  free(*owned_r).
  */
 static int
 rs_blob_get(struct rs_ctx *ctx, const uint8_t id[MK_PACK_ID_LEN],
     const uint8_t **data_r, size_t *len_r, uint8_t **owned_r,
     struct mk_err *err)
 {
-	const struct mk_repo_blob_read *b = NULL;
+	struct mk_repo_blob_read *b = NULL;
 	char pack[MK_PACK_NAME_LEN + 1];
 	struct mk_pack_entry entry;
+	size_t i;
 
 	*owned_r = NULL;
 	if (ctx->read_map != NULL)
 		b = mk_hmap_get(
 		    ctx->read_map, rs_id_key(id), rs_read_match, id);
-	if (b != NULL) {
+	i = b != NULL ? (size_t)(b - ctx->reads) : 0;
+	/* A blob handed over already (uses 0) is read again. */
+	if (b != NULL && ctx->uses[i] > 0) {
 		if (b->data == NULL) {
 			*err = b->err;
 			return -1;
 		}
 		*data_r = b->data;
 		*len_r = b->len;
+		if (--ctx->uses[i] == 0) {
+			*owned_r = b->data;
+			b->data = NULL;
+		}
 		return 0;
 	}
 	if (rs_locate(ctx, id, pack, &entry, err) <= 0 ||
@@ -191,60 +200,68 @@ rs_reads_clear(struct rs_ctx *ctx)
 	mk_hmap_free(&ctx->read_map);
 }
 
+/* Does the request restore message m? */
+static bool
+rs_wanted(struct rs_ctx *ctx, const struct mk_snapshot_message *m)
+{
+	if (ctx->req->message != NULL &&
+	    strcmp(m->base, ctx->req->message) != 0)
+		return false;
+	return ctx->live_bases == NULL ||
+	    mk_hmap_get(ctx->live_bases, mk_hmap_hash(m->base, strlen(m->base)),
+		rs_base_match, m->base) == NULL;
+}
+
 /*
  * Read ahead the blobs of these messages (those the request restores),
- * a pack range at a time.  What cannot be located or read is left to
- * rs_blob_get(), which reports it for its message.
+ * a pack range at a time, each blob once however many files use it.
+ * What cannot be located or read is left to rs_blob_get(), which reports
+ * it for its message.
  */
 static int
 rs_read_ahead(struct rs_ctx *ctx, const struct mk_snapshot_message *msgs,
     size_t n, struct mk_err *err)
 {
-	const struct mk_repo_blob_read *b;
-	struct mk_repo_blob_read *rd;
-	struct mk_err lerr;
-	size_t i;
+	struct mk_repo_blob_read *b, *rd;
+	size_t i, nblobs = 0;
 	uint32_t k;
 	int r;
 
 	rs_reads_clear(ctx);
 	ctx->read_map = mk_hmap_new();
+	for (i = 0; i < n; i++)
+		if (rs_wanted(ctx, &msgs[i]))
+			nblobs += msgs[i].file.nblobs;
+	/* Room for all, so that the map's pointers stay valid. */
+	mk_xgrow(&ctx->reads, &ctx->readcap, nblobs, sizeof(*ctx->reads));
+	mk_xgrow(&ctx->uses, &ctx->usecap, nblobs, sizeof(*ctx->uses));
 	for (i = 0; i < n; i++) {
 		const struct mk_snapshot_message *m = &msgs[i];
 
-		if ((ctx->req->message != NULL &&
-			strcmp(m->base, ctx->req->message) != 0) ||
-		    (ctx->live_bases != NULL &&
-			mk_hmap_get(ctx->live_bases,
-			    mk_hmap_hash(m->base, strlen(m->base)),
-			    rs_base_match, m->base) != NULL))
+		if (!rs_wanted(ctx, m))
 			continue;
 		for (k = 0; k < m->file.nblobs; k++) {
 			const uint8_t *id = m->file.blobs[k];
 
 			b = mk_hmap_get(
 			    ctx->read_map, rs_id_key(id), rs_read_match, id);
-			if (b != NULL)
+			if (b != NULL) {
+				ctx->uses[b - ctx->reads]++;
 				continue;
-			mk_xgrow(&ctx->reads, &ctx->readcap, ctx->nreads + 1,
-			    sizeof(*ctx->reads));
+			}
 			rd = &ctx->reads[ctx->nreads];
 			memset(rd, 0, sizeof(*rd));
 			if ((r = rs_locate(
-				 ctx, id, rd->pack, &rd->entry, &lerr)) < 0) {
-				*err = lerr;
+				 ctx, id, rd->pack, &rd->entry, err)) < 0)
 				return -1;
-			}
-			if (r > 0)
-				ctx->nreads++;
+			if (r == 0)
+				continue;
+			ctx->uses[ctx->nreads++] = 1;
+			mk_hmap_put(ctx->read_map, rs_id_key(id), rd);
 		}
 	}
 	mk_repo_read_blobs(
 	    ctx->repo, ctx->reads, ctx->nreads, RESTORE_READ_THREADS);
-	/* The array no longer grows: its entries can be mapped. */
-	for (i = 0; i < ctx->nreads; i++)
-		mk_hmap_put(ctx->read_map, rs_id_key(ctx->reads[i].entry.id),
-		    &ctx->reads[i]);
 	return 0;
 }
 
@@ -261,7 +278,6 @@ rs_read_file(struct rs_ctx *ctx, const char *name,
 
 	if (f->size > SIZE_MAX - 1)
 		return mk_err_set(err, "%s: too large", name);
-	buf = mk_xmalloc((size_t)f->size + 1);
 	for (i = 0; i < f->nblobs; i++) {
 		if (rs_blob_get(ctx, f->blobs[i], &data, &len, &owned, err) < 0)
 			goto fail;
@@ -271,6 +287,15 @@ rs_read_file(struct rs_ctx *ctx, const char *name,
 			    err, "%s: more bytes than the snapshot says", name);
 			goto fail;
 		}
+		if (f->nblobs == 1 && owned != NULL && len == f->size &&
+		    len > 0) {
+			/* The blob is the file, and ours: no copy. */
+			*data_r = owned;
+			*len_r = len;
+			return 0;
+		}
+		if (buf == NULL)
+			buf = mk_xmalloc((size_t)f->size + 1);
 		memcpy(buf + total, data, len);
 		total += len;
 		free(owned);
@@ -281,7 +306,7 @@ rs_read_file(struct rs_ctx *ctx, const char *name,
 		    total, (unsigned long long)f->size);
 		goto fail;
 	}
-	*data_r = buf;
+	*data_r = buf != NULL ? buf : mk_xmalloc(1);
 	*len_r = total;
 	return 0;
 fail:
@@ -1570,6 +1595,7 @@ out:
 	free(ctx.bases);
 	rs_reads_clear(&ctx);
 	free(ctx.reads);
+	free(ctx.uses);
 	free(ctx.pending);
 	mk_hmap_free(&ctx.live_bases);
 	if (ctx.rootfd >= 0)
