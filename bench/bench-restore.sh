@@ -122,13 +122,13 @@ for phase in $PHASES; do
 		fi
 		backup_both "$store" one
 		# The message: the first file of cur/ of the first mailbox.
-		mdir=$(find "$store" -mindepth 3 -maxdepth 3 -name Maildir | sort | head -1)
+		mdir=$(find "$store" -mindepth 3 -maxdepth 3 -name Maildir | sort | sed -n 1p)
 		user=${mdir%/Maildir}
 		mailbox=${user##*/}@$(basename "$(dirname "$user")")
-		file=$(find "$mdir/cur" -type f | sort | head -1)
+		file=$(find "$mdir/cur" -type f | sort | sed -n 1p)
 		base=$(basename "$file")
 		base=${base%%[:,]*}
-		msgid=$(sed -n 's/^Message-I[Dd]: *<\{0,1\}\([^>]*\)>\{0,1\}.*/\1/p' "$file" | head -1)
+		msgid=$(sed -n 's/^Message-I[Dd]: *<\{0,1\}\([^>]*\)>\{0,1\}.*/\1/p' "$file" | sed -n 1p)
 		snap=$(snapshot_of "$DATA/one-mk" "$mailbox" "$store")
 		total=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["messages"])' "$store.json")
 		t=$DATA/one-target
@@ -171,7 +171,7 @@ EOF
 			mv "$store.json.tmp" "$store.json"
 		fi
 		backup_both "$store" big
-		mdir=$(find "$store" -mindepth 3 -maxdepth 3 -name Maildir | head -1)
+		mdir=$(find "$store" -mindepth 3 -maxdepth 3 -name Maildir | sed -n 1p)
 		user=${mdir%/Maildir}
 		mailbox=${user##*/}@$(basename "$(dirname "$user")")
 		snap=$(snapshot_of "$DATA/big-mk" "$mailbox" "$store")
