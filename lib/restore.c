@@ -70,6 +70,8 @@ struct rs_ctx {
 	struct rs_pending *pending;
 	size_t npending, pendcap;
 	uint64_t pending_bytes;
+	/* Messages written since the last flush: restored once visible. */
+	uint64_t pending_messages, pending_message_bytes;
 };
 
 /* The snapshot row, as the catalog has it. */
@@ -354,7 +356,10 @@ rs_tmp_open(struct rs_ctx *ctx, int tmpdirfd, char tmp[64], struct mk_err *err)
  * anything.  A crash before the renames leaves hidden temporary files
  * and nothing visible; after, every visible file is complete, as with
  * an fsync() per file, at the cost of one flush for the whole batch.
- * The directories are synced when a folder is done.
+ * The directories are synced when a folder is done.  The messages of
+ * the batch count as restored once all of it is visible (after a
+ * failure, none of it is counted, though files renamed before the
+ * failing one stay).
  */
 static int
 rs_flush(struct rs_ctx *ctx, struct mk_err *err)
@@ -383,8 +388,13 @@ rs_flush(struct rs_ctx *ctx, struct mk_err *err)
 		}
 		free(p->name);
 	}
+	if (rc == 0) {
+		ctx->stats->messages += ctx->pending_messages;
+		ctx->stats->bytes += ctx->pending_message_bytes;
+	}
 	ctx->npending = 0;
 	ctx->pending_bytes = 0;
+	ctx->pending_messages = ctx->pending_message_bytes = 0;
 	return rc;
 }
 
@@ -400,6 +410,7 @@ rs_pending_drop(struct rs_ctx *ctx)
 	}
 	ctx->npending = 0;
 	ctx->pending_bytes = 0;
+	ctx->pending_messages = ctx->pending_message_bytes = 0;
 }
 
 /*
@@ -1053,8 +1064,8 @@ rs_message(struct rs_ctx *ctx, struct rs_folder *rf,
 			m->file.mtime_ns, err) < 0)
 			goto out;
 	}
-	ctx->stats->messages++;
-	ctx->stats->bytes += len;
+	ctx->pending_messages++;
+	ctx->pending_message_bytes += len;
 	rc = 0;
 out:
 	free(data);
