@@ -35,9 +35,17 @@
 
 /* A finished temporary file, not yet durable nor visible. */
 struct rs_pending {
-	int tmpdirfd, dirfd; /* borrowed: flushed before they are closed */
+	size_t dirs; /* its pair in rs_ctx.pdirs */
 	char tmp[64];
 	char *name;
+};
+
+/* A temporary directory and a target directory of pending files: our
+ * own descriptors (dup), as the folder's are closed before the flush. */
+struct rs_pdirs {
+	int tmpdirfd, dirfd;
+	int from_tmp, from_dir; /* the descriptors they were made from */
+	unsigned gen; /* rs_ctx.fdgen then */
 };
 
 struct rs_ctx {
@@ -70,6 +78,9 @@ struct rs_ctx {
 	struct rs_pending *pending;
 	size_t npending, pendcap;
 	uint64_t pending_bytes;
+	struct rs_pdirs *pdirs;
+	size_t npdirs, pdircap, pdir_gen_first; /* first pair of fdgen */
+	unsigned fdgen; /* changes when a descriptor is closed */
 	/* Messages written since the last flush: restored once visible. */
 	uint64_t pending_messages, pending_message_bytes;
 };
@@ -349,6 +360,30 @@ rs_tmp_open(struct rs_ctx *ctx, int tmpdirfd, char tmp[64], struct mk_err *err)
 	return fd;
 }
 
+/* Descriptors were closed: their numbers may now name other ones. */
+static void
+rs_fds_closed(struct rs_ctx *ctx)
+{
+	ctx->fdgen++;
+	ctx->pdir_gen_first = ctx->npdirs;
+}
+
+/* Empty the pending list; close our descriptors. */
+static void
+rs_pending_forget(struct rs_ctx *ctx)
+{
+	size_t i;
+
+	for (i = 0; i < ctx->npdirs; i++) {
+		close(ctx->pdirs[i].tmpdirfd);
+		close(ctx->pdirs[i].dirfd);
+	}
+	ctx->npdirs = ctx->pdir_gen_first = 0;
+	ctx->npending = 0;
+	ctx->pending_bytes = 0;
+	ctx->pending_messages = ctx->pending_message_bytes = 0;
+}
+
 /*
  * Make the pending files durable, then visible: one syncfs() of the
  * target's file system writes every one of them (data and inode) to
@@ -356,10 +391,10 @@ rs_tmp_open(struct rs_ctx *ctx, int tmpdirfd, char tmp[64], struct mk_err *err)
  * anything.  A crash before the renames leaves hidden temporary files
  * and nothing visible; after, every visible file is complete, as with
  * an fsync() per file, at the cost of one flush for the whole batch.
- * The directories are synced when a folder is done.  The messages of
- * the batch count as restored once all of it is visible (after a
- * failure, none of it is counted, though files renamed before the
- * failing one stay).
+ * The renames and directories are synced at the end of the run.  The
+ * messages of the batch count as restored once all of it is visible
+ * (after a failure, none of it is counted, though files renamed before
+ * the failing one stay).
  */
 static int
 rs_flush(struct rs_ctx *ctx, struct mk_err *err)
@@ -373,9 +408,10 @@ rs_flush(struct rs_ctx *ctx, struct mk_err *err)
 		rc = mk_err_sys(err, "syncfs");
 	for (i = 0; i < ctx->npending; i++) {
 		struct rs_pending *p = &ctx->pending[i];
+		const struct rs_pdirs *d = &ctx->pdirs[p->dirs];
 
 		if (rc == 0 &&
-		    renameat2(p->tmpdirfd, p->tmp, p->dirfd, p->name,
+		    renameat2(d->tmpdirfd, p->tmp, d->dirfd, p->name,
 			RENAME_NOREPLACE) == 0)
 			ctx->stats->files++;
 		else {
@@ -384,7 +420,7 @@ rs_flush(struct rs_ctx *ctx, struct mk_err *err)
 				    "%s exists already; not replaced", p->name);
 			else if (rc == 0)
 				rc = mk_err_sys(err, "rename(%s)", p->name);
-			unlinkat(p->tmpdirfd, p->tmp, 0);
+			unlinkat(d->tmpdirfd, p->tmp, 0);
 		}
 		free(p->name);
 	}
@@ -392,9 +428,7 @@ rs_flush(struct rs_ctx *ctx, struct mk_err *err)
 		ctx->stats->messages += ctx->pending_messages;
 		ctx->stats->bytes += ctx->pending_message_bytes;
 	}
-	ctx->npending = 0;
-	ctx->pending_bytes = 0;
-	ctx->pending_messages = ctx->pending_message_bytes = 0;
+	rs_pending_forget(ctx);
 	return rc;
 }
 
@@ -405,19 +439,50 @@ rs_pending_drop(struct rs_ctx *ctx)
 	size_t i;
 
 	for (i = 0; i < ctx->npending; i++) {
-		unlinkat(ctx->pending[i].tmpdirfd, ctx->pending[i].tmp, 0);
+		unlinkat(ctx->pdirs[ctx->pending[i].dirs].tmpdirfd,
+		    ctx->pending[i].tmp, 0);
 		free(ctx->pending[i].name);
 	}
-	ctx->npending = 0;
-	ctx->pending_bytes = 0;
-	ctx->pending_messages = ctx->pending_message_bytes = 0;
+	rs_pending_forget(ctx);
+}
+
+/* The pair of our descriptors for tmpdirfd and dirfd (made if new). */
+static size_t
+rs_pdirs_get(struct rs_ctx *ctx, int tmpdirfd, int dirfd, struct mk_err *err)
+{
+	struct rs_pdirs *d;
+	size_t i;
+
+	for (i = ctx->pdir_gen_first; i < ctx->npdirs; i++) {
+		d = &ctx->pdirs[i];
+		if (d->gen == ctx->fdgen && d->from_tmp == tmpdirfd &&
+		    d->from_dir == dirfd)
+			return i;
+	}
+	mk_xgrow(
+	    &ctx->pdirs, &ctx->pdircap, ctx->npdirs + 1, sizeof(*ctx->pdirs));
+	d = &ctx->pdirs[ctx->npdirs];
+	d->from_tmp = tmpdirfd;
+	d->from_dir = dirfd;
+	d->gen = ctx->fdgen;
+	d->tmpdirfd = fcntl(tmpdirfd, F_DUPFD_CLOEXEC, 0);
+	d->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	if (d->tmpdirfd < 0 || d->dirfd < 0) {
+		mk_err_sys(err, "dup");
+		if (d->tmpdirfd >= 0)
+			close(d->tmpdirfd);
+		if (d->dirfd >= 0)
+			close(d->dirfd);
+		return SIZE_MAX;
+	}
+	return ctx->npdirs++;
 }
 
 /*
  * Finish a temporary file: its mtime (when mtime_ns is not 0) and
  * owner; it is closed and waits in the pending list for rs_flush(),
- * which runs when the list is long (and before the folder's
- * descriptors are closed).  On failure the temporary file is removed.
+ * which runs when the list is long and at the end of the run.  On
+ * failure the temporary file is removed.
  */
 static int
 rs_tmp_commit(struct rs_ctx *ctx, int fd, int tmpdirfd, const char *tmp,
@@ -426,6 +491,7 @@ rs_tmp_commit(struct rs_ctx *ctx, int fd, int tmpdirfd, const char *tmp,
 {
 	struct rs_pending *p;
 	struct timespec ts[2];
+	size_t dirs;
 	int rc = -1;
 
 	if (mtime_ns != 0) {
@@ -452,11 +518,14 @@ out:
 		unlinkat(tmpdirfd, tmp, 0);
 		return -1;
 	}
+	if ((dirs = rs_pdirs_get(ctx, tmpdirfd, dirfd, err)) == SIZE_MAX) {
+		unlinkat(tmpdirfd, tmp, 0);
+		return -1;
+	}
 	mk_xgrow(&ctx->pending, &ctx->pendcap, ctx->npending + 1,
 	    sizeof(*ctx->pending));
 	p = &ctx->pending[ctx->npending++];
-	p->tmpdirfd = tmpdirfd;
-	p->dirfd = dirfd;
+	p->dirs = dirs;
 	mk_strlcpy(p->tmp, tmp, sizeof(p->tmp));
 	p->name = mk_xstrdup(name);
 	ctx->pending_bytes += size;
@@ -1182,13 +1251,8 @@ rs_folder(
 			ctx, fd, rf.fd, rf.mboxtmp, rf.fd, name, 0, 0, err) < 0)
 			goto out;
 	}
-	if (rs_flush(ctx, err) < 0)
-		goto out;
-	if ((rf.subfd[0] >= 0 && fsync(rf.subfd[0]) < 0) ||
-	    (rf.subfd[1] >= 0 && fsync(rf.subfd[1]) < 0) || fsync(rf.fd) < 0) {
-		mk_err_sys(err, "fsync");
-		goto out;
-	}
+	/* Its files are flushed with a later batch, its directories
+	 * synced at the end of the run (mk_restore_run). */
 	ctx->stats->folders++;
 	rc = 0;
 out:
@@ -1196,9 +1260,10 @@ out:
 		mk_maildir_folder_name(
 		    sf->dir, ctx->req->separator, name, sizeof(name));
 		mk_err_prefix(err, "folder %s", name);
+		rs_pending_drop(ctx);
 	}
-	rs_pending_drop(ctx);
 	rs_folder_close(&rf);
+	rs_fds_closed(ctx);
 	return rc;
 }
 
@@ -1568,15 +1633,17 @@ mk_restore_run(struct mk_repo *repo, struct mk_catalog *cat,
 		}
 		r = rs_meta(&ctx, tmpfd, ctx.rootfd, "subscriptions",
 		    &mb->subscriptions, err);
-		if (r == 0)
-			r = rs_flush(&ctx, err);
-		rs_pending_drop(&ctx);
 		close(tmpfd);
+		rs_fds_closed(&ctx);
 		if (r < 0)
 			goto out;
 	}
-	if (fsync(ctx.rootfd) < 0) {
-		mk_err_sys(err, "fsync");
+	/* The last batch; then one more syncfs makes the renames and
+	 * the directories durable before success is reported. */
+	if (rs_flush(&ctx, err) < 0)
+		goto out;
+	if (syncfs(ctx.rootfd) < 0) {
+		mk_err_sys(err, "syncfs");
 		goto out;
 	}
 	if (ctx.staging[0] != '\0' &&
@@ -1604,10 +1671,12 @@ out:
 	for (i = 0; i < ctx.nbases; i++)
 		free(ctx.bases[i]);
 	free(ctx.bases);
+	rs_pending_drop(&ctx);
+	free(ctx.pdirs);
+	free(ctx.pending);
 	rs_reads_clear(&ctx);
 	free(ctx.reads);
 	free(ctx.uses);
-	free(ctx.pending);
 	mk_hmap_free(&ctx.live_bases);
 	if (ctx.rootfd >= 0)
 		close(ctx.rootfd);
