@@ -32,6 +32,8 @@
 /* Written files waiting for one syncfs before they are renamed. */
 #define RESTORE_SYNC_FILES 1024
 #define RESTORE_SYNC_BYTES (64u << 20)
+/* ... or this many pairs of directory descriptors (two each) are open. */
+#define RESTORE_SYNC_DIRS 128
 
 /* A finished temporary file, not yet durable nor visible. */
 struct rs_pending {
@@ -557,7 +559,8 @@ out:
 	p->name = mk_xstrdup(name);
 	ctx->pending_bytes += size;
 	if (ctx->npending >= RESTORE_SYNC_FILES ||
-	    ctx->pending_bytes >= RESTORE_SYNC_BYTES)
+	    ctx->pending_bytes >= RESTORE_SYNC_BYTES ||
+	    ctx->npdirs >= RESTORE_SYNC_DIRS)
 		return rs_flush(ctx, err);
 	return 0;
 }
