@@ -1175,6 +1175,157 @@ out:
 	return rc;
 }
 
+/* Neighbours in a pack closer than this are read with one range. */
+#define REPO_RANGE_GAP (64u << 10)
+
+/* A run of blobs of one pack read with one ranged read. */
+struct repo_range {
+	struct mk_repo_blob_read **reads; /* sorted by offset */
+	size_t n;
+};
+
+struct repo_ranges {
+	struct mk_repo *repo;
+	struct repo_range *ranges;
+	size_t n;
+	size_t next; /* the next range to take, under lock */
+	pthread_mutex_t lock;
+};
+
+static int
+repo_read_cmp(const void *a, const void *b)
+{
+	const struct mk_repo_blob_read *x =
+	    *(const struct mk_repo_blob_read *const *)a;
+	const struct mk_repo_blob_read *y =
+	    *(const struct mk_repo_blob_read *const *)b;
+	int c = strcmp(x->pack, y->pack);
+
+	if (c != 0)
+		return c;
+	return x->entry.offset < y->entry.offset ? -1
+	    : x->entry.offset > y->entry.offset  ? 1
+						 : 0;
+}
+
+/* Fetch one range and decode its blobs; a failure is each blob's. */
+static void
+repo_range_read(struct mk_repo *repo, const struct repo_range *rg)
+{
+	char name[MK_REPO_PACK_OBJECT_LEN + 1];
+	uint8_t header[MK_PACK_HEADER_LEN], *buf = NULL;
+	struct mk_repo_blob_read *first = rg->reads[0],
+				 *last = rg->reads[rg->n - 1];
+	uint64_t start = first->entry.offset;
+	size_t span = (size_t)(last->entry.offset + last->entry.length - start);
+	struct mk_pack_reader *r = NULL;
+	struct mk_err err;
+	size_t i;
+
+	if (mk_repo_pack_object(first->pack, name, &err) < 0 ||
+	    repo_pack_header(repo, name, header, &err) < 0 ||
+	    mk_pack_reader_new(&repo->keys, header, sizeof(header), &r, &err) <
+		0)
+		goto fail;
+	buf = mk_xmalloc(span);
+	if (mk_storage_get_range(repo->storage, name, start, buf, span, &err) <
+	    0)
+		goto fail;
+	for (i = 0; i < rg->n; i++) {
+		struct mk_repo_blob_read *b = rg->reads[i];
+
+		if (mk_pack_reader_get(r, &b->entry,
+			buf + (b->entry.offset - start), b->entry.length, NULL,
+			&b->data, &b->len, &b->err) < 0)
+			mk_err_prefix(&b->err, "pack %.16s", b->pack);
+	}
+	goto out;
+fail:
+	mk_err_prefix(&err, "pack %.16s", first->pack);
+	for (i = 0; i < rg->n; i++)
+		rg->reads[i]->err = err;
+out:
+	free(buf);
+	mk_pack_reader_free(&r);
+}
+
+static void *
+repo_ranges_worker(void *arg)
+{
+	struct repo_ranges *rs = arg;
+	size_t i;
+
+	for (;;) {
+		pthread_mutex_lock(&rs->lock);
+		i = rs->next++;
+		pthread_mutex_unlock(&rs->lock);
+		if (i >= rs->n)
+			return NULL;
+		repo_range_read(rs->repo, &rs->ranges[i]);
+	}
+}
+
+void
+mk_repo_read_blobs(struct mk_repo *repo, struct mk_repo_blob_read *reads,
+    size_t n, unsigned threads)
+{
+	struct mk_repo_blob_read **sorted;
+	struct repo_ranges rs;
+	pthread_t tids[8];
+	unsigned t, started = 0;
+	size_t i;
+
+	if (n == 0)
+		return;
+	sorted = mk_xcalloc(n, sizeof(*sorted));
+	for (i = 0; i < n; i++) {
+		reads[i].data = NULL;
+		reads[i].len = 0;
+		mk_err_set(&reads[i].err, "not read");
+		sorted[i] = &reads[i];
+	}
+	qsort(sorted, n, sizeof(*sorted), repo_read_cmp);
+	memset(&rs, 0, sizeof(rs));
+	rs.repo = repo;
+	rs.ranges = mk_xcalloc(n, sizeof(*rs.ranges));
+	for (i = 0; i < n; i++) {
+		struct repo_range *rg = rs.n > 0 ? &rs.ranges[rs.n - 1] : NULL;
+		const struct mk_repo_blob_read *b = sorted[i], *prev;
+		uint64_t end;
+
+		if (rg != NULL) {
+			prev = rg->reads[rg->n - 1];
+			end = prev->entry.offset + prev->entry.length;
+			if (strcmp(prev->pack, b->pack) == 0 &&
+			    b->entry.offset >= end &&
+			    b->entry.offset - end <= REPO_RANGE_GAP &&
+			    b->entry.offset + b->entry.length -
+				    rg->reads[0]->entry.offset <=
+				MK_REPO_RANGE_MAX) {
+				rg->n++;
+				continue;
+			}
+		}
+		rs.ranges[rs.n].reads = &sorted[i];
+		rs.ranges[rs.n++].n = 1;
+	}
+	if (threads > sizeof(tids) / sizeof(tids[0]))
+		threads = sizeof(tids) / sizeof(tids[0]);
+	if (threads > rs.n)
+		threads = (unsigned)rs.n;
+	pthread_mutex_init(&rs.lock, NULL);
+	for (t = 1; t < threads; t++)
+		if (pthread_create(
+			&tids[started], NULL, repo_ranges_worker, &rs) == 0)
+			started++;
+	repo_ranges_worker(&rs);
+	for (t = 0; t < started; t++)
+		pthread_join(tids[t], NULL);
+	pthread_mutex_destroy(&rs.lock);
+	free(rs.ranges);
+	free(sorted);
+}
+
 int
 mk_repo_load_pack(struct mk_repo *repo, const char *pack_id,
     struct mk_pack_reader **reader_r, struct mk_err *err)

@@ -23,6 +23,32 @@
 #define RESTORE_PREFIX_TRIES 100
 /* Bytes of doveadm's stderr kept for the error message. */
 #define RESTORE_DOVEADM_ERR 300
+/* Messages whose blobs are read ahead together: at most this many bytes
+ * or messages at once. */
+#define RESTORE_BATCH_BYTES (32u << 20)
+#define RESTORE_BATCH_MESSAGES 4096
+/* Ranges of packs fetched and decoded at the same time. */
+#define RESTORE_READ_THREADS 4
+/* Written files waiting for one syncfs before they are renamed. */
+#define RESTORE_SYNC_FILES 1024
+#define RESTORE_SYNC_BYTES (64u << 20)
+/* ... or this many pairs of directory descriptors (two each) are open. */
+#define RESTORE_SYNC_DIRS 128
+
+/* A finished temporary file, not yet durable nor visible. */
+struct rs_pending {
+	size_t dirs; /* its pair in rs_ctx.pdirs */
+	char tmp[64];
+	char *name;
+};
+
+/* A temporary directory and a target directory of pending files: our
+ * own descriptors (dup), as the folder's are closed before the flush. */
+struct rs_pdirs {
+	int tmpdirfd, dirfd;
+	int from_tmp, from_dir; /* the descriptors they were made from */
+	unsigned gen; /* rs_ctx.fdgen then */
+};
 
 struct rs_ctx {
 	struct mk_repo *repo;
@@ -45,6 +71,20 @@ struct rs_ctx {
 	struct mk_hmap *live_bases; /* TO_ORIGINAL: base names there */
 	char **bases; /* owned by live_bases' values */
 	size_t nbases, basecap;
+	/* Blobs read ahead for the messages being restored, by id. */
+	struct mk_repo_blob_read *reads;
+	unsigned *uses; /* by the files of the batch, for each read */
+	size_t nreads, readcap, usecap;
+	struct mk_hmap *read_map;
+	/* Files to make durable, then visible (rs_flush). */
+	struct rs_pending *pending;
+	size_t npending, pendcap;
+	uint64_t pending_bytes;
+	struct rs_pdirs *pdirs;
+	size_t npdirs, pdircap, pdir_gen_first; /* first pair of fdgen */
+	unsigned fdgen; /* changes when a descriptor is closed */
+	/* Messages written since the last flush: restored once visible. */
+	uint64_t pending_messages, pending_message_bytes;
 };
 
 /* The snapshot row, as the catalog has it. */
@@ -64,23 +104,180 @@ rs_snapshot_cb(const struct mk_catalog_snapshot *s, void *arg)
 	memcpy(rs->object, s->object, MK_PACK_ID_LEN);
 }
 
+static bool
+rs_base_match(const void *value, const void *key)
+{
+	return strcmp(value, key) == 0;
+}
+
+static uint64_t
+rs_id_key(const uint8_t id[MK_PACK_ID_LEN])
+{
+	uint64_t k;
+
+	memcpy(&k, id, sizeof(k));
+	return k;
+}
+
+static bool
+rs_read_match(const void *value, const void *id)
+{
+	const struct mk_repo_blob_read *b = value;
+
+	return memcmp(b->entry.id, id, MK_PACK_ID_LEN) == 0;
+}
+
+/* Locate a blob through the catalog: 1 found, 0 not there, -1 error. */
+static int
+rs_locate(struct rs_ctx *ctx, const uint8_t id[MK_PACK_ID_LEN],
+    char pack[MK_PACK_NAME_LEN + 1], struct mk_pack_entry *entry,
+    struct mk_err *err)
+{
+	char hex[17];
+	int r;
+
+	if ((r = mk_catalog_blob_get(ctx->cat, id, pack, entry, err)) == 0) {
+		mk_crypto_hex(id, 8, hex);
+		mk_err_set(err, "blob %s is not in the catalog", hex);
+	}
+	return r;
+}
+
+/*
+ * One blob, checked by its id: from what was read ahead (*data_r points
+ * into it and *owned_r is NULL, or at its last use it is handed over:
+ * *owned_r is *data_r) or read now (*owned_r is *data_r).  free(*owned_r).
+ */
+static int
+rs_blob_get(struct rs_ctx *ctx, const uint8_t id[MK_PACK_ID_LEN],
+    const uint8_t **data_r, size_t *len_r, uint8_t **owned_r,
+    struct mk_err *err)
+{
+	struct mk_repo_blob_read *b = NULL;
+	char pack[MK_PACK_NAME_LEN + 1];
+	struct mk_pack_entry entry;
+	size_t i;
+
+	*owned_r = NULL;
+	if (ctx->read_map != NULL)
+		b = mk_hmap_get(
+		    ctx->read_map, rs_id_key(id), rs_read_match, id);
+	i = b != NULL ? (size_t)(b - ctx->reads) : 0;
+	/* A blob handed over already (uses 0) is read again. */
+	if (b != NULL && ctx->uses[i] > 0) {
+		if (b->data == NULL) {
+			*err = b->err;
+			return -1;
+		}
+		*data_r = b->data;
+		*len_r = b->len;
+		if (--ctx->uses[i] == 0) {
+			*owned_r = b->data;
+			b->data = NULL;
+		}
+		return 0;
+	}
+	if (rs_locate(ctx, id, pack, &entry, err) <= 0 ||
+	    mk_repo_read_blob(
+		ctx->repo, pack, &entry, NULL, owned_r, len_r, err) < 0)
+		return -1;
+	*data_r = *owned_r;
+	return 0;
+}
+
 /* Read one blob, located through the catalog and checked by its id. */
 static int
 rs_blob(struct rs_ctx *ctx, const uint8_t id[MK_PACK_ID_LEN], uint8_t **data_r,
     size_t *len_r, struct mk_err *err)
 {
-	char pack[MK_PACK_NAME_LEN + 1], hex[17];
-	struct mk_pack_entry entry;
+	const uint8_t *data;
+	uint8_t *owned;
+
+	if (rs_blob_get(ctx, id, &data, len_r, &owned, err) < 0)
+		return -1;
+	if (owned == NULL) {
+		owned = mk_xmalloc(*len_r + 1);
+		memcpy(owned, data, *len_r);
+	}
+	*data_r = owned;
+	return 0;
+}
+
+/* Forget the blobs read ahead. */
+static void
+rs_reads_clear(struct rs_ctx *ctx)
+{
+	size_t i;
+
+	for (i = 0; i < ctx->nreads; i++)
+		free(ctx->reads[i].data);
+	ctx->nreads = 0;
+	mk_hmap_free(&ctx->read_map);
+}
+
+/* Does the request restore message m? */
+static bool
+rs_wanted(struct rs_ctx *ctx, const struct mk_snapshot_message *m)
+{
+	if (ctx->req->message != NULL &&
+	    strcmp(m->base, ctx->req->message) != 0)
+		return false;
+	return ctx->live_bases == NULL ||
+	    mk_hmap_get(ctx->live_bases, mk_hmap_hash(m->base, strlen(m->base)),
+		rs_base_match, m->base) == NULL;
+}
+
+/*
+ * Read ahead the blobs of these messages (those the request restores),
+ * a pack range at a time, each blob once however many files use it.
+ * What cannot be located or read is left to rs_blob_get(), which reports
+ * it for its message.
+ */
+static int
+rs_read_ahead(struct rs_ctx *ctx, const struct mk_snapshot_message *msgs,
+    size_t n, struct mk_err *err)
+{
+	struct mk_repo_blob_read *b, *rd;
+	size_t i, nblobs = 0;
+	uint32_t k;
 	int r;
 
-	if ((r = mk_catalog_blob_get(ctx->cat, id, pack, &entry, err)) < 0)
-		return -1;
-	if (r == 0) {
-		mk_crypto_hex(id, 8, hex);
-		return mk_err_set(err, "blob %s is not in the catalog", hex);
+	rs_reads_clear(ctx);
+	ctx->read_map = mk_hmap_new();
+	for (i = 0; i < n; i++)
+		if (rs_wanted(ctx, &msgs[i]))
+			nblobs += msgs[i].file.nblobs;
+	/* Room for all, so that the map's pointers stay valid. */
+	mk_xgrow(&ctx->reads, &ctx->readcap, nblobs, sizeof(*ctx->reads));
+	mk_xgrow(&ctx->uses, &ctx->usecap, nblobs, sizeof(*ctx->uses));
+	for (i = 0; i < n; i++) {
+		const struct mk_snapshot_message *m = &msgs[i];
+
+		if (!rs_wanted(ctx, m))
+			continue;
+		for (k = 0; k < m->file.nblobs; k++) {
+			const uint8_t *id = m->file.blobs[k];
+
+			b = mk_hmap_get(
+			    ctx->read_map, rs_id_key(id), rs_read_match, id);
+			if (b != NULL) {
+				ctx->uses[b - ctx->reads]++;
+				continue;
+			}
+			rd = &ctx->reads[ctx->nreads];
+			memset(rd, 0, sizeof(*rd));
+			if ((r = rs_locate(
+				 ctx, id, rd->pack, &rd->entry, err)) < 0)
+				return -1;
+			if (r == 0)
+				continue;
+			ctx->uses[ctx->nreads++] = 1;
+			mk_hmap_put(ctx->read_map, rs_id_key(id), rd);
+		}
 	}
-	return mk_repo_read_blob(
-	    ctx->repo, pack, &entry, NULL, data_r, len_r, err);
+	mk_repo_read_blobs(
+	    ctx->repo, ctx->reads, ctx->nreads, RESTORE_READ_THREADS);
+	return 0;
 }
 
 /* A part of the snapshot that could not be read: counted and told. */
@@ -116,25 +313,34 @@ rs_read_file(struct rs_ctx *ctx, const char *name,
     const struct mk_snapshot_file *f, uint8_t **data_r, size_t *len_r,
     struct mk_err *err)
 {
-	uint8_t *data = NULL, *buf = NULL;
+	const uint8_t *data;
+	uint8_t *owned, *buf = NULL;
 	size_t len = 0, total = 0;
 	uint32_t i;
 
 	if (f->size > SIZE_MAX - 1)
 		return mk_err_set(err, "%s: too large", name);
-	buf = mk_xmalloc((size_t)f->size + 1);
 	for (i = 0; i < f->nblobs; i++) {
-		if (rs_blob(ctx, f->blobs[i], &data, &len, err) < 0)
+		if (rs_blob_get(ctx, f->blobs[i], &data, &len, &owned, err) < 0)
 			goto fail;
 		if (len > f->size - total) {
-			free(data);
+			free(owned);
 			mk_err_set(
 			    err, "%s: more bytes than the snapshot says", name);
 			goto fail;
 		}
+		if (f->nblobs == 1 && owned != NULL && len == f->size &&
+		    len > 0) {
+			/* The blob is the file, and ours: no copy. */
+			*data_r = owned;
+			*len_r = len;
+			return 0;
+		}
+		if (buf == NULL)
+			buf = mk_xmalloc((size_t)f->size + 1);
 		memcpy(buf + total, data, len);
 		total += len;
-		free(data);
+		free(owned);
 	}
 	if (total != f->size) {
 		mk_err_set(err,
@@ -142,7 +348,7 @@ rs_read_file(struct rs_ctx *ctx, const char *name,
 		    total, (unsigned long long)f->size);
 		goto fail;
 	}
-	*data_r = buf;
+	*data_r = buf != NULL ? buf : mk_xmalloc(1);
 	*len_r = total;
 	return 0;
 fail:
@@ -183,16 +389,138 @@ rs_tmp_open(struct rs_ctx *ctx, int tmpdirfd, char tmp[64], struct mk_err *err)
 	return fd;
 }
 
+/* Descriptors were closed: their numbers may now name other ones. */
+static void
+rs_fds_closed(struct rs_ctx *ctx)
+{
+	ctx->fdgen++;
+	ctx->pdir_gen_first = ctx->npdirs;
+}
+
+/* Empty the pending list; close our descriptors. */
+static void
+rs_pending_forget(struct rs_ctx *ctx)
+{
+	size_t i;
+
+	for (i = 0; i < ctx->npdirs; i++) {
+		close(ctx->pdirs[i].tmpdirfd);
+		close(ctx->pdirs[i].dirfd);
+	}
+	ctx->npdirs = ctx->pdir_gen_first = 0;
+	ctx->npending = 0;
+	ctx->pending_bytes = 0;
+	ctx->pending_messages = ctx->pending_message_bytes = 0;
+}
+
 /*
- * Finish a temporary file: its mtime (when mtime_ns is not 0), owner,
- * fsync, then rename to dirfd/name without replacing anything.  fd is
- * closed and, on failure, the temporary file removed.
+ * Make the pending files durable, then visible: one syncfs() of the
+ * target's file system writes every one of them (data and inode) to
+ * disk, and only then is each renamed to its name without replacing
+ * anything.  A crash before the renames leaves hidden temporary files
+ * and nothing visible; after, every visible file is complete, as with
+ * an fsync() per file, at the cost of one flush for the whole batch.
+ * The renames and directories are synced at the end of the run.  The
+ * messages of the batch count as restored once all of it is visible
+ * (after a failure, none of it is counted, though files renamed before
+ * the failing one stay).
+ */
+static int
+rs_flush(struct rs_ctx *ctx, struct mk_err *err)
+{
+	size_t i;
+	int rc = 0;
+
+	if (ctx->npending == 0)
+		return 0;
+	if (syncfs(ctx->rootfd) < 0)
+		rc = mk_err_sys(err, "syncfs");
+	for (i = 0; i < ctx->npending; i++) {
+		struct rs_pending *p = &ctx->pending[i];
+		const struct rs_pdirs *d = &ctx->pdirs[p->dirs];
+
+		if (rc == 0 &&
+		    renameat2(d->tmpdirfd, p->tmp, d->dirfd, p->name,
+			RENAME_NOREPLACE) == 0)
+			ctx->stats->files++;
+		else {
+			if (rc == 0 && errno == EEXIST)
+				rc = mk_err_set(err,
+				    "%s exists already; not replaced", p->name);
+			else if (rc == 0)
+				rc = mk_err_sys(err, "rename(%s)", p->name);
+			unlinkat(d->tmpdirfd, p->tmp, 0);
+		}
+		free(p->name);
+	}
+	if (rc == 0) {
+		ctx->stats->messages += ctx->pending_messages;
+		ctx->stats->bytes += ctx->pending_message_bytes;
+	}
+	rs_pending_forget(ctx);
+	return rc;
+}
+
+/* Remove the pending files: what failed is never made visible. */
+static void
+rs_pending_drop(struct rs_ctx *ctx)
+{
+	size_t i;
+
+	for (i = 0; i < ctx->npending; i++) {
+		unlinkat(ctx->pdirs[ctx->pending[i].dirs].tmpdirfd,
+		    ctx->pending[i].tmp, 0);
+		free(ctx->pending[i].name);
+	}
+	rs_pending_forget(ctx);
+}
+
+/* The pair of our descriptors for tmpdirfd and dirfd (made if new). */
+static size_t
+rs_pdirs_get(struct rs_ctx *ctx, int tmpdirfd, int dirfd, struct mk_err *err)
+{
+	struct rs_pdirs *d;
+	size_t i;
+
+	for (i = ctx->pdir_gen_first; i < ctx->npdirs; i++) {
+		d = &ctx->pdirs[i];
+		if (d->gen == ctx->fdgen && d->from_tmp == tmpdirfd &&
+		    d->from_dir == dirfd)
+			return i;
+	}
+	mk_xgrow(
+	    &ctx->pdirs, &ctx->pdircap, ctx->npdirs + 1, sizeof(*ctx->pdirs));
+	d = &ctx->pdirs[ctx->npdirs];
+	d->from_tmp = tmpdirfd;
+	d->from_dir = dirfd;
+	d->gen = ctx->fdgen;
+	d->tmpdirfd = fcntl(tmpdirfd, F_DUPFD_CLOEXEC, 0);
+	d->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	if (d->tmpdirfd < 0 || d->dirfd < 0) {
+		mk_err_sys(err, "dup");
+		if (d->tmpdirfd >= 0)
+			close(d->tmpdirfd);
+		if (d->dirfd >= 0)
+			close(d->dirfd);
+		return SIZE_MAX;
+	}
+	return ctx->npdirs++;
+}
+
+/*
+ * Finish a temporary file: its mtime (when mtime_ns is not 0) and
+ * owner; it is closed and waits in the pending list for rs_flush(),
+ * which runs when the list is long and at the end of the run.  On
+ * failure the temporary file is removed.
  */
 static int
 rs_tmp_commit(struct rs_ctx *ctx, int fd, int tmpdirfd, const char *tmp,
-    int dirfd, const char *name, int64_t mtime_ns, struct mk_err *err)
+    int dirfd, const char *name, uint64_t size, int64_t mtime_ns,
+    struct mk_err *err)
 {
+	struct rs_pending *p;
 	struct timespec ts[2];
+	size_t dirs;
 	int rc = -1;
 
 	if (mtime_ns != 0) {
@@ -211,27 +539,30 @@ rs_tmp_commit(struct rs_ctx *ctx, int fd, int tmpdirfd, const char *tmp,
 		mk_err_sys(err, "fchown(%s)", name);
 		goto out;
 	}
-	if (fsync(fd) < 0) {
-		mk_err_sys(err, "fsync(%s)", name);
-		goto out;
-	}
 	rc = 0;
 out:
 	if (close(fd) < 0 && rc == 0)
 		rc = mk_err_sys(err, "close(%s)", name);
-	if (rc == 0 &&
-	    renameat2(tmpdirfd, tmp, dirfd, name, RENAME_NOREPLACE) < 0) {
-		if (errno == EEXIST)
-			rc = mk_err_set(
-			    err, "%s exists already; not replaced", name);
-		else
-			rc = mk_err_sys(err, "rename(%s)", name);
-	}
-	if (rc < 0)
+	if (rc < 0) {
 		unlinkat(tmpdirfd, tmp, 0);
-	else
-		ctx->stats->files++;
-	return rc;
+		return -1;
+	}
+	if ((dirs = rs_pdirs_get(ctx, tmpdirfd, dirfd, err)) == SIZE_MAX) {
+		unlinkat(tmpdirfd, tmp, 0);
+		return -1;
+	}
+	mk_xgrow(&ctx->pending, &ctx->pendcap, ctx->npending + 1,
+	    sizeof(*ctx->pending));
+	p = &ctx->pending[ctx->npending++];
+	p->dirs = dirs;
+	mk_strlcpy(p->tmp, tmp, sizeof(p->tmp));
+	p->name = mk_xstrdup(name);
+	ctx->pending_bytes += size;
+	if (ctx->npending >= RESTORE_SYNC_FILES ||
+	    ctx->pending_bytes >= RESTORE_SYNC_BYTES ||
+	    ctx->npdirs >= RESTORE_SYNC_DIRS)
+		return rs_flush(ctx, err);
+	return 0;
 }
 
 /* Write data as dirfd/name atomically, through tmpdirfd. */
@@ -251,7 +582,7 @@ rs_put(struct rs_ctx *ctx, int tmpdirfd, int dirfd, const char *name,
 		return -1;
 	}
 	return rs_tmp_commit(
-	    ctx, fd, tmpdirfd, tmp, dirfd, name, mtime_ns, err);
+	    ctx, fd, tmpdirfd, tmp, dirfd, name, len, mtime_ns, err);
 }
 
 /* Make (if missing) and open the directory name in parentfd. */
@@ -432,12 +763,6 @@ rs_folder_close(struct rs_folder *rf)
 		free(rf->live[i].name);
 	free(rf->live);
 	memset(rf, 0, sizeof(*rf));
-}
-
-static bool
-rs_base_match(const void *value, const void *key)
-{
-	return strcmp(value, key) == 0;
 }
 
 /* The base name of a Maildir file name, into buf. */
@@ -859,8 +1184,8 @@ rs_message(struct rs_ctx *ctx, struct rs_folder *rf,
 			m->file.mtime_ns, err) < 0)
 			goto out;
 	}
-	ctx->stats->messages++;
-	ctx->stats->bytes += len;
+	ctx->pending_messages++;
+	ctx->pending_message_bytes += len;
 	rc = 0;
 out:
 	free(data);
@@ -901,7 +1226,7 @@ rs_chunk(struct rs_ctx *ctx, struct rs_folder *rf,
 	struct mk_snapshot_message *msgs = NULL;
 	struct mk_err rerr;
 	uint8_t *data = NULL;
-	size_t len = 0, n = 0, i;
+	size_t len = 0, n = 0, i, next = 0;
 	int r, rc = -1;
 
 	if (rs_blob(ctx, id, &data, &len, &rerr) < 0 ||
@@ -915,6 +1240,18 @@ rs_chunk(struct rs_ctx *ctx, struct rs_folder *rf,
 	for (i = 0; i < n; i++) {
 		const struct mk_snapshot_message *m = &msgs[i];
 
+		if (i == next) {
+			/* Read ahead the blobs of the next batch. */
+			uint64_t bytes = 0;
+
+			while (next < n && next - i < RESTORE_BATCH_MESSAGES &&
+			    (bytes == 0 ||
+				bytes + msgs[next].file.size <=
+				    RESTORE_BATCH_BYTES))
+				bytes += msgs[next++].file.size;
+			if (rs_read_ahead(ctx, msgs + i, next - i, err) < 0)
+				goto out;
+		}
 		if (ctx->req->message != NULL &&
 		    strcmp(m->base, ctx->req->message) != 0)
 			continue;
@@ -931,6 +1268,7 @@ rs_chunk(struct rs_ctx *ctx, struct rs_folder *rf,
 	}
 	rc = 0;
 out:
+	rs_reads_clear(ctx);
 	mk_snapshot_messages_free(&msgs, n);
 	free(data);
 	return rc;
@@ -967,14 +1305,11 @@ rs_folder(
 		rs_export_name(sf->dir, ".mbox", name, sizeof(name));
 		rf.mboxfd = -1;
 		if (rs_tmp_commit(
-			ctx, fd, rf.fd, rf.mboxtmp, rf.fd, name, 0, err) < 0)
+			ctx, fd, rf.fd, rf.mboxtmp, rf.fd, name, 0, 0, err) < 0)
 			goto out;
 	}
-	if ((rf.subfd[0] >= 0 && fsync(rf.subfd[0]) < 0) ||
-	    (rf.subfd[1] >= 0 && fsync(rf.subfd[1]) < 0) || fsync(rf.fd) < 0) {
-		mk_err_sys(err, "fsync");
-		goto out;
-	}
+	/* Its files are flushed with a later batch, its directories
+	 * synced at the end of the run (mk_restore_run). */
 	ctx->stats->folders++;
 	rc = 0;
 out:
@@ -982,8 +1317,10 @@ out:
 		mk_maildir_folder_name(
 		    sf->dir, ctx->req->separator, name, sizeof(name));
 		mk_err_prefix(err, "folder %s", name);
+		rs_pending_drop(ctx);
 	}
 	rs_folder_close(&rf);
+	rs_fds_closed(ctx);
 	return rc;
 }
 
@@ -1354,11 +1691,16 @@ mk_restore_run(struct mk_repo *repo, struct mk_catalog *cat,
 		r = rs_meta(&ctx, "", tmpfd, ctx.rootfd, "subscriptions",
 		    &mb->subscriptions, err);
 		close(tmpfd);
+		rs_fds_closed(&ctx);
 		if (r < 0)
 			goto out;
 	}
-	if (fsync(ctx.rootfd) < 0) {
-		mk_err_sys(err, "fsync");
+	/* The last batch; then one more syncfs makes the renames and
+	 * the directories durable before success is reported. */
+	if (rs_flush(&ctx, err) < 0)
+		goto out;
+	if (syncfs(ctx.rootfd) < 0) {
+		mk_err_sys(err, "syncfs");
 		goto out;
 	}
 	if (ctx.staging[0] != '\0' &&
@@ -1393,6 +1735,12 @@ out:
 	for (i = 0; i < ctx.nbases; i++)
 		free(ctx.bases[i]);
 	free(ctx.bases);
+	rs_pending_drop(&ctx);
+	free(ctx.pdirs);
+	free(ctx.pending);
+	rs_reads_clear(&ctx);
+	free(ctx.reads);
+	free(ctx.uses);
 	mk_hmap_free(&ctx.live_bases);
 	if (ctx.rootfd >= 0)
 		close(ctx.rootfd);

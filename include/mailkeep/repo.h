@@ -205,6 +205,26 @@ int mk_repo_read_blob(struct mk_repo *repo, const char *pack_id,
     const struct mk_pack_entry *entry, const struct mk_pack_dict *dict,
     uint8_t **data_r, size_t *len_r, struct mk_err *err);
 
+/* One blob for mk_repo_read_blobs(): where it is, and what came of it. */
+struct mk_repo_blob_read {
+	char pack[MK_PACK_NAME_LEN + 1];
+	struct mk_pack_entry entry;
+	uint8_t *data; /* the plain blob (free() it), NULL when it failed */
+	size_t len;
+	struct mk_err err; /* why it failed */
+};
+
+/*
+ * Read many blobs at once.  Blobs of one pack that lie close together
+ * are fetched with one ranged read of up to MK_REPO_RANGE_MAX bytes, and
+ * up to threads ranges are fetched and decoded at the same time.  Each
+ * blob gets its data or its own error: a damaged range fails only the
+ * blobs in it.  The order of reads is kept.
+ */
+#define MK_REPO_RANGE_MAX (8u << 20)
+void mk_repo_read_blobs(struct mk_repo *repo, struct mk_repo_blob_read *reads,
+    size_t n, unsigned threads);
+
 /* Open a stored pack's header and index (three ranged reads). */
 int mk_repo_load_pack(struct mk_repo *repo, const char *pack_id,
     struct mk_pack_reader **reader_r, struct mk_err *err);
