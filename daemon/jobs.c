@@ -12,6 +12,7 @@
 
 #include "mailkeep/backup.h"
 #include "mailkeep/cron.h"
+#include "mailkeep/dict.h"
 #include "mailkeep/fsutil.h"
 #include "mailkeep/hmap.h"
 #include "mailkeep/log.h"
@@ -123,6 +124,7 @@ struct jobs_job {
 
 	/* Read by workers: set before the first task, or atomic. */
 	int rootfd;
+	int dict_mode; /* enum mk_dict_mode */
 	struct mk_repo *repo;
 	char *repo_location;
 	char *repo_key_file;
@@ -205,6 +207,9 @@ static void jobs_dispatch(struct jobs_job *job);
 static int
 jobs_backup_begin(struct jobs_job *job, struct mk_worker *w, struct mk_err *err)
 {
+	if (mk_dict_prepare(job->repo, job->dict_mode, job->rootfd,
+		job->relpaths, job->total, err) < 0)
+		return -1;
 	return mk_backup_run_begin(
 	    job->repo, w->catalog, &job->run, job->run_id, err);
 }
@@ -763,6 +768,7 @@ jobs_begin(struct jobs_job *job)
 	job->tokens = (double)jobs->bandwidth;
 	clock_gettime(CLOCK_MONOTONIC, &job->refilled);
 	job->rootfd = jobs->d->rootfd;
+	job->dict_mode = conf->backup_dictionary;
 	job->repo_location = mk_xstrdup(conf->repo_location);
 	job->repo_key_file = mk_xstrdup(conf->repo_key_file);
 	mk_log_info("jobs",

@@ -140,6 +140,8 @@ static const struct conf_key conf_keys[] = {
 	    0, 86400 },
 	{ "backup", "run_at_start", CONF_BOOL, CONF_AT(backup_run_at_start),
 	    "no", NULL },
+	{ "backup", "dictionary", CONF_ENUM, CONF_AT(backup_dictionary), "auto",
+	    "off|auto" },
 	{ "restore", "doveadm", CONF_PATH, CONF_AT(restore_doveadm), NULL,
 	    NULL },
 	{ "restore", "doveadm_config", CONF_PATH,

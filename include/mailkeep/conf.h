@@ -102,6 +102,7 @@ struct mk_conf {
 	uint64_t backup_jitter; /* seconds: a scheduled start is delayed by
 				   up to this, at random */
 	bool backup_run_at_start; /* one run when the daemon starts */
+	int backup_dictionary; /* enum mk_dict_mode: off, auto */
 
 	/* [restore] */
 	char *restore_doveadm; /* restores into live mailboxes go through it */
