@@ -337,8 +337,8 @@ static const char *const catalog_migrations[MK_CATALOG_VERSION] = {
 	 * 6: dictionaries.  The id of the dictionary a blob was compressed
 	 * with (compression 2), NULL otherwise.
 	 */
-	"ALTER TABLE blob ADD COLUMN dict BLOB CHECK (dict IS NULL OR "
-	"length(dict) = 32);",
+	("ALTER TABLE blob ADD COLUMN dict BLOB CHECK (dict IS NULL OR "
+	 "length(dict) = 32);"),
 };
 
 struct mk_catalog {

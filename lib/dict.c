@@ -96,8 +96,7 @@ out:
 static bool
 dict_sampler_hungry(const struct dict_sampler *sp)
 {
-	return sp->taken < sp->quota &&
-	    sp->messages < MK_DICT_SAMPLE_MESSAGES;
+	return sp->taken < sp->quota && sp->messages < MK_DICT_SAMPLE_MESSAGES;
 }
 
 /* Sample the messages of sub ("cur" or "new") of a folder. */
@@ -147,7 +146,7 @@ dict_sample_mailbox(struct dict_sampler *sp, int rootfd, const char *relpath)
 			nlen += len;
 		}
 	for (i = 0; i < nlen && dict_sampler_hungry(sp);
-	    i += strlen(names + i) + 1) {
+	     i += strlen(names + i) + 1) {
 		if ((ffd = mk_fs_openat_dir(mfd, names + i)) < 0)
 			continue;
 		dict_sample_sub(sp, ffd, "cur");
@@ -192,8 +191,8 @@ dict_train_kind(struct mk_repo *repo, const struct dict_samples *s, int kind,
 		    s->n, s->len);
 		return 0;
 	}
-	if (mk_pack_dict_train(s->buf, s->sizes, s->n, capacity, &zdict, &len,
-		&terr) < 0) {
+	if (mk_pack_dict_train(
+		s->buf, s->sizes, s->n, capacity, &zdict, &len, &terr) < 0) {
 		memcpy(res->why[kind], terr.msg, sizeof(res->why[kind]));
 		return 0;
 	}
@@ -208,9 +207,8 @@ out:
 }
 
 int
-mk_dict_train(struct mk_repo *repo, int rootfd, char *const *relpaths,
-    size_t n, bool only_missing, struct mk_dict_result *res,
-    struct mk_err *err)
+mk_dict_train(struct mk_repo *repo, int rootfd, char *const *relpaths, size_t n,
+    bool only_missing, struct mk_dict_result *res, struct mk_err *err)
 {
 	struct dict_sampler sp;
 	int kind, rc = -1;
@@ -225,12 +223,10 @@ mk_dict_train(struct mk_repo *repo, int rootfd, char *const *relpaths,
 	sp.quota = MK_DICT_SAMPLE_MESSAGES / (n / stride + 1);
 	if (sp.quota < DICT_PER_MAILBOX_MIN)
 		sp.quota = DICT_PER_MAILBOX_MIN;
-	for (i = 0; i < n && sp.messages < MK_DICT_SAMPLE_MESSAGES;
-	    i += stride)
+	for (i = 0; i < n && sp.messages < MK_DICT_SAMPLE_MESSAGES; i += stride)
 		dict_sample_mailbox(&sp, rootfd, relpaths[i]);
 	res->messages = sp.messages;
-	for (kind = MK_REPO_DICT_HEADERS; kind <= MK_REPO_DICT_BODIES;
-	    kind++) {
+	for (kind = MK_REPO_DICT_HEADERS; kind <= MK_REPO_DICT_BODIES; kind++) {
 		if (only_missing && mk_repo_dict_current(repo, kind, NULL))
 			continue;
 		if (dict_train_kind(repo, &sp.kinds[kind], kind, res, err) < 0)

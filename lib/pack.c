@@ -204,8 +204,7 @@ mk_pack_dict_train(const void *samples, const size_t *sizes, size_t n,
 	if (n == 0 || n > UINT32_MAX || capacity == 0)
 		return mk_err_set(err, "dictionary: nothing to train on");
 	buf = mk_xmalloc(capacity);
-	len = ZDICT_trainFromBuffer(
-	    buf, capacity, samples, sizes, (unsigned)n);
+	len = ZDICT_trainFromBuffer(buf, capacity, samples, sizes, (unsigned)n);
 	if (ZDICT_isError(len)) {
 		free(buf);
 		return mk_err_set(err, "dictionary: zstd training: %s",
@@ -540,8 +539,8 @@ mk_pack_compress(struct mk_pack_compressor *c, enum mk_pack_type type,
 		return -1;
 	blob_r->raw_length = (uint32_t)len;
 	if (n > 0) {
-		blob_r->compression = dict != NULL ? MK_PACK_ZSTD_DICT
-						   : MK_PACK_ZSTD;
+		blob_r->compression =
+		    dict != NULL ? MK_PACK_ZSTD_DICT : MK_PACK_ZSTD;
 		if (dict != NULL)
 			memcpy(blob_r->dict_id, dict->id, MK_PACK_ID_LEN);
 		blob_r->data = dst;

@@ -921,8 +921,8 @@ prune_repack_one(struct prune *p, struct prune_pack *pk,
 			goto out;
 		/* A blob keeps its dictionary: the copy names it too. */
 		if ((pk->entries[i].compression == MK_PACK_ZSTD_DICT &&
-			mk_repo_dict_get(p->repo, pk->entries[i].dict_id, &dict,
-			    err) < 0) ||
+			mk_repo_dict_get(
+			    p->repo, pk->entries[i].dict_id, &dict, err) < 0) ||
 		    mk_pack_reader_get_mem(reader, data, len, &pk->entries[i],
 			dict, &blob, &blen, err) < 0 ||
 		    mk_pack_writer_add(*writerp, pk->entries[i].type,

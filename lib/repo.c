@@ -1109,8 +1109,8 @@ mk_repo_pack_writer_new(const struct mk_repo *repo,
 }
 
 int
-mk_repo_compressor_new(struct mk_repo *repo,
-    struct mk_pack_compressor **comp_r, struct mk_err *err)
+mk_repo_compressor_new(struct mk_repo *repo, struct mk_pack_compressor **comp_r,
+    struct mk_err *err)
 {
 	const struct repo_dict *h, *b;
 
@@ -1314,8 +1314,8 @@ repo_now_ns(void)
  * blob (docs/repository-format.md, "Dictionaries"). */
 
 static void
-repo_dict_object(const uint8_t id[MK_PACK_ID_LEN],
-    char name[MK_REPO_DICT_OBJECT_LEN + 1])
+repo_dict_object(
+    const uint8_t id[MK_PACK_ID_LEN], char name[MK_REPO_DICT_OBJECT_LEN + 1])
 {
 	char hex[2 * MK_PACK_ID_LEN + 1];
 
@@ -1449,8 +1449,8 @@ repo_dict_load(struct mk_repo *repo, const uint8_t id[MK_PACK_ID_LEN],
 	repo_dict_object(id, name);
 	if (mk_storage_get(repo->storage, name, &data, &len, err) < 0) {
 		if (err != NULL && err->sys_errno == ENOENT)
-			mk_err_set(err, "missing from the repository (%s)",
-			    name);
+			mk_err_set(
+			    err, "missing from the repository (%s)", name);
 		goto out;
 	}
 	if (len > REPO_DICT_OBJECT_MAX) {
@@ -1529,13 +1529,12 @@ mk_repo_dict_put(struct mk_repo *repo, enum mk_repo_dict_kind kind,
 	if (mk_pack_dict_new(info.id, zdict, len, repo->level, &dict, err) <
 		0 ||
 	    mk_pack_writer_new(&repo->keys, &opts, &w, err) < 0 ||
-	    mk_pack_writer_add(w, MK_PACK_TYPE_DICT, info.id, plain, plen,
-		NULL, NULL, err) < 0 ||
+	    mk_pack_writer_add(w, MK_PACK_TYPE_DICT, info.id, plain, plen, NULL,
+		NULL, err) < 0 ||
 	    mk_pack_writer_finish(w, &pack, err) < 0)
 		goto out;
 	repo_dict_object(info.id, name);
-	if (mk_storage_put(repo->storage, name, pack->data, pack->len, err) <
-	    0)
+	if (mk_storage_put(repo->storage, name, pack->data, pack->len, err) < 0)
 		goto out;
 	repo_dict_keep(repo, &info, &dict);
 	if (info_r != NULL)
@@ -1552,8 +1551,8 @@ out:
 }
 
 int
-mk_repo_dicts(struct mk_repo *repo, mk_repo_dict_cb *cb, void *arg,
-    struct mk_err *err)
+mk_repo_dicts(
+    struct mk_repo *repo, mk_repo_dict_cb *cb, void *arg, struct mk_err *err)
 {
 	const struct repo_dict *rd;
 	struct repo_names rn;

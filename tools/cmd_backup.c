@@ -458,17 +458,17 @@ out:
  * the missing ones on the mailboxes of this run.
  */
 static int
-backup_dicts(struct backup_cli *cli, const struct mk_store_list *list,
-    int argc, char **argv)
+backup_dicts(struct backup_cli *cli, const struct mk_store_list *list, int argc,
+    char **argv)
 {
 	char relpath[4096], **relpaths;
 	size_t n = 0, k;
 	struct mk_err err;
 	int i, rc;
 
-	relpaths = mk_xcalloc((list != NULL ? list->count : 0) + (size_t)argc +
-		1,
-	    sizeof(*relpaths));
+	relpaths =
+	    mk_xcalloc((list != NULL ? list->count : 0) + (size_t)argc + 1,
+		sizeof(*relpaths));
 	for (k = 0; list != NULL && k < list->count; k++)
 		relpaths[n++] = mk_xstrdup(list->mailboxes[k].relpath);
 	for (i = 0; i < argc; i++)

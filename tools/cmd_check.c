@@ -108,7 +108,8 @@ check_stats_json(const struct mk_check_stats *st, unsigned sample)
 	    (json_int_t)st->packs_read, "blobs", (json_int_t)st->blobs,
 	    "blobs_read", (json_int_t)st->blobs_read, "runs",
 	    (json_int_t)st->runs, "dictionaries", (json_int_t)st->dicts,
-	    "snapshots", (json_int_t)st->snapshots, "damaged_blobs", (json_int_t)st->damaged_blobs, "affected",
+	    "snapshots", (json_int_t)st->snapshots, "damaged_blobs",
+	    (json_int_t)st->damaged_blobs, "affected",
 	    (json_int_t)st->affected);
 }
 

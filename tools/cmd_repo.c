@@ -689,15 +689,15 @@ repo_dict_list_cb(const struct mk_repo_dict_info *info, bool current,
 
 	if (list != NULL) {
 		json_array_append_new(list,
-		    damage != NULL
-			? json_pack("{s:s, s:s}", "id", info->hex, "error",
-			      damage->msg)
-			: json_pack("{s:s, s:s, s:b, s:I, s:I, s:I}", "id",
-			      info->hex, "kind", repo_dict_kind_name(info->kind),
-			      "current", current, "created_ns",
-			      (json_int_t)info->created_ns, "size",
-			      (json_int_t)info->size, "samples",
-			      (json_int_t)info->samples));
+		    damage != NULL ? json_pack("{s:s, s:s}", "id", info->hex,
+					 "error", damage->msg)
+				   : json_pack("{s:s, s:s, s:b, s:I, s:I, s:I}",
+					 "id", info->hex, "kind",
+					 repo_dict_kind_name(info->kind),
+					 "current", current, "created_ns",
+					 (json_int_t)info->created_ns, "size",
+					 (json_int_t)info->size, "samples",
+					 (json_int_t)info->samples));
 		return 0;
 	}
 	if (damage != NULL) {
@@ -763,8 +763,8 @@ repo_dict_train(struct cmd_ctx *ctx, int argc, char **argv)
 	    CMD_OK)
 		goto out;
 	rc = CMD_FAIL;
-	if (mk_store_new(cli.conf->store_root, cli.conf->store_template,
-		&store, &err) < 0 ||
+	if (mk_store_new(cli.conf->store_root, cli.conf->store_template, &store,
+		&err) < 0 ||
 	    (rootfd = mk_store_open_root(store, &err)) < 0 ||
 	    mk_store_list(store, &list, &err) < 0 ||
 	    mk_repo_dicts_load(repo, true, &i, &err) < 0) {
@@ -780,8 +780,7 @@ repo_dict_train(struct cmd_ctx *ctx, int argc, char **argv)
 		goto out;
 	}
 	rc = CMD_OK;
-	for (kind = MK_REPO_DICT_HEADERS; kind <= MK_REPO_DICT_BODIES;
-	    kind++) {
+	for (kind = MK_REPO_DICT_HEADERS; kind <= MK_REPO_DICT_BODIES; kind++) {
 		if (res.trained[kind])
 			printf("%s: dictionary %.16s, %zu bytes from %zu "
 			       "samples of %zu messages; current from now on\n",

@@ -271,8 +271,8 @@ int mk_repo_dict_get(struct mk_repo *repo, const uint8_t id[MK_PACK_ID_LEN],
  * current, or damage (info holds only the id) when it does not load.
  * cb returns 0 to go on, -1 to stop (then -1 is returned).
  */
-typedef int mk_repo_dict_cb(const struct mk_repo_dict_info *info,
-    bool current, const struct mk_err *damage, void *arg);
+typedef int mk_repo_dict_cb(const struct mk_repo_dict_info *info, bool current,
+    const struct mk_err *damage, void *arg);
 int mk_repo_dicts(
     struct mk_repo *repo, mk_repo_dict_cb *cb, void *arg, struct mk_err *err);
 

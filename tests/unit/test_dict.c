@@ -14,8 +14,8 @@
 static char *root;
 static char location[4096], keyfile[4096], store[4096];
 
-static const char *const names[] = { "Anna Becker", "Jonas Weber",
-	"Mia Schulz", "Lukas Wagner", "Emma Hoffmann", "Paul Koch" };
+static const char *const names[] = { "Anna Becker", "Jonas Weber", "Mia Schulz",
+	"Lukas Wagner", "Emma Hoffmann", "Paul Koch" };
 static const char *const words[] = { "Rechnung", "invoice", "meeting",
 	"Sicherung", "quota", "report", "Termin", "project", "update" };
 
@@ -146,24 +146,22 @@ store_blobs(struct mk_repo *repo, struct stored *s)
 	struct mk_err err;
 	size_t i, k;
 
-	s->len[0] = make_header(9999, (char *)(s->data[0] = malloc(8192)),
-	    8192);
+	s->len[0] =
+	    make_header(9999, (char *)(s->data[0] = malloc(8192)), 8192);
 	s->len[1] = make_body(9999, (char *)(s->data[1] = malloc(8192)), 8192);
 	s->len[2] = MK_REPO_DICT_BLOB_MAX + 1000;
 	s->data[2] = malloc(s->len[2]);
 	for (k = 0; k < s->len[2]; k++)
-		s->data[2][k] = (uint8_t)"quota backup mail "[k % 18];
+		s->data[2][k] = (uint8_t) "quota backup mail "[k % 18];
 	assert_int_equal(mk_repo_compressor_new(repo, &comp, &err), 0);
 	assert_int_equal(mk_repo_pack_writer_new(repo, &w, &err), 0);
 	for (i = 0; i < 3; i++) {
 		dst = malloc(mk_pack_compress_bound(s->len[i]));
-		assert_int_equal(mk_repo_blob_id(repo, s->data[i], s->len[i],
-				     id, &err),
-		    0);
-		assert_int_equal(mk_pack_compress(comp, types[i], s->data[i],
-				     s->len[i], dst,
-				     mk_pack_compress_bound(s->len[i]), &blob,
-				     &err),
+		assert_int_equal(
+		    mk_repo_blob_id(repo, s->data[i], s->len[i], id, &err), 0);
+		assert_int_equal(
+		    mk_pack_compress(comp, types[i], s->data[i], s->len[i], dst,
+			mk_pack_compress_bound(s->len[i]), &blob, &err),
 		    0);
 		assert_int_equal(mk_pack_writer_add_blob(w, types[i], id, &blob,
 				     &s->entries[i], &err),
@@ -193,8 +191,8 @@ read_back(struct mk_repo *repo, const struct stored *s, struct mk_err *err)
 	size_t len, i;
 
 	for (i = 0; i < 3; i++) {
-		if (mk_repo_read_blob(repo, s->pack, &s->entries[i], NULL, &data,
-			&len, err) < 0)
+		if (mk_repo_read_blob(repo, s->pack, &s->entries[i], NULL,
+			&data, &len, err) < 0)
 			return -1;
 		assert_int_equal(len, s->len[i]);
 		assert_memory_equal(data, s->data[i], len);
@@ -225,9 +223,8 @@ test_dict_train_round_trip(void **state)
 	make_store(400);
 	rootfd = open_root();
 	repo = open_repo(true);
-	assert_int_equal(mk_dict_prepare(repo, MK_DICT_AUTO, rootfd, &relpath,
-			     1, &err),
-	    0);
+	assert_int_equal(
+	    mk_dict_prepare(repo, MK_DICT_AUTO, rootfd, &relpath, 1, &err), 0);
 	assert_true(mk_repo_dict_current(repo, MK_REPO_DICT_HEADERS, &hinfo));
 	assert_true(mk_repo_dict_current(repo, MK_REPO_DICT_BODIES, &binfo));
 	assert_int_equal(hinfo.samples, 400);
@@ -241,9 +238,8 @@ test_dict_train_round_trip(void **state)
 	assert_int_equal(s.entries[2].compression, MK_PACK_ZSTD);
 	assert_int_equal(read_back(repo, &s, &err), 0);
 	/* A second prepare trains nothing new. */
-	assert_int_equal(mk_dict_prepare(repo, MK_DICT_AUTO, rootfd, &relpath,
-			     1, &err),
-	    0);
+	assert_int_equal(
+	    mk_dict_prepare(repo, MK_DICT_AUTO, rootfd, &relpath, 1, &err), 0);
 	assert_true(mk_repo_dict_current(repo, MK_REPO_DICT_HEADERS, &hinfo));
 	assert_memory_equal(hinfo.id, s.entries[0].dict_id, MK_PACK_ID_LEN);
 	mk_repo_close(&repo);
@@ -252,9 +248,8 @@ test_dict_train_round_trip(void **state)
 	repo = open_repo(false);
 	assert_int_equal(read_back(repo, &s, &err), 0);
 	/* Off: new blobs use no dictionary, old ones still read. */
-	assert_int_equal(mk_dict_prepare(repo, MK_DICT_OFF, rootfd, &relpath,
-			     1, &err),
-	    0);
+	assert_int_equal(
+	    mk_dict_prepare(repo, MK_DICT_OFF, rootfd, &relpath, 1, &err), 0);
 	assert_false(mk_repo_dict_current(repo, MK_REPO_DICT_HEADERS, NULL));
 	memset(&plain, 0, sizeof(plain));
 	store_blobs(repo, &plain);
@@ -302,17 +297,15 @@ test_dict_too_little_mail(void **state)
 	assert_int_equal(
 	    mk_dict_train(repo, rootfd, &missing, 1, false, &res, &err), 0);
 	assert_int_equal(res.messages, 0);
-	assert_int_equal(mk_dict_prepare(repo, MK_DICT_AUTO, rootfd, &relpath,
-			     1, &err),
-	    0);
+	assert_int_equal(
+	    mk_dict_prepare(repo, MK_DICT_AUTO, rootfd, &relpath, 1, &err), 0);
 	assert_false(mk_repo_dict_current(repo, MK_REPO_DICT_HEADERS, NULL));
 	/* zstd refuses a bad dictionary before anything is stored. */
 	assert_int_equal(mk_repo_dict_put(repo, MK_REPO_DICT_HEADERS,
 			     "\x37\xa4\x30\xec junk", 9, 1, NULL, &err),
 	    -1);
-	assert_int_equal(mk_repo_dict_put(
-			     repo, 7, "abcdefgh", 8, 1, NULL, &err),
-	    -1);
+	assert_int_equal(
+	    mk_repo_dict_put(repo, 7, "abcdefgh", 8, 1, NULL, &err), -1);
 	mk_repo_close(&repo);
 	close(rootfd);
 }
@@ -339,9 +332,8 @@ test_dict_missing_or_damaged(void **state)
 	make_store(300);
 	rootfd = open_root();
 	repo = open_repo(true);
-	assert_int_equal(mk_dict_prepare(repo, MK_DICT_AUTO, rootfd, &relpath,
-			     1, &err),
-	    0);
+	assert_int_equal(
+	    mk_dict_prepare(repo, MK_DICT_AUTO, rootfd, &relpath, 1, &err), 0);
 	assert_true(mk_repo_dict_current(repo, MK_REPO_DICT_HEADERS, &hinfo));
 	memset(&s, 0, sizeof(s));
 	store_blobs(repo, &s);
