@@ -67,7 +67,7 @@ for run in $(seq 1 "$RUNS"); do
 	for mode in auto off; do
 		state=$DATA/$mode-$run
 		rm -rf "$state" "$DATA/out"
-		mkdir -p "$state"
+		mkdir -p "$state" "$DATA/out"
 		conf=$state/mailkeep.conf
 		printf '[store]\nroot = %s\n[general]\nstate_dir = %s\n[backup]\ndictionary = %s\n' \
 		    "$STORE" "$state" "$mode" >"$conf"
@@ -85,11 +85,12 @@ for run in $(seq 1 "$RUNS"); do
 			    (SELECT ifnull(sum(length),0) FROM blob WHERE type = 2)")
 		echo "bench-dict: $mode, run $run: restore" >&2
 		/usr/bin/time -f '%e %U %S' -o "$state/time.restore" \
-		    bash -c 'conf=$1; out=$2; shift 2
+		    bash -c 'mk=$1; conf=$2; out=$3; shift 3
 			for a in "$@"; do
-				"$MAILKEEP" -c "$conf" restore "$a" \
-				    --to "$out/$a" --offline >/dev/null
-			done' _ "$conf" "$DATA/out" "${ADDRESSES[@]}"
+				"$mk" -c "$conf" restore "$a" \
+				    --to "$out/$a" --offline >/dev/null ||
+				    exit 1
+			done' _ "$MAILKEEP" "$conf" "$DATA/out" "${ADDRESSES[@]}"
 		read -r bw bu bs <"$state/time.backup"
 		read -r rw ru rs <"$state/time.restore"
 		echo "$mode $run $bw $(echo "$bu + $bs" | bc) $bytes $blobs" \
