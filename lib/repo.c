@@ -61,11 +61,12 @@ struct mk_repo {
 	char header_pack[MK_REPO_PACK_OBJECT_LEN + 1];
 	uint8_t header[MK_PACK_HEADER_LEN];
 
-	/* Dictionaries loaded so far (never freed before close, so that
-	 * compressors and readers may borrow them), and the newest of each
-	 * kind when new blobs use them. */
+	/* Dictionaries loaded so far, each allocated on its own and never
+	 * freed before close (so that compressors and readers may borrow
+	 * them without the lock), and the newest of each kind when new
+	 * blobs use them. */
 	pthread_mutex_t dict_lock;
-	struct repo_dict *dicts;
+	struct repo_dict **dicts;
 	size_t ndicts;
 	size_t dicts_cap;
 	bool dicts_use;
@@ -932,8 +933,10 @@ mk_repo_close(struct mk_repo **repop)
 	mk_storage_close(&repo->storage);
 	pthread_mutex_destroy(&repo->header_lock);
 	pthread_mutex_destroy(&repo->dict_lock);
-	for (size_t i = 0; i < repo->ndicts; i++)
-		mk_pack_dict_free(&repo->dicts[i].dict);
+	for (size_t i = 0; i < repo->ndicts; i++) {
+		mk_pack_dict_free(&repo->dicts[i]->dict);
+		free(repo->dicts[i]);
+	}
 	free(repo->dicts);
 	mk_crypto_hash_free(&repo->id_hash);
 	mk_crypto_keys_wipe(&repo->keys);
@@ -1330,8 +1333,8 @@ repo_dict_find(const struct mk_repo *repo, const uint8_t id[MK_PACK_ID_LEN])
 	size_t i;
 
 	for (i = 0; i < repo->ndicts; i++)
-		if (memcmp(repo->dicts[i].info.id, id, MK_PACK_ID_LEN) == 0)
-			return &repo->dicts[i];
+		if (memcmp(repo->dicts[i]->info.id, id, MK_PACK_ID_LEN) == 0)
+			return repo->dicts[i];
 	return NULL;
 }
 
@@ -1345,23 +1348,13 @@ repo_dict_keep(struct mk_repo *repo, const struct mk_repo_dict_info *info,
 {
 	const struct repo_dict *rd;
 	struct repo_dict *slot;
-	size_t i;
 
 	pthread_mutex_lock(&repo->dict_lock);
 	if ((rd = repo_dict_find(repo, info->id)) == NULL) {
-		/* current[] points into the array: find it again after. */
-		int cur[MK_REPO_DICT_KINDS];
-
-		for (i = 0; i < MK_REPO_DICT_KINDS; i++)
-			cur[i] = repo->current[i] != NULL
-			    ? (int)(repo->current[i] - repo->dicts)
-			    : -1;
 		mk_xgrow(&repo->dicts, &repo->dicts_cap, repo->ndicts + 1,
 		    sizeof(*repo->dicts));
-		for (i = 0; i < MK_REPO_DICT_KINDS; i++)
-			repo->current[i] =
-			    cur[i] >= 0 ? &repo->dicts[cur[i]] : NULL;
-		slot = &repo->dicts[repo->ndicts++];
+		slot = mk_xcalloc(1, sizeof(*slot));
+		repo->dicts[repo->ndicts++] = slot;
 		slot->info = *info;
 		slot->dict = *dictp;
 		*dictp = NULL;
