@@ -1634,16 +1634,15 @@ mk_repo_dicts_load(
 }
 
 bool
-mk_repo_dict_current(const struct mk_repo *repo, enum mk_repo_dict_kind kind,
+mk_repo_dict_current(struct mk_repo *repo, enum mk_repo_dict_kind kind,
     struct mk_repo_dict_info *info_r)
 {
-	struct mk_repo *r = (struct mk_repo *)repo;
 	bool found;
 
-	pthread_mutex_lock(&r->dict_lock);
-	found = r->dicts_use && r->current[kind] != NULL;
+	pthread_mutex_lock(&repo->dict_lock);
+	found = repo->dicts_use && repo->current[kind] != NULL;
 	if (found && info_r != NULL)
-		*info_r = r->current[kind]->info;
-	pthread_mutex_unlock(&r->dict_lock);
+		*info_r = repo->current[kind]->info;
+	pthread_mutex_unlock(&repo->dict_lock);
 	return found;
 }

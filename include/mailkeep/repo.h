@@ -285,7 +285,7 @@ int mk_repo_dicts_load(
     struct mk_repo *repo, bool use, size_t *count_r, struct mk_err *err);
 
 /* Whether new blobs of kind use a dictionary, and which (info_r). */
-bool mk_repo_dict_current(const struct mk_repo *repo,
-    enum mk_repo_dict_kind kind, struct mk_repo_dict_info *info_r);
+bool mk_repo_dict_current(struct mk_repo *repo, enum mk_repo_dict_kind kind,
+    struct mk_repo_dict_info *info_r);
 
 #endif
