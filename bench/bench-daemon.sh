@@ -22,7 +22,8 @@
 #            results in DIR/results stay)
 # --data DIR stores, daemon state and results (default ./bench-data/daemon)
 # ARGS       passed to `bench_daemon.py run`, e.g. --phases startup,rps
-#            --runs 3 --latency-n 100 --no-fsync; see
+#            --runs 3 --latency-n 100 --no-fsync, or --phases startup
+#            --stores s1k,s10k for the memory per mailbox alone; see
 #            `python3 bench/bench_daemon.py run --help`
 #
 # Stores (made once, reused; empty files whose Dovecot names carry ,S= and

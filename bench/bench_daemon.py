@@ -1161,6 +1161,9 @@ def main():
     ap.add_argument("--mailkeepd-prof", default=os.path.join(
         repo, "build-bd-prof", "mailkeepd"),
         help="a build with symbols for valgrind (RelWithDebInfo)")
+    ap.add_argument("--stores", default=",".join(STORES),
+                    help="stores to make and start on (default %(default)s; "
+                    "the phases after startup need s10k)")
     ap.add_argument("--phases", default=",".join(PHASES),
                     help="comma-separated subset of " + ",".join(PHASES))
     ap.add_argument("--runs", type=int, default=5,
@@ -1212,7 +1215,11 @@ def main():
         else args.mailkeepd
 
     stores = {}
-    for name, (n, per) in STORES.items():
+    names = args.stores.split(",")
+    for name in names:
+        if name not in STORES:
+            ap.error("unknown store " + name)
+    for name, (n, per) in ((k, STORES[k]) for k in names):
         fn = os.path.join(data, name + ".json")
         ok = False
         if os.path.exists(fn) and os.path.isdir(os.path.join(data, name)):
@@ -1235,7 +1242,7 @@ def main():
 
     if "startup" in phases:
         results["startup"] = {}
-        for name in ("s1k", "s10k", "d1k"):
+        for name in names:
             log("startup and memory: %s" % name)
             results["startup"][name] = phase_startup(
                 args.mailkeepd, stores[name], state_root, args.runs,

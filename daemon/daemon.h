@@ -13,6 +13,8 @@
 #include "mailkeep/conf.h"
 #include "mailkeep/store.h"
 
+#include "httpconn.h"
+
 struct mk_enforce;
 struct mk_httpd;
 struct mk_jobs;
@@ -33,6 +35,7 @@ struct mk_stats {
 	uint64_t audit_drift_mailboxes;
 	uint64_t http_requests;
 	uint64_t http_errors; /* answered 4xx or 5xx */
+	struct mk_httpconn_counts http; /* connections closed by the daemon */
 	uint64_t persist_errors;
 	uint64_t policy_requests;
 	uint64_t policy_refused;

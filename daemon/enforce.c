@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "mailkeep/fsutil.h"
@@ -20,6 +21,7 @@
 #include "mailkeep/str.h"
 
 #include "enforce.h"
+#include "httpd.h"
 #include "live.h"
 #include "pool.h"
 #include "worker.h"
@@ -1160,6 +1162,8 @@ mk_enforce_lookup(void *arg, const char *address,
 	const char *at;
 
 	(void)err;
+	if (mb_r == NULL)
+		return mb != NULL;
 	memset(mb_r, 0, sizeof(*mb_r));
 	if (mb == NULL)
 		return 0;
@@ -1232,6 +1236,28 @@ struct mk_quota_resv *
 mk_enforce_resv(struct mk_enforce *e)
 {
 	return e->resv;
+}
+
+void
+mk_enforce_metrics_resv(const struct mk_enforce *e, struct evbuffer *b)
+{
+	struct mk_quota_resv_stats st;
+
+	mk_quota_resv_stats(e->resv, &st);
+	mk_httpd_metric(b, "mailkeep_policy_reservations", "gauge",
+	    "Reservations pending (recipients let through, not delivered yet).",
+	    mk_quota_resv_count(e->resv));
+	evbuffer_add_printf(b,
+	    "# HELP mailkeep_policy_reservations_ended_total Reservations "
+	    "ended, by why.\n# TYPE mailkeep_policy_reservations_ended_total "
+	    "counter\n"
+	    "mailkeep_policy_reservations_ended_total{reason=\"delivered\"} "
+	    "%llu\n"
+	    "mailkeep_policy_reservations_ended_total{reason=\"expired\"} "
+	    "%llu\n"
+	    "mailkeep_policy_reservations_ended_total{reason=\"cap\"} %llu\n",
+	    (unsigned long long)st.released, (unsigned long long)st.expired,
+	    (unsigned long long)st.capped);
 }
 
 size_t
@@ -1419,6 +1445,8 @@ mk_enforce_reload(
 	e->pconf.alias_policy =
 	    (enum mk_aliases_policy)conf->policy_alias_policy;
 	e->pconf.rules = mk_limits_rules(e->limits);
+	mk_quota_resv_configure(e->resv, (int64_t)conf->policy_resv_ttl,
+	    (size_t)conf->policy_resv_max);
 	rc = 0;
 out:
 	mk_catalog_close(&cat);

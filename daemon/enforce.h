@@ -68,6 +68,11 @@ const struct mk_policy_config *mk_enforce_policy_config(
     const struct mk_enforce *e);
 const struct mk_aliases *mk_enforce_aliases(const struct mk_enforce *e);
 struct mk_quota_resv *mk_enforce_resv(struct mk_enforce *e);
+
+struct evbuffer;
+
+/* The reservation metrics (pending, and how they ended), for /metrics. */
+void mk_enforce_metrics_resv(const struct mk_enforce *e, struct evbuffer *b);
 int mk_enforce_lookup(void *arg, const char *address,
     struct mk_policy_mailbox *mb_r, struct mk_err *err);
 

@@ -27,6 +27,7 @@
 
 #include "accept.h"
 #include "enforce.h"
+#include "httpconn.h"
 #include "httpd.h"
 #include "jobs.h"
 #include "live.h"
@@ -34,7 +35,6 @@
 
 #define HTTPD_MAX_HEADERS 8192
 #define HTTPD_MAX_BODY 65536
-#define HTTPD_TIMEOUT 10
 #define HTTPD_PAGE_MAX 1000
 #define HTTPD_HISTORY_DAYS 90
 #define HTTPD_TOP_DOMAINS 10
@@ -57,6 +57,7 @@ struct mk_httpd {
 	struct mk_daemon *d;
 	struct httpd_server servers[3];
 	size_t nservers;
+	struct mk_httpconn *conns; /* of every server, with their deadlines */
 	struct mk_catalog *catalog; /* short reads: history */
 	gid_t admin_gid;
 	bool have_admin_gid;
@@ -579,6 +580,7 @@ httpd_metrics_policy(struct mk_daemon *d, struct evbuffer *b)
 	    "mailkeep_policy_latency_seconds_sum %.9f\n"
 	    "mailkeep_policy_latency_seconds_count %llu\n",
 	    s->policy_latency_sum_ns / 1e9, (unsigned long long)cum);
+	mk_enforce_metrics_resv(d->enforce, b);
 	n = mk_enforce_thresholds(d->enforce, thresholds, counts);
 	evbuffer_add_printf(b,
 	    "# HELP mailkeep_quota_mailboxes_over Limited "
@@ -642,6 +644,17 @@ httpd_get_metrics(struct httpd_server *srv, struct evhttp_request *req)
 	    s->audit_drift_mailboxes);
 	mk_httpd_metric(b, "mailkeep_http_requests_total", "counter",
 	    "HTTP requests answered.", s->http_requests);
+	mk_httpd_metric(b, "mailkeep_http_connections", "gauge",
+	    "HTTP connections open (status, control and metrics).",
+	    mk_httpconn_count(srv->httpd->conns));
+	mk_httpd_metric(b, "mailkeep_http_timeouts_total", "counter",
+	    "HTTP connections closed because a request was not done within "
+	    "request_timeout.",
+	    s->http.timeouts);
+	mk_httpd_metric(b, "mailkeep_http_shed_total", "counter",
+	    "HTTP connections closed to accept new ones when file descriptors "
+	    "ran out.",
+	    s->http.shed);
 	mk_httpd_metric(b, "mailkeep_catalog_errors_total", "counter",
 	    "Failed catalog writes.", s->persist_errors);
 	httpd_metrics_policy(d, b);
@@ -1010,6 +1023,7 @@ httpd_request_cb(struct evhttp_request *req, void *arg)
 	struct evkeyvalq query;
 	const char *path;
 
+	mk_httpconn_request(srv->httpd->conns, req);
 	srv->httpd->d->stats.http_requests++;
 	TAILQ_INIT(&query);
 	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
@@ -1084,7 +1098,9 @@ httpd_server_new(
 	httpd->nservers++;
 	evhttp_set_max_headers_size(srv->http, HTTPD_MAX_HEADERS);
 	evhttp_set_max_body_size(srv->http, HTTPD_MAX_BODY);
-	evhttp_set_timeout(srv->http, HTTPD_TIMEOUT);
+	/* Per read and write; the deadline of a whole request is conns'. */
+	evhttp_set_timeout(srv->http, (int)httpd->d->conf->request_timeout);
+	mk_httpconn_attach(httpd->conns, srv->http);
 	/* POST reaches the callback everywhere, to be told where it belongs. */
 	evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
 	evhttp_set_gencb(srv->http, httpd_request_cb, srv);
@@ -1115,6 +1131,7 @@ httpd_add_unix(struct mk_httpd *httpd, enum httpd_role role, const char *path,
 		return mk_err_set(err, "%s: evhttp_bind_listener failed", path);
 	}
 	srv->guard = mk_accept_guard_new(httpd->d->base, lev, path);
+	mk_accept_guard_set_shed(srv->guard, mk_httpconn_shed, httpd->conns);
 	return 0;
 }
 
@@ -1157,6 +1174,7 @@ httpd_add_metrics(struct mk_httpd *httpd, struct mk_err *err)
 		return mk_err_sys(err, "bind(%s)", listen);
 	srv->guard = mk_accept_guard_new(
 	    httpd->d->base, evhttp_bound_socket_get_listener(bs), listen);
+	mk_accept_guard_set_shed(srv->guard, mk_httpconn_shed, httpd->conns);
 	return 0;
 }
 
@@ -1191,6 +1209,8 @@ mk_httpd_start(
 
 	*httpd_r = NULL;
 	httpd->d = d;
+	httpd->conns =
+	    mk_httpconn_new(d->base, conf->request_timeout, &d->stats.http);
 	if (conf->admin_group != NULL) {
 		struct group *gr = getgrnam(conf->admin_group);
 
@@ -1238,6 +1258,7 @@ mk_httpd_stop(struct mk_httpd **httpdp)
 			free(srv->path);
 		}
 	}
+	mk_httpconn_free(&httpd->conns);
 	mk_catalog_close(&httpd->catalog);
 	if (httpd->token != NULL) {
 		explicit_bzero(httpd->token, strlen(httpd->token));

@@ -320,6 +320,22 @@ jobs_restore_progress_cb(const struct mk_restore_progress *p, void *arg)
 	return !atomic_load(&job->cancel);
 }
 
+/* A part the restore could not read: one log line (on the worker). */
+static void
+jobs_restore_failed_cb(const struct mk_restore_failure *f, void *arg)
+{
+	const struct jobs_restore *rs = arg;
+
+	if (f->kind == MK_RESTORE_FAILED_LIST)
+		mk_log_warn("jobs",
+		    "restore of %s: not restored: messages of folder %s "
+		    "whose list could not be read: %s",
+		    rs->address, f->folder, f->reason);
+	else
+		mk_log_warn("jobs", "restore of %s: not restored: %s/%s: %s",
+		    rs->address, f->folder, f->name, f->reason);
+}
+
 static int
 jobs_restore_item(struct jobs_job *job, size_t i, struct mk_worker *w,
     struct jobs_result *res, struct mk_err *err)
@@ -992,6 +1008,8 @@ mk_jobs_submit_restore(struct mk_jobs *jobs,
 	rs->req.prefix = rs->prefix;
 	rs->req.doveadm = rs->doveadm;
 	rs->req.doveadm_config = rs->doveadm_config;
+	rs->req.failed_cb = jobs_restore_failed_cb;
+	rs->req.failed_arg = rs;
 	/* The room the quota leaves, from the live usage. */
 	rs->req.room_bytes = rs->req.room_messages = UINT64_MAX;
 	mk_enforce_view(jobs->d->enforce, mb, &v);

@@ -55,6 +55,7 @@ struct live_str {
 
 /* A name without ,S= or ,W=, with the sizes it was counted with. */
 struct live_sized {
+	const struct mk_live_folder *f; /* the folder it is in */
 	char *name;
 	bool in_cur;
 	uint64_t size;
@@ -135,9 +136,17 @@ live_mailbox(const struct mk_live *live, const char *address)
 }
 
 struct live_sized_key {
+	const struct mk_live_folder *f;
 	const char *name;
 	bool in_cur;
 };
+
+/* Sized names are kept per mailbox, keyed by folder and name. */
+static uint64_t
+live_sized_key(const struct mk_live_folder *f, const char *name)
+{
+	return live_key(name) + (uint64_t)(uintptr_t)f;
+}
 
 static bool
 live_sized_match(const void *value, const void *ctx)
@@ -145,25 +154,29 @@ live_sized_match(const void *value, const void *ctx)
 	const struct live_sized *s = value;
 	const struct live_sized_key *k = ctx;
 
-	return s->in_cur == k->in_cur && strcmp(s->name, k->name) == 0;
+	return s->f == k->f && s->in_cur == k->in_cur &&
+	    strcmp(s->name, k->name) == 0;
 }
 
 static struct live_sized *
 live_sized_get(struct mk_live_folder *f, const char *name, bool in_cur)
 {
-	struct live_sized_key k = { name, in_cur };
+	struct live_sized_key k = { f, name, in_cur };
 
-	if (f->unsized == NULL)
+	if (f->mb->sized == NULL)
 		return NULL;
-	return mk_hmap_get(f->unsized, live_key(name), live_sized_match, &k);
+	return mk_hmap_get(
+	    f->mb->sized, live_sized_key(f, name), live_sized_match, &k);
 }
 
 static void
 live_sized_remove(struct mk_live_folder *f, struct live_sized *s)
 {
-	mk_hmap_remove(f->unsized, live_key(s->name), s);
+	mk_hmap_remove(f->mb->sized, live_sized_key(f, s->name), s);
 	free(s->name);
 	free(s);
+	if (mk_hmap_count(f->mb->sized) == 0)
+		mk_hmap_free(&f->mb->sized);
 }
 
 static struct live_sized *
@@ -172,14 +185,54 @@ live_sized_add(struct mk_live_folder *f, const char *name, bool in_cur,
 {
 	struct live_sized *s = mk_xcalloc(1, sizeof(*s));
 
-	if (f->unsized == NULL)
-		f->unsized = mk_hmap_new();
+	if (f->mb->sized == NULL)
+		f->mb->sized = mk_hmap_new();
+	s->f = f;
 	s->name = mk_xstrdup(name);
 	s->in_cur = in_cur;
 	s->size = size;
 	s->vsize = vsize;
-	mk_hmap_put(f->unsized, live_key(name), s);
+	mk_hmap_put(f->mb->sized, live_sized_key(f, name), s);
 	return s;
+}
+
+/* How many sized names folder f holds. */
+static size_t
+live_sized_count(const struct mk_live_folder *f)
+{
+	const struct live_sized *s;
+	size_t pos = 0, n = 0;
+
+	if (f->mb->sized == NULL)
+		return 0;
+	while ((s = mk_hmap_next(f->mb->sized, &pos)) != NULL)
+		n += s->f == f;
+	return n;
+}
+
+/* Forget the sized names of folder f, or of every folder of mb (NULL). */
+static void
+live_sized_drop(struct mk_live_mailbox *mb, const struct mk_live_folder *f)
+{
+	struct live_sized *s, **gone;
+	size_t pos = 0, n = 0, i;
+
+	if (mb->sized == NULL)
+		return;
+	gone = mk_xcalloc(mk_hmap_count(mb->sized), sizeof(*gone));
+	while ((s = mk_hmap_next(mb->sized, &pos)) != NULL)
+		if (f == NULL || s->f == f)
+			gone[n++] = s;
+	for (i = 0; i < n; i++) {
+		if (f != NULL)
+			mk_hmap_remove(mb->sized,
+			    live_sized_key(f, gone[i]->name), gone[i]);
+		free(gone[i]->name);
+		free(gone[i]);
+	}
+	free(gone);
+	if (f == NULL || mk_hmap_count(mb->sized) == 0)
+		mk_hmap_free(&mb->sized);
 }
 
 static bool
@@ -234,25 +287,48 @@ live_set_wd(struct mk_live *live, int wd, enum live_wd_kind kind,
 	mk_wdtab_put(live->wds, wd, ptr, kind);
 }
 
+/* A folder's IMAP name and its directory, as live_intern stores them. */
+struct live_pair {
+	const char *name;
+	const char *dir;
+};
+
+static uint64_t
+live_pair_key(const struct live_pair *p)
+{
+	return live_key(p->name) * 31 + live_key(p->dir);
+}
+
 static bool
 live_str_match(const void *value, const void *ctx)
 {
-	return strcmp(((const struct live_str *)value)->s, ctx) == 0;
+	const char *s = ((const struct live_str *)value)->s;
+	const struct live_pair *p = ctx;
+
+	return strcmp(s, p->name) == 0 &&
+	    strcmp(s + strlen(s) + 1, p->dir) == 0;
 }
 
-/* The shared copy of s; give it back with live_unintern. */
+/*
+ * The shared copy of a folder's IMAP name followed by its directory
+ * ("INBOX\0\0", "Archive/2024\0.Archive.2024\0"): one pointer per folder
+ * holds both.  Give it back with live_unintern.
+ */
 static const char *
-live_intern(struct mk_live *live, const char *s)
+live_intern(struct mk_live *live, const char *name, const char *dir)
 {
-	uint64_t h = live_key(s);
-	struct live_str *str = mk_hmap_get(live->strings, h, live_str_match, s);
+	struct live_pair p = { name, dir };
+	uint64_t h = live_pair_key(&p);
+	struct live_str *str =
+	    mk_hmap_get(live->strings, h, live_str_match, &p);
 
 	if (str == NULL) {
-		size_t len = strlen(s);
+		size_t nlen = strlen(name) + 1, dlen = strlen(dir) + 1;
 
-		str = mk_xmalloc(sizeof(*str) + len + 1);
+		str = mk_xmalloc(sizeof(*str) + nlen + dlen);
 		str->refs = 0;
-		memcpy(str->s, s, len + 1);
+		memcpy(str->s, name, nlen);
+		memcpy(str->s + nlen, dir, dlen);
 		mk_hmap_put(live->strings, h, str);
 	}
 	str->refs++;
@@ -260,34 +336,33 @@ live_intern(struct mk_live *live, const char *s)
 }
 
 static void
-live_unintern(struct mk_live *live, const char *s)
+live_unintern(struct mk_live *live, const char *name)
 {
+	struct live_pair p = { name, NULL };
 	struct live_str *str;
 
-	if (s == NULL)
+	if (name == NULL)
 		return;
-	str = (struct live_str *)(void *)((char *)(uintptr_t)s -
+	str = (struct live_str *)(void *)((char *)(uintptr_t)name -
 	    offsetof(struct live_str, s));
 	if (--str->refs == 0) {
-		mk_hmap_remove(live->strings, live_key(s), str);
+		p.dir = name + strlen(name) + 1;
+		mk_hmap_remove(live->strings, live_pair_key(&p), str);
 		free(str);
 	}
 }
 
+/* The folder's directory in its Maildir: "" for INBOX, ".Archive.2024". */
+static const char *
+live_folder_dir(const struct mk_live_folder *f)
+{
+	return f->name + strlen(f->name) + 1;
+}
+
+/* Free what f holds; its sized names are the caller's to drop. */
 static void
 live_folder_free(struct mk_live *live, struct mk_live_folder *f)
 {
-	struct live_sized *s;
-	size_t pos = 0;
-
-	if (f->unsized != NULL) {
-		while ((s = mk_hmap_next(f->unsized, &pos)) != NULL) {
-			free(s->name);
-			free(s);
-		}
-		mk_hmap_free(&f->unsized);
-	}
-	live_unintern(live, f->dir);
 	live_unintern(live, f->name);
 	/* f itself lives in its mailbox's folder block. */
 }
@@ -297,8 +372,7 @@ live_folder_init(struct mk_live *live, struct mk_live_mailbox *mb,
     struct mk_live_folder *f, const struct mk_folder_usage *fu)
 {
 	f->mb = mb;
-	f->dir = live_intern(live, fu->dir);
-	f->name = live_intern(live, fu->name);
+	f->name = live_intern(live, fu->name, fu->dir);
 	f->ino = fu->ino;
 	f->new_mtime_ns = fu->new_mtime_ns;
 	f->cur_mtime_ns = fu->cur_mtime_ns;
@@ -312,6 +386,7 @@ live_folders_clear(struct mk_live *live, struct mk_live_mailbox *mb, bool rm)
 {
 	size_t i;
 
+	live_sized_drop(mb, NULL);
 	for (i = 0; i < mb->nfolders; i++) {
 		struct mk_live_folder *f = mb->folders[i];
 
@@ -341,21 +416,32 @@ live_folder_delete(
 	live_forget_wd(live, f->wd_new, true);
 	live_forget_wd(live, f->wd_cur, true);
 	live_forget_wd(live, f->wd_dir, true);
+	live_sized_drop(mb, f);
 	live_folder_free(live, f);
 	memmove(&mb->folders[i], &mb->folders[i + 1],
 	    (mb->nfolders - i - 1) * sizeof(*mb->folders));
 	mb->nfolders--;
 }
 
+/* Change mb's path (NULL before freeing mb). */
+static void
+live_relpath_set(struct mk_live_mailbox *mb, const char *relpath)
+{
+	if (mb->relpath != mb->address + strlen(mb->address) + 1)
+		free(mb->relpath);
+	mb->relpath = relpath != NULL ? mk_xstrdup(relpath) : NULL;
+}
+
 static struct mk_live_mailbox *
 live_mailbox_add(struct mk_live *live, const char *address, const char *relpath)
 {
-	size_t alen = strlen(address) + 1;
-	struct mk_live_mailbox *mb = mk_xcalloc(1, sizeof(*mb) + alen);
+	size_t alen = strlen(address) + 1, rlen = strlen(relpath) + 1;
+	struct mk_live_mailbox *mb = mk_xcalloc(1, sizeof(*mb) + alen + rlen);
 
-	/* The address is never changed: it lives after the mailbox. */
+	/* The address is never changed: it lives after the mailbox, and so
+	 * does the path until it changes. */
 	mb->address = memcpy((char *)(mb + 1), address, alen);
-	mb->relpath = mk_xstrdup(relpath);
+	mb->relpath = memcpy(mb->address + alen, relpath, rlen);
 	mb->wd_root = -1;
 	mb->stale = true;
 	mk_hmap_put(live->mailboxes, live_key(address), mb);
@@ -368,7 +454,7 @@ live_mailbox_free(struct mk_live *live, struct mk_live_mailbox *mb, bool rm)
 	live_folders_clear(live, mb, rm);
 	live_forget_wd(live, mb->wd_root, rm);
 	mk_mailbox_usage_free(&mb->prev);
-	free(mb->relpath);
+	live_relpath_set(mb, NULL);
 	free(mb);
 }
 
@@ -396,7 +482,7 @@ live_folders_set(struct mk_live *live, struct mk_live_mailbox *mb,
 		mb->folders[i] = &block[i];
 		live_folder_init(live, mb, &block[i], &mu->folders[i]);
 	}
-	mb->nfolders = mu->nfolders;
+	mb->nfolders = (uint32_t)n;
 	mb->total = mu->total;
 }
 
@@ -406,7 +492,7 @@ live_folder_by_dir(struct mk_live_mailbox *mb, const char *dir)
 	size_t i;
 
 	for (i = 0; i < mb->nfolders; i++)
-		if (strcmp(mb->folders[i]->dir, dir) == 0)
+		if (strcmp(live_folder_dir(mb->folders[i]), dir) == 0)
 			return mb->folders[i];
 	return NULL;
 }
@@ -746,14 +832,13 @@ live_usage_copy(const struct mk_live_mailbox *mb)
 		const struct mk_live_folder *f = mb->folders[i];
 		struct mk_folder_usage *fu = &mu->folders[i];
 
-		fu->dir = mk_xstrdup(f->dir);
+		fu->dir = mk_xstrdup(live_folder_dir(f));
 		fu->name = mk_xstrdup(f->name);
 		fu->ino = f->ino;
 		fu->new_mtime_ns = f->new_mtime_ns;
 		fu->cur_mtime_ns = f->cur_mtime_ns;
 		fu->usage = f->usage;
-		fu->unsized =
-		    f->unsized != NULL ? mk_hmap_count(f->unsized) : 0;
+		fu->unsized = live_sized_count(f);
 	}
 	return mu;
 }
@@ -936,9 +1021,9 @@ live_vsize_submit(struct mk_live *live, struct mk_live_mailbox *mb,
 	j->job.done = live_vsize_done;
 	j->live = live;
 	j->address = mk_xstrdup(mb->address);
-	j->dir = mk_xstrdup(f->dir);
-	j->subpath = mk_xasprintf("%s/%s%s%s", mb->relpath, f->dir,
-	    f->dir[0] != '\0' ? "/" : "", s->in_cur ? "cur" : "new");
+	j->dir = mk_xstrdup(live_folder_dir(f));
+	j->subpath = mk_xasprintf("%s/%s%s%s", mb->relpath, j->dir,
+	    j->dir[0] != '\0' ? "/" : "", s->in_cur ? "cur" : "new");
 	j->name = mk_xstrdup(s->name);
 	j->in_cur = s->in_cur;
 	j->gen = s->gen = ++live->gen;
@@ -969,10 +1054,11 @@ static int
 live_stat(struct mk_live *live, struct mk_live_mailbox *mb,
     struct mk_live_folder *f, bool in_cur, const char *name, struct stat *st)
 {
+	const char *dir = live_folder_dir(f);
 	char path[4096];
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s%s%s/%s", mb->relpath,
-		f->dir, f->dir[0] != '\0' ? "/" : "", in_cur ? "cur" : "new",
+		dir, dir[0] != '\0' ? "/" : "", in_cur ? "cur" : "new",
 		name) >= sizeof(path)) {
 		errno = ENAMETOOLONG;
 		return -1;
@@ -1200,10 +1286,8 @@ live_root_event(struct mk_live *live, struct live_wd *w, uint32_t mask,
 		    live->d->conf->hierarchy_separator, imap, sizeof(imap));
 		mk_log_debug("live", "%s: folder %s renamed to %s", mb->address,
 		    f->name, imap);
-		live_unintern(live, f->dir);
 		live_unintern(live, f->name);
-		f->dir = live_intern(live, name);
-		f->name = live_intern(live, imap);
+		f->name = live_intern(live, imap, name);
 		f->detached = 0;
 		mb->unsaved = true;
 		return;
@@ -1362,8 +1446,7 @@ live_store_done(struct mk_job *job)
 				mk_log_info(
 				    "live", "%s: new mailbox", sm->address);
 		} else if (strcmp(mb->relpath, sm->relpath) != 0) {
-			free(mb->relpath);
-			mb->relpath = mk_xstrdup(sm->relpath);
+			live_relpath_set(mb, sm->relpath);
 		}
 		if (mb->wd_root < 0 && !mb->scanning)
 			live_queue_scan(live, mb, false);

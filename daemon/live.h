@@ -27,23 +27,24 @@
 
 struct mk_live_folder {
 	struct mk_live_mailbox *mb; /* the mailbox it belongs to */
-	const char *dir; /* "" for INBOX, ".Archive.2024" (interned) */
-	const char *name; /* IMAP name, UTF-8 (interned) */
+	/* IMAP name, UTF-8, then (after its NUL) the directory: "" for
+	 * INBOX, ".Archive.2024"; interned. */
+	const char *name;
 	uint64_t ino;
 	int64_t new_mtime_ns; /* at the last listing */
 	int64_t cur_mtime_ns;
 	struct mk_usage usage;
-	struct mk_hmap *unsized; /* name -> sizes, for names without ,S= */
 	int wd_new, wd_cur, wd_dir; /* -1 when not watched */
 	uint32_t detached; /* cookie of a pending rename, or 0 */
 };
 
 struct mk_live_mailbox {
 	char *address;
-	char *relpath;
+	char *relpath; /* after the address, or its own allocation once
+			* changed */
 	struct mk_usage total;
 	struct mk_live_folder **folders;
-	size_t nfolders;
+	uint32_t nfolders;
 	int wd_root;
 	int64_t scanned_ns; /* when the usage was last listed */
 	bool stale; /* from the catalog, or being rescanned */
@@ -53,6 +54,8 @@ struct mk_live_mailbox {
 	bool queued;
 	bool unsaved; /* changed since written to the catalog */
 	bool from_catalog; /* folders as the catalog had them, not scanned */
+	struct mk_hmap *sized; /* (folder, name) -> sizes, for names without
+				* ,S=; NULL when there are none */
 	struct mk_mailbox_usage *prev; /* catalog usage until the 1st scan,
 					* kept only when it counts names
 					* without sizes */

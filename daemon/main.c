@@ -69,6 +69,7 @@ mk_daemon_reload(struct mk_daemon *d, struct mk_err *err)
 	    strcmp(conf->state_dir, old->state_dir) != 0 ||
 	    strcmp(conf->status_socket, old->status_socket) != 0 ||
 	    strcmp(conf->control_socket, old->control_socket) != 0 ||
+	    conf->request_timeout != old->request_timeout ||
 	    conf->workers != old->workers)
 		mk_log_warn("main",
 		    "reload: store, state, socket and worker settings take "

@@ -298,8 +298,9 @@ aliases_ext_start(const char *local, size_t len, const char *delims)
 	    ((len >= 6 && strncmp(local, "owner-", 6) == 0) ||
 		(len > 8 && strncmp(local + len - 8, "-request", 8) == 0)))
 		return len;
-	for (n = 0; n < len && strchr(delims, local[n]) == NULL; n++)
-		;
+	/* local ends at the '@' (or the NUL): strcspn stays inside addr. */
+	if ((n = strcspn(local, delims)) > len)
+		n = len;
 	return n == 0 ? len : n;
 }
 
@@ -336,6 +337,8 @@ aliases_lookup(const struct mk_aliases *map, const char *addr,
 	const char *at;
 
 	ext[0] = '\0';
+	if (map == NULL || map->count == 0)
+		return NULL;
 	if ((e = aliases_find(map, addr)) != NULL)
 		return e;
 	if (aliases_strip(addr, delims, bare, sizeof(bare), ext, extsize) &&

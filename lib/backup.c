@@ -138,6 +138,7 @@ struct mk_backup {
 	uint64_t deferred_messages;
 	mk_backup_read_cb *read_cb;
 	void *read_arg;
+	int64_t time_ns; /* the snapshots' time, 0: now */
 };
 
 /* A small file read with a folder's listing. */
@@ -1824,7 +1825,7 @@ mk_backup_mailbox(struct mk_backup *bk, int rootfd, const char *relpath,
 	mb->stats = &mb->own_stats;
 	mb->known = mk_hmap_new();
 	mb->fresh = mk_hmap_new();
-	mb->stats->time_ns = backup_now_ns();
+	mb->stats->time_ns = bk->time_ns != 0 ? bk->time_ns : backup_now_ns();
 	bk->current = mb;
 	bk->open_used = false;
 	if ((mb->mfd = mk_fs_open_dir_beneath(rootfd, relpath, err)) < 0 ||
@@ -1915,6 +1916,12 @@ mk_backup_set_read_cb(struct mk_backup *bk, mk_backup_read_cb *cb, void *arg)
 {
 	bk->read_cb = cb;
 	bk->read_arg = arg;
+}
+
+void
+mk_backup_set_time(struct mk_backup *bk, int64_t time_ns)
+{
+	bk->time_ns = time_ns;
 }
 
 void

@@ -1,4 +1,8 @@
+#include <errno.h>
 #include <stdlib.h>
+#include <sys/random.h>
+
+#include <xxhash.h>
 
 #include "mailkeep/hmap.h"
 #include "mailkeep/mem.h"
@@ -137,15 +141,31 @@ mk_hmap_next(const struct mk_hmap *map, size_t *pos)
 	return NULL;
 }
 
+/*
+ * The hash is XXH3 keyed with a secret drawn once per process: map keys
+ * such as addresses come from SMTP clients, and with a known function
+ * anyone could send names that all land in one probe chain (hash
+ * flooding).  Random bytes are a secret of the quality XXH3 asks for.
+ */
+static unsigned char hmap_secret[192];
+
+/* Runs before main, so the secret never changes under a live map. */
+static void __attribute__((constructor)) hmap_secret_init(void)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < sizeof(hmap_secret)) {
+		n = getrandom(hmap_secret + got, sizeof(hmap_secret) - got, 0);
+		if (n < 0 && errno != EINTR)
+			abort(); /* ENOSYS: Linux before 3.17 */
+		if (n > 0)
+			got += (size_t)n;
+	}
+}
+
 uint64_t
 mk_hmap_hash(const char *s, size_t len)
 {
-	uint64_t h = 14695981039346656037ULL;
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211ULL;
-	}
-	return h;
+	return XXH3_64bits_withSecret(s, len, hmap_secret, sizeof(hmap_secret));
 }

@@ -22,6 +22,7 @@ struct mk_limits {
 	struct mk_hmap *imported; /* address */
 	struct mk_hmap *mailboxes; /* address, from the config */
 	struct mk_hmap *set; /* run time: default, @domain, address */
+	uint64_t default_key; /* of "default" */
 };
 
 static bool
@@ -36,10 +37,22 @@ limits_key(const char *name)
 	return mk_hmap_hash(name, strlen(name));
 }
 
+/* The entry of name, whose key is key, in map; an empty map costs
+ * nothing. */
+static struct limits_entry *
+limits_find_key(const struct mk_hmap *map, const char *name, uint64_t key)
+{
+	if (mk_hmap_count(map) == 0)
+		return NULL;
+	return mk_hmap_get(map, key, limits_match, name);
+}
+
 static struct limits_entry *
 limits_find(const struct mk_hmap *map, const char *name)
 {
-	return mk_hmap_get(map, limits_key(name), limits_match, name);
+	return mk_hmap_count(map) == 0
+	    ? NULL
+	    : mk_hmap_get(map, limits_key(name), limits_match, name);
 }
 
 /* Add or replace name's limits in map. */
@@ -123,6 +136,7 @@ mk_limits_new(const struct mk_conf *conf, struct mk_limits **limits_r,
 	limits->imported = mk_hmap_new();
 	limits->mailboxes = mk_hmap_new();
 	limits->set = mk_hmap_new();
+	limits->default_key = limits_key("default");
 	if (conf->quota_default != NULL &&
 	    mk_quota_limits_parse(conf->quota_default, MK_QUOTA_SOURCE_CONFIG,
 		&limits->config_default, err) < 0) {
@@ -236,22 +250,33 @@ mk_limits_lookup(const struct mk_limits *limits, const char *address,
     struct mk_quota_limits *l_r)
 {
 	const char *at = strrchr(address, '@');
+	size_t nset = mk_hmap_count(limits->set);
 	const struct limits_entry *e;
+	uint64_t key;
 
+	/* Each name is hashed once, and only when a map may hold it: this
+	 * runs for every policy request. */
 	*l_r = limits->config_default;
-	if ((e = limits_find(limits->set, "default")) != NULL)
+	if ((e = limits_find_key(
+		 limits->set, "default", limits->default_key)) != NULL)
 		limits_apply_set(l_r, e, MK_QUOTA_SOURCE_CONFIG);
-	if (at != NULL) {
-		if ((e = limits_find(limits->domains, at)) != NULL)
+	if (at != NULL && nset + mk_hmap_count(limits->domains) > 0) {
+		key = limits_key(at);
+		if ((e = limits_find_key(limits->domains, at, key)) != NULL)
 			mk_quota_limits_apply(l_r, &e->l);
-		if ((e = limits_find(limits->set, at)) != NULL)
+		if ((e = limits_find_key(limits->set, at, key)) != NULL)
 			limits_apply_set(l_r, e, MK_QUOTA_SOURCE_DOMAIN);
 	}
-	if ((e = limits_find(limits->imported, address)) != NULL)
+	if (nset + mk_hmap_count(limits->imported) +
+		mk_hmap_count(limits->mailboxes) ==
+	    0)
+		return;
+	key = limits_key(address);
+	if ((e = limits_find_key(limits->imported, address, key)) != NULL)
 		mk_quota_limits_apply(l_r, &e->l);
-	if ((e = limits_find(limits->mailboxes, address)) != NULL)
+	if ((e = limits_find_key(limits->mailboxes, address, key)) != NULL)
 		mk_quota_limits_apply(l_r, &e->l);
-	if ((e = limits_find(limits->set, address)) != NULL)
+	if ((e = limits_find_key(limits->set, address, key)) != NULL)
 		limits_apply_set(l_r, e, MK_QUOTA_SOURCE_CATALOG);
 }
 

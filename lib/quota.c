@@ -755,6 +755,9 @@ struct mk_quota_resv {
 	struct mk_hmap *entries;
 	struct quota_resv_entry *ehead, *etail;
 	size_t count;
+	int64_t ttl;
+	size_t max; /* per mailbox */
+	struct mk_quota_resv_stats stats;
 };
 
 /* The key of an entry, for matching. */
@@ -829,7 +832,30 @@ mk_quota_resv_new(void)
 	r->boxes = mk_hmap_new();
 	r->domains = mk_hmap_new();
 	r->entries = mk_hmap_new();
+	r->ttl = MK_QUOTA_RESV_TTL;
+	r->max = MK_QUOTA_RESV_MAX;
 	return r;
+}
+
+void
+mk_quota_resv_configure(
+    struct mk_quota_resv *resv, int64_t ttl, size_t max_per_mailbox)
+{
+	resv->ttl = ttl > 0 ? ttl : 1;
+	resv->max = max_per_mailbox > 0 ? max_per_mailbox : 1;
+}
+
+int64_t
+mk_quota_resv_ttl(const struct mk_quota_resv *resv)
+{
+	return resv->ttl;
+}
+
+void
+mk_quota_resv_stats(
+    const struct mk_quota_resv *resv, struct mk_quota_resv_stats *st_r)
+{
+	*st_r = resv->stats;
 }
 
 static const char *
@@ -840,16 +866,14 @@ quota_domain_of(const char *mailbox)
 	return at != NULL ? at + 1 : "";
 }
 
-/* The box of mailbox, made (with its domain) when it does not exist. */
+/* A new box for mailbox, with its domain made when it does not exist. */
 static struct quota_box *
-quota_box_get(struct mk_quota_resv *r, const char *mailbox)
+quota_box_make(struct mk_quota_resv *r, const char *mailbox)
 {
 	const char *domain = quota_domain_of(mailbox);
 	struct quota_domain *d;
 	struct quota_box *box;
 
-	if ((box = quota_box_find(r, mailbox)) != NULL)
-		return box;
 	d = mk_hmap_get(
 	    r->domains, quota_hash(domain), quota_domain_match, domain);
 	if (d == NULL) {
@@ -955,7 +979,18 @@ mk_quota_resv_add(struct mk_quota_resv *resv, const char *txn, const char *rcpt,
 		quota_expiry_insert(resv, e);
 		return;
 	}
-	box = quota_box_get(resv, mailbox);
+	/* Make room: the oldest go first (the box goes with its last). */
+	box = quota_box_find(resv, mailbox);
+	while (box != NULL && box->nentries >= resv->max) {
+		bool last = box->nentries == 1;
+
+		quota_entry_drop(resv, box->head);
+		resv->stats.capped++;
+		if (last)
+			box = NULL;
+	}
+	if (box == NULL)
+		box = quota_box_make(resv, mailbox);
 	e = mk_xcalloc(1, sizeof(*e));
 	e->txn = mk_xstrdup(txn);
 	e->rcpt = mk_xstrdup(rcpt);
@@ -986,6 +1021,7 @@ mk_quota_resv_release(struct mk_quota_resv *resv, const char *mailbox)
 	if (box == NULL)
 		return false;
 	quota_entry_drop(resv, box->head);
+	resv->stats.released++;
 	return true;
 }
 
@@ -996,6 +1032,7 @@ mk_quota_resv_expire(struct mk_quota_resv *resv, int64_t now)
 
 	while (resv->ehead != NULL && resv->ehead->expires <= now)
 		quota_entry_drop(resv, resv->ehead);
+	resv->stats.expired += before - resv->count;
 	return before - resv->count;
 }
 

@@ -83,6 +83,33 @@ rs_blob(struct rs_ctx *ctx, const uint8_t id[MK_PACK_ID_LEN], uint8_t **data_r,
 	    ctx->repo, pack, &entry, NULL, data_r, len_r, err);
 }
 
+/* A part of the snapshot that could not be read: counted and told. */
+static void
+rs_failed(struct rs_ctx *ctx, enum mk_restore_failure_kind kind,
+    const char *dir, const char *name, const char *reason)
+{
+	char folder[MK_SNAPSHOT_NAME_MAX + 8];
+	struct mk_restore_failure f;
+
+	mk_maildir_folder_name(
+	    dir, ctx->req->separator, folder, sizeof(folder));
+	mk_warnings_add(&ctx->stats->problems, "%s/%s: %s", folder,
+	    name != NULL ? name : "(message list)", reason);
+	if (kind == MK_RESTORE_FAILED_MESSAGE)
+		ctx->stats->failed++;
+	else if (kind == MK_RESTORE_FAILED_LIST)
+		ctx->stats->failed_lists++;
+	else
+		ctx->stats->failed_files++;
+	if (ctx->req->failed_cb == NULL)
+		return;
+	f.kind = kind;
+	f.folder = folder;
+	f.name = name;
+	f.reason = reason;
+	ctx->req->failed_cb(&f, ctx->req->failed_arg);
+}
+
 /* A whole file of the snapshot in memory, checked against its size. */
 static int
 rs_read_file(struct rs_ctx *ctx, const char *name,
@@ -592,19 +619,25 @@ rs_keywords_same(struct rs_ctx *ctx, int folderfd,
 	return same;
 }
 
-/* An optional metadata file of the snapshot into dirfd, if it was there. */
+/*
+ * An optional metadata file of the snapshot folder dir into dirfd, if it
+ * was there.  One that cannot be read is told as a failure, not written.
+ */
 static int
-rs_meta(struct rs_ctx *ctx, int tmpdirfd, int dirfd, const char *name,
-    const struct mk_snapshot_file *f, struct mk_err *err)
+rs_meta(struct rs_ctx *ctx, const char *dir, int tmpdirfd, int dirfd,
+    const char *name, const struct mk_snapshot_file *f, struct mk_err *err)
 {
+	struct mk_err rerr;
 	uint8_t *data = NULL;
 	size_t len = 0;
 	int rc;
 
 	if (!f->present)
 		return 0;
-	if (rs_read_file(ctx, name, f, &data, &len, err) < 0)
-		return -1;
+	if (rs_read_file(ctx, name, f, &data, &len, &rerr) < 0) {
+		rs_failed(ctx, MK_RESTORE_FAILED_FILE, dir, name, rerr.msg);
+		return 0;
+	}
 	rc = rs_put(ctx, tmpdirfd, dirfd, name, data, len, f->mtime_ns, err);
 	free(data);
 	return rc;
@@ -670,9 +703,9 @@ rs_folder_open(struct rs_ctx *ctx, const struct mk_snapshot_folder *sf,
 		if (rs_mkdir(ctx, rf->fd, sub[i], &rf->subfd[i], err) < 0)
 			return -1;
 	if (ctx->whole) {
-		if (rs_meta(ctx, rf->tmpfd, rf->fd, "dovecot-uidlist",
+		if (rs_meta(ctx, sf->dir, rf->tmpfd, rf->fd, "dovecot-uidlist",
 			&sf->uidlist, err) < 0 ||
-		    rs_meta(ctx, rf->tmpfd, rf->fd, "maildirfolder",
+		    rs_meta(ctx, sf->dir, rf->tmpfd, rf->fd, "maildirfolder",
 			&sf->maildirfolder, err) < 0)
 			return -1;
 	} else if (name[0] != '\0' &&
@@ -689,8 +722,8 @@ rs_folder_open(struct rs_ctx *ctx, const struct mk_snapshot_folder *sf,
 		return 0;
 	}
 	if (fstatat(rf->fd, "dovecot-keywords", &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return rs_meta(ctx, rf->tmpfd, rf->fd, "dovecot-keywords",
-		    &sf->keywords, err);
+		return rs_meta(ctx, sf->dir, rf->tmpfd, rf->fd,
+		    "dovecot-keywords", &sf->keywords, err);
 	return 0;
 }
 
@@ -739,15 +772,34 @@ rs_mbox_append(int fd, const uint8_t *data, size_t len, int64_t mtime_ns)
 	return rs_write_all(fd, "\n", 1);
 }
 
-/* The file name of a restored message, keyword letters dropped if asked. */
+/*
+ * The file name of a restored message, keyword letters dropped if asked.
+ * A copy in a new folder gets a base name of its own, "<ID>.<folder>"
+ * ("1795421520.M1P10.mail.Restored-2026-11-26"): Dovecot keeps a base
+ * name through doveadm import (it is the message's GUID), and a base
+ * name in two folders of a mailbox is backed up once, so a copy beside
+ * its original under the same name would be missing from the next
+ * snapshot.  The folder's name is unique in the mailbox, and so is the
+ * new base name.  A name that would grow too long stays as it is.
+ */
 static void
-rs_message_name(const struct rs_folder *rf, const struct mk_snapshot_message *m,
-    char *buf, size_t size)
+rs_message_name(const struct rs_ctx *ctx, const struct rs_folder *rf,
+    const struct mk_snapshot_message *m, char *buf, size_t size)
 {
-	const char *info;
-	size_t n;
+	char tag[sizeof(ctx->stats->folder)];
+	const char *info, *p;
+	size_t n = 0;
 
-	snprintf(buf, size, "%s%s", m->base, m->suffix);
+	for (p = ctx->stats->folder; *p != '\0' && n + 1 < sizeof(tag); p++)
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-')
+			tag[n++] = *p;
+	tag[n] = '\0';
+	if (ctx->req->target != MK_RESTORE_TO_NEW_FOLDER || n == 0 ||
+	    strlen(m->base) + 1 + n + strlen(m->suffix) > MK_SNAPSHOT_NAME_MAX)
+		snprintf(buf, size, "%s%s", m->base, m->suffix);
+	else
+		snprintf(buf, size, "%s.%s%s", m->base, tag, m->suffix);
 	if (!rf->strip_keywords || (info = strstr(buf, ":2,")) == NULL)
 		return;
 	for (n = (size_t)(info - buf) + 3; buf[n] != '\0';)
@@ -765,8 +817,7 @@ static int
 rs_message(struct rs_ctx *ctx, struct rs_folder *rf,
     const struct mk_snapshot_message *m, struct mk_err *err)
 {
-	char name[2 * MK_SNAPSHOT_NAME_MAX + 8],
-	    folder[MK_SNAPSHOT_NAME_MAX + 8];
+	char name[2 * MK_SNAPSHOT_NAME_MAX + 8];
 	enum mk_restore_format format = ctx->req->format;
 	struct mk_err rerr;
 	uint8_t *data = NULL;
@@ -781,11 +832,8 @@ rs_message(struct rs_ctx *ctx, struct rs_folder *rf,
 		return 0;
 	}
 	if (rs_read_file(ctx, name, &m->file, &data, &len, &rerr) < 0) {
-		mk_maildir_folder_name(
-		    rf->sf->dir, ctx->req->separator, folder, sizeof(folder));
-		mk_warnings_add(&ctx->stats->problems, "%s/%s: %s", folder,
-		    m->base, rerr.msg);
-		ctx->stats->failed++;
+		rs_failed(ctx, MK_RESTORE_FAILED_MESSAGE, rf->sf->dir, m->base,
+		    rerr.msg);
 		return 1;
 	}
 	if (ctx->req->target == MK_RESTORE_TO_ORIGINAL &&
@@ -806,7 +854,7 @@ rs_message(struct rs_ctx *ctx, struct rs_folder *rf,
 			m->file.mtime_ns, err) < 0)
 			goto out;
 	} else {
-		rs_message_name(rf, m, name, sizeof(name));
+		rs_message_name(ctx, rf, m, name, sizeof(name));
 		if (rs_put(ctx, rf->tmpfd, rf->subfd[m->cur], name, data, len,
 			m->file.mtime_ns, err) < 0)
 			goto out;
@@ -851,13 +899,19 @@ rs_chunk(struct rs_ctx *ctx, struct rs_folder *rf,
     const uint8_t id[MK_PACK_ID_LEN], struct mk_err *err)
 {
 	struct mk_snapshot_message *msgs = NULL;
+	struct mk_err rerr;
 	uint8_t *data = NULL;
 	size_t len = 0, n = 0, i;
 	int r, rc = -1;
 
-	if (rs_blob(ctx, id, &data, &len, err) < 0 ||
-	    mk_snapshot_messages_decode(data, len, &msgs, &n, err) < 0)
+	if (rs_blob(ctx, id, &data, &len, &rerr) < 0 ||
+	    mk_snapshot_messages_decode(data, len, &msgs, &n, &rerr) < 0) {
+		/* Its messages are unknown; the other lists go on. */
+		rs_failed(
+		    ctx, MK_RESTORE_FAILED_LIST, rf->sf->dir, NULL, rerr.msg);
+		rc = 0;
 		goto out;
+	}
 	for (i = 0; i < n; i++) {
 		const struct mk_snapshot_message *m = &msgs[i];
 
@@ -1297,7 +1351,7 @@ mk_restore_run(struct mk_repo *repo, struct mk_catalog *cat,
 			mk_err_sys(err, "open(tmp)");
 			goto out;
 		}
-		r = rs_meta(&ctx, tmpfd, ctx.rootfd, "subscriptions",
+		r = rs_meta(&ctx, "", tmpfd, ctx.rootfd, "subscriptions",
 		    &mb->subscriptions, err);
 		close(tmpfd);
 		if (r < 0)
@@ -1313,12 +1367,19 @@ mk_restore_run(struct mk_repo *repo, struct mk_catalog *cat,
 							: "",
 		err) < 0)
 		goto out;
-	if (stats_r->failed > 0) {
+	if (stats_r->problems.count > 0) {
 		mk_err_set(err,
-		    "%llu messages could not be restored (%llu were); first: "
-		    "%s",
+		    "%llu messages could not be restored (%llu were)%s%s; "
+		    "first: %s",
 		    (unsigned long long)stats_r->failed,
 		    (unsigned long long)stats_r->messages,
+		    stats_r->failed_lists > 0 ? ", nor the messages of a "
+						"folder list that could not "
+						"be read"
+					      : "",
+		    stats_r->failed_files > 0
+			? ", and metadata files could not be"
+			: "",
 		    stats_r->problems.first);
 		goto out;
 	}

@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "mailkeep/crypto.h"
-#include "mailkeep/hmap.h"
 #include "mailkeep/maildir.h"
 #include "mailkeep/mem.h"
 #include "mailkeep/snapshot.h"
@@ -294,12 +293,22 @@ mk_snapshot_chunks_free(struct mk_snapshot_chunks *chunks)
 	chunks->count = 0;
 }
 
-/* Should a list be cut after the entry with this key? */
+/*
+ * Should a list be cut after the entry with this key?  The rule is part
+ * of the repository format (docs/repository-format.md): every writer,
+ * every run, must cut at the same keys, so it is FNV-1a-64 and not a
+ * keyed hash such as mk_hmap_hash.
+ */
 static bool
 snap_cut_key(const char *key)
 {
-	uint64_t h = mk_hmap_hash(key, strlen(key));
+	uint64_t h = 14695981039346656037ULL;
+	const unsigned char *p;
 
+	for (p = (const unsigned char *)key; *p != '\0'; p++) {
+		h ^= *p;
+		h *= 1099511628211ULL;
+	}
 	/* FNV-1a's low bits are weak: mix them (MurmurHash3's finalizer). */
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;

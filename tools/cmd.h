@@ -18,6 +18,7 @@
 struct cmd_ctx {
 	struct mk_conf_args args; /* the global options */
 	bool json; /* --json */
+	bool offline; /* --offline: never through mailkeepd */
 	const char *name; /* the command's name */
 };
 

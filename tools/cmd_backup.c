@@ -18,6 +18,7 @@
 #include "mailkeep/mem.h"
 #include "mailkeep/store.h"
 #include "mailkeep/str.h"
+#include "mailkeep/when.h"
 
 #include "client.h"
 #include "cmd.h"
@@ -490,6 +491,7 @@ backup_run(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "offline", no_argument, NULL, 'o' },
+		{ "time", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char id[MK_SNAPSHOT_RUN_ID_LEN + 1], relpath[4096];
@@ -497,16 +499,26 @@ backup_run(struct cmd_ctx *ctx, int argc, char **argv)
 	char read[32], stored[32];
 	struct backup_cli cli;
 	struct mk_err err;
-	int64_t run = 0, start;
+	int64_t run = 0, start, at_ns = 0;
 	int i, j, ch, status = CMD_FAIL;
-	bool offline = false;
+	bool offline = ctx->offline;
 	size_t k;
 
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
-		if (ch != 'o')
+		if (ch == 'o')
+			offline = true;
+		else if (ch == 't' &&
+		    mk_when_parse(optarg, cmd_now_ns(), &at_ns, &err) < 0) {
+			mk_log_error(ctx->name, "--time: %s", err.msg);
+			return CMD_USAGE;
+		} else if (ch != 't')
 			return cmd_usage(ctx);
-		offline = true;
+	}
+	/* The daemon's runs take their own time. */
+	if (at_ns != 0 && !offline) {
+		mk_log_error(ctx->name, "--time needs --offline");
+		return CMD_USAGE;
 	}
 	if (!offline &&
 	    (status = backup_run_daemon(ctx, argc - optind, argv + optind)) >=
@@ -546,6 +558,7 @@ backup_run(struct cmd_ctx *ctx, int argc, char **argv)
 		goto out;
 	}
 	mk_backup_share_packs(cli.bk, backup_done, &cli);
+	mk_backup_set_time(cli.bk, at_ns);
 	if (ctx->json)
 		printf("{\"run\":\"%s\",\"mailboxes\":[", id);
 	for (k = 0; list != NULL && k < list->count; k++)

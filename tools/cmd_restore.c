@@ -1,4 +1,5 @@
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,8 +9,12 @@
 #include <jansson.h>
 
 #include "mailkeep/fsutil.h"
+#include "mailkeep/backup.h"
 #include "mailkeep/limits.h"
+#include "mailkeep/lock.h"
 #include "mailkeep/log.h"
+#include "mailkeep/mem.h"
+#include "mailkeep/reindex.h"
 #include "mailkeep/restore.h"
 #include "mailkeep/scan.h"
 #include "mailkeep/store.h"
@@ -17,12 +22,39 @@
 
 #include "cmd.h"
 
-/* The progress line on a terminal, redrawn at most every 100 ms. */
+/* The progress line on a terminal, redrawn at most every 100 ms, and
+ * the parts that could not be restored. */
 struct restore_tty {
 	bool on;
 	int64_t last_ns;
 	bool drawn;
+	json_t *failures;
 };
+
+/*
+ * Each part that could not be read: one line on stderr (after the
+ * progress line), and into the JSON report's "failures".
+ */
+static void
+restore_failed_cb(const struct mk_restore_failure *f, void *arg)
+{
+	static const char *const kinds[] = { "message", "list", "file" };
+	struct restore_tty *tty = arg;
+
+	if (tty->drawn)
+		fprintf(stderr, "\r\033[K");
+	if (f->kind == MK_RESTORE_FAILED_LIST)
+		mk_log_error("restore",
+		    "not restored: messages of folder %s whose list could "
+		    "not be read: %s",
+		    f->folder, f->reason);
+	else
+		mk_log_error("restore", "not restored: %s/%s: %s", f->folder,
+		    f->name, f->reason);
+	json_array_append_new(tty->failures,
+	    json_pack("{s:s, s:s, s:s?, s:s}", "kind", kinds[f->kind], "folder",
+		f->folder, "name", f->name, "reason", f->reason));
+}
 
 static bool
 restore_progress_cb(const struct mk_restore_progress *p, void *arg)
@@ -87,6 +119,218 @@ restore_room(struct cmd_ctx *ctx, const struct mk_conf *conf,
 	return 0;
 }
 
+/*
+ * Where a restore finds its snapshot: the state directory's catalog, or,
+ * when the mailbox has no snapshot there (a fresh machine, a lost or
+ * damaged catalog, a mailbox of another host), a catalog rebuilt from
+ * the repository.  An empty catalog nobody uses is rebuilt in place, so
+ * that snapshots, ls and the next restores work from it; one that holds
+ * other mailboxes' snapshots, cannot be opened or is in use (mailkeepd,
+ * a backup run) is left alone and a private temporary catalog is
+ * rebuilt, then removed.
+ */
+struct restore_catalog {
+	struct mk_catalog *state; /* conf->catalog; NULL when unusable */
+	struct mk_catalog *cat; /* what the restore reads */
+	char tmpdir[PATH_MAX]; /* the temporary catalog's directory, or "" */
+	bool rebuilt;
+};
+
+static void
+restore_count_cb(const struct mk_catalog_snapshot *s, void *arg)
+{
+	(void)s;
+	(*(size_t *)arg)++;
+}
+
+static void
+restore_catalog_close(struct restore_catalog *rcat)
+{
+	static const char *const files[] = { "catalog.db", "catalog.db-wal",
+		"catalog.db-shm", "catalog.db-journal" };
+	char path[PATH_MAX + 32];
+	size_t i;
+
+	if (rcat->cat != rcat->state)
+		mk_catalog_close(&rcat->cat);
+	mk_catalog_close(&rcat->state);
+	rcat->cat = NULL;
+	if (rcat->tmpdir[0] == '\0')
+		return;
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", rcat->tmpdir, files[i]);
+		(void)unlink(path);
+	}
+	(void)rmdir(rcat->tmpdir);
+	rcat->tmpdir[0] = '\0';
+}
+
+/* A private temporary catalog, in $TMPDIR (mode 0700). */
+static int
+restore_catalog_tmp(struct restore_catalog *rcat, struct mk_err *err)
+{
+	const char *tmp = getenv("TMPDIR");
+	char path[PATH_MAX + 16];
+
+	snprintf(rcat->tmpdir, sizeof(rcat->tmpdir),
+	    "%s/mailkeep-catalog.XXXXXX",
+	    tmp != NULL && tmp[0] == '/' ? tmp : "/tmp");
+	if (mkdtemp(rcat->tmpdir) == NULL) {
+		mk_err_sys(err, "mkdtemp(%s)", rcat->tmpdir);
+		rcat->tmpdir[0] = '\0';
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/catalog.db", rcat->tmpdir);
+	return mk_catalog_open(path, &rcat->cat, err);
+}
+
+/* The run ids of the repository, oldest first. */
+struct restore_runs {
+	char (*id)[MK_SNAPSHOT_RUN_ID_LEN + 1];
+	size_t n, cap;
+};
+
+static void
+restore_run_cb(const struct mk_snapshot_run *run, void *arg)
+{
+	struct restore_runs *rr = arg;
+
+	mk_xgrow(&rr->id, &rr->cap, rr->n + 1, sizeof(*rr->id));
+	memcpy(rr->id[rr->n++], run->id, sizeof(run->id));
+}
+
+/*
+ * Does a run of the repository list a snapshot of address?  Read from
+ * the newest run back, so that a typo does not cost a whole rebuild.
+ * 1 yes, or some run could not be read (perhaps it does); 0 no; -1
+ * error.
+ */
+static int
+restore_repo_has(struct mk_repo *repo, const char *address, struct mk_err *err)
+{
+	struct mk_snapshot_entry *entries;
+	struct mk_snapshot_run *run;
+	struct restore_runs rr;
+	struct mk_err rerr;
+	size_t i, k, n;
+	int found = 0;
+
+	memset(&rr, 0, sizeof(rr));
+	if (mk_backup_runs(repo, restore_run_cb, &rr, err) < 0) {
+		free(rr.id);
+		return -1;
+	}
+	for (i = rr.n; found == 0 && i > 0; i--) {
+		if (mk_backup_run_read(
+			repo, rr.id[i - 1], &run, &entries, &n, &rerr) < 0) {
+			found = 1;
+			break;
+		}
+		for (k = 0; k < n; k++)
+			if (strcmp(entries[k].address, address) == 0)
+				found = 1;
+		mk_snapshot_entries_free(&entries, n);
+		mk_snapshot_run_free(&run);
+	}
+	free(rr.id);
+	return found;
+}
+
+/*
+ * Open the catalog that knows address's snapshots, rebuilding one from
+ * the repository (opened into *repo_r) when the state directory's does
+ * not.  Says on stderr what it rebuilt and where.
+ */
+static int
+restore_catalog_open(struct cmd_ctx *ctx, const struct mk_conf *conf,
+    const char *address, const char *snap, struct restore_catalog *rcat,
+    struct mk_repo **repo_r)
+{
+	struct mk_reindex_stats st;
+	size_t mine = 0, all = 0;
+	char lockpath[PATH_MAX + 8];
+	struct mk_err err;
+	int runfd = -1, r, rc = -1;
+	long holder;
+
+	memset(rcat, 0, sizeof(*rcat));
+	if (mk_fs_mkdir_p(conf->state_dir, 0700, &err) < 0 ||
+	    mk_catalog_open(conf->catalog, &rcat->state, &err) < 0 ||
+	    mk_catalog_snapshots(
+		rcat->state, address, restore_count_cb, &mine, &err) < 0 ||
+	    (mine == 0 &&
+		mk_catalog_snapshots(
+		    rcat->state, NULL, restore_count_cb, &all, &err) < 0)) {
+		mk_log_warn(ctx->name, "the catalog %s cannot be used: %s",
+		    conf->catalog, err.msg);
+		mk_catalog_close(&rcat->state);
+	}
+	if (rcat->state != NULL && mine > 0) {
+		rcat->cat = rcat->state;
+		return 0;
+	}
+	if (cmd_backup_repo_open(ctx, conf, repo_r) < 0)
+		return -1;
+	snprintf(lockpath, sizeof(lockpath), "%s.lock", conf->catalog);
+	if (rcat->state != NULL && all == 0 && !cmd_daemon_running(conf) &&
+	    mk_lock_run(lockpath, &runfd, &holder, &err) == 0) {
+		mk_log_info(ctx->name,
+		    "the catalog %s has no snapshot: rebuilding it from the "
+		    "repository %s",
+		    conf->catalog, conf->repo_location);
+		rcat->cat = rcat->state;
+	} else {
+		if ((r = restore_repo_has(*repo_r, address, &err)) < 0) {
+			mk_log_error(ctx->name, "%s", err.msg);
+			goto out;
+		}
+		if (r == 0) {
+			mk_log_error(ctx->name,
+			    "no snapshots of %s in the catalog or the "
+			    "repository: not a mailbox that was backed up",
+			    address);
+			goto out;
+		}
+		/* Ids would be a catalog's that nobody has seen. */
+		if (snap != NULL) {
+			mk_log_error(ctx->name,
+			    "--snapshot %s: %s has no snapshot in the catalog "
+			    "%s, so no snapshot id is known for it: use --at "
+			    "TIME (or 'mailkeep repo rebuild-catalog', then "
+			    "'mailkeep snapshots')",
+			    snap, address, conf->catalog);
+			goto out;
+		}
+		if (restore_catalog_tmp(rcat, &err) < 0) {
+			mk_log_error(
+			    ctx->name, "temporary catalog: %s", err.msg);
+			goto out;
+		}
+		mk_log_info(ctx->name,
+		    "%s has no snapshot in the catalog %s: rebuilding a "
+		    "temporary catalog from the repository %s in %s (removed "
+		    "afterwards; the catalog %s is left as it is)",
+		    address, conf->catalog, conf->repo_location, rcat->tmpdir,
+		    conf->catalog);
+	}
+	if (mk_reindex_catalog(*repo_r, rcat->cat, &st, &err) < 0) {
+		mk_log_error(ctx->name, "rebuilding the catalog: %s", err.msg);
+		goto out;
+	}
+	mk_log_info(ctx->name,
+	    "catalog rebuilt from the repository: %llu runs, %llu snapshots, "
+	    "%llu messages%s",
+	    (unsigned long long)st.runs, (unsigned long long)st.snapshots,
+	    (unsigned long long)st.messages,
+	    st.skipped > 0 ? "; damaged objects left out (see above)" : "");
+	rcat->rebuilt = true;
+	rc = 0;
+out:
+	if (runfd >= 0)
+		close(runfd);
+	return rc;
+}
+
 /* The live Maildir of address, from the store template. */
 static int
 restore_maildir(struct cmd_ctx *ctx, const struct mk_conf *conf,
@@ -113,7 +357,7 @@ out:
 static void
 restore_report(struct cmd_ctx *ctx, const struct mk_restore_req *req,
     const struct mk_restore_stats *st, const char *to, const char *when,
-    bool ok, const char *error)
+    bool ok, const char *error, json_t *failures)
 {
 	static const char *const formats[] = { "maildir", "mbox", "eml" };
 	char size[32];
@@ -134,6 +378,7 @@ restore_report(struct cmd_ctx *ctx, const struct mk_restore_req *req,
 			    o, "folder", json_string(st->folder));
 		if (!ok)
 			json_object_set_new(o, "error", json_string(error));
+		json_object_set(o, "failures", failures);
 		cmd_backup_print(o);
 		return;
 	}
@@ -153,6 +398,9 @@ restore_report(struct cmd_ctx *ctx, const struct mk_restore_req *req,
 	if (st->failed > 0)
 		printf(
 		    ", %llu could not be read", (unsigned long long)st->failed);
+	if (st->failed_lists + st->failed_files > 0)
+		printf(", %llu lists or files could not be read",
+		    (unsigned long long)(st->failed_lists + st->failed_files));
 	printf("\n");
 }
 
@@ -214,7 +462,7 @@ cmd_restore(struct cmd_ctx *ctx, int argc, char **argv)
 	char maildir[2048], prefix[32], when[32];
 	struct mk_restore_stats stats;
 	struct mk_restore_req req;
-	struct mk_catalog *cat = NULL;
+	struct restore_catalog rcat;
 	struct mk_conf *conf = NULL;
 	struct mk_repo *repo = NULL;
 	struct restore_tty tty;
@@ -226,6 +474,8 @@ cmd_restore(struct cmd_ctx *ctx, int argc, char **argv)
 
 	memset(&req, 0, sizeof(req));
 	memset(&tty, 0, sizeof(tty));
+	memset(&rcat, 0, sizeof(rcat));
+	offline = ctx->offline;
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -286,16 +536,28 @@ cmd_restore(struct cmd_ctx *ctx, int argc, char **argv)
 	}
 	mk_str_lower(argv[optind]);
 	req.address = argv[optind];
-	if (cmd_conf(ctx, &conf) < 0 || cmd_catalog_open(ctx, conf, &cat) < 0)
+	if (cmd_conf(ctx, &conf) < 0 ||
+	    restore_catalog_open(ctx, conf, req.address, snap, &rcat, &repo) <
+		0)
 		goto out;
 	req.separator = conf->hierarchy_separator;
-	if ((status = cmd_snapshot_pick(ctx, cat, req.address, snap, at,
+	if (rcat.rebuilt && snap != NULL) {
+		/* Ids are the rebuilt catalog's: one given before is a guess. */
+		mk_log_error(ctx->name,
+		    "--snapshot %s: snapshot ids are numbered by the catalog "
+		    "just rebuilt; 'mailkeep snapshots' lists them now, or use "
+		    "--at TIME",
+		    snap);
+		goto out;
+	}
+	if ((status = cmd_snapshot_pick(ctx, rcat.cat, req.address, snap, at,
 		 &req.snapshot, &tty.last_ns)) != CMD_OK)
 		goto out;
 	status = CMD_FAIL;
 	cmd_backup_time(tty.last_ns, when);
 	tty.last_ns = 0;
-	if (!offline && restore_by_daemon(conf, &req) &&
+	/* mailkeepd's catalog does not know a rebuilt one's snapshots. */
+	if (!offline && !rcat.rebuilt && restore_by_daemon(conf, &req) &&
 	    (status = restore_submit(ctx, conf, &req, to, format, force)) >= 0)
 		goto out;
 	status = CMD_FAIL;
@@ -312,23 +574,30 @@ cmd_restore(struct cmd_ctx *ctx, int argc, char **argv)
 		req.prefix = prefix;
 		if (force)
 			req.room_bytes = req.room_messages = UINT64_MAX;
-		else if (restore_room(ctx, conf, cat, req.address, &req) < 0)
+		else if (restore_room(ctx, conf,
+			     rcat.state != NULL ? rcat.state : rcat.cat,
+			     req.address, &req) < 0)
 			goto out;
 	}
-	if (cmd_backup_repo_open(ctx, conf, &repo) < 0)
+	if (repo == NULL && cmd_backup_repo_open(ctx, conf, &repo) < 0)
 		goto out;
 	tty.on = !ctx->json && isatty(STDERR_FILENO);
+	tty.failures = json_array();
+	req.failed_cb = restore_failed_cb;
+	req.failed_arg = &tty;
 	r = mk_restore_run(
-	    repo, cat, &req, restore_progress_cb, &tty, &stats, &err);
+	    repo, rcat.cat, &req, restore_progress_cb, &tty, &stats, &err);
 	if (tty.drawn)
 		fputc('\n', stderr);
 	if (r < 0)
 		mk_log_error("restore", "%s", err.msg);
-	restore_report(ctx, &req, &stats, to, when, r == 0, err.msg);
+	restore_report(
+	    ctx, &req, &stats, to, when, r == 0, err.msg, tty.failures);
 	status = r == 0 ? CMD_OK : CMD_FAIL;
 out:
+	json_decref(tty.failures);
 	mk_repo_close(&repo);
-	mk_catalog_close(&cat);
+	restore_catalog_close(&rcat);
 	mk_conf_free(&conf);
 	return status;
 }

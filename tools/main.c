@@ -69,14 +69,17 @@ static const struct cmd_entry cmd_table[] = {
 	    "that later\n"
 	    "backups use; dict list shows them." },
 	{ "backup", cmd_backup,
-	    "backup run [--offline] [MAILBOX...] | backup list [RUN]",
+	    "backup run [--offline [--time TIME]] [MAILBOX...] | backup list "
+	    "[RUN]",
 	    "Back up mailboxes into the repository: run backs up the named\n"
 	    "mailboxes, or every mailbox of the store, reading only new\n"
 	    "message files.  When mailkeepd runs, the run is a job of the\n"
 	    "daemon: this command submits it, shows its progress on a\n"
 	    "terminal and waits for it.  Otherwise, or with --offline, it\n"
-	    "runs in this process and prints what each mailbox cost.  list "
-	    "shows the runs\n"
+	    "runs in this process and prints what each mailbox cost;\n"
+	    "--time TIME gives its snapshots that time instead of now (as\n"
+	    "restic's backup --time: for a copy of the store made earlier).\n"
+	    "list shows the runs\n"
 	    "the repository holds; with a RUN id (8 or more hex digits) the\n"
 	    "mailbox snapshots of that run.  The repository and its key come\n"
 	    "from [repository] location and key_file, or "
@@ -129,7 +132,11 @@ static const struct cmd_entry cmd_table[] = {
 	    "(progress on a terminal, cancel with POST\n"
 	    "/v1/jobs/<id>/cancel): into the live mailbox, or into a DIR\n"
 	    "beneath [restore] root; other directories, and --offline, are\n"
-	    "written by this process." },
+	    "written by this process.  When the catalog has no snapshot of\n"
+	    "MAILBOX (a fresh machine, a lost catalog), a catalog is rebuilt\n"
+	    "from the repository first: in the state directory when it is\n"
+	    "empty, else a temporary one; snapshot ids are then its own, so\n"
+	    "give --at TIME." },
 	{ "check", cmd_check, "check [--sample PERCENT] [--json]",
 	    "Verify the repository and the catalog against each other: every\n"
 	    "pack's header and index, every blob the catalog records at its\n"
@@ -178,7 +185,7 @@ main_usage(FILE *fp)
 
 	fprintf(fp,
 	    "usage: mailkeep [-c FILE | --store DIR --state DIR] [--json] "
-	    "COMMAND ...\n\ncommands:\n");
+	    "[--offline] COMMAND ...\n\ncommands:\n");
 	for (i = 0; i < CMD_COUNT; i++)
 		fprintf(fp, "  %s\n", cmd_table[i].usage);
 }
@@ -230,6 +237,7 @@ main(int argc, char **argv)
 		{ "store", required_argument, NULL, 'S' },
 		{ "state", required_argument, NULL, 'T' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "offline", no_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -252,6 +260,9 @@ main(int argc, char **argv)
 			break;
 		case 'j':
 			ctx.json = true;
+			break;
+		case 'o':
+			ctx.offline = true;
 			break;
 		case 'h':
 			main_usage(stdout);

@@ -113,6 +113,14 @@ void mk_backup_set_read_cb(
     struct mk_backup *bk, mk_backup_read_cb *cb, void *arg);
 
 /*
+ * Give the session's snapshots the time time_ns (ns since the epoch)
+ * instead of the time each mailbox's listing starts, as restic's
+ * `backup --time` does: for a backup of a copy made earlier, and for
+ * tests that simulate days.  0 goes back to now.
+ */
+void mk_backup_set_time(struct mk_backup *bk, int64_t time_ns);
+
+/*
  * Back up the Maildir at relpath beneath rootfd (no symbolic link on the
  * way) as address.  On success the snapshot is committed and *stats_r
  * tells what it cost; on failure nothing of this mailbox is recorded

@@ -47,6 +47,7 @@ struct mk_conf {
 	uint64_t workers;
 	uint64_t audit_interval; /* seconds */
 	uint64_t poll_interval; /* seconds */
+	uint64_t request_timeout; /* seconds, per HTTP request */
 
 	/* [quota] */
 	char *quota_default; /* limits for every mailbox */
@@ -74,6 +75,8 @@ struct mk_conf {
 	char *policy_aliases;
 	char *policy_delimiter;
 	int policy_alias_policy; /* enum mk_aliases_policy */
+	uint64_t policy_resv_ttl; /* seconds */
+	uint64_t policy_resv_max; /* pending reservations per mailbox */
 
 	/* [quota.domain], [quota.pool], [quota.mailbox]: names as keys */
 	struct mk_conf_entry *entries;

@@ -38,7 +38,10 @@ bool mk_hmap_remove(struct mk_hmap *map, uint64_t key, const void *value);
  */
 void *mk_hmap_next(const struct mk_hmap *map, size_t *pos);
 
-/* The hash of a string (FNV-1a, 64 bits). */
+/*
+ * The hash of len bytes at s: XXH3 (64 bits) with a secret drawn at
+ * process start, so it differs from run to run: never store it.
+ */
 uint64_t mk_hmap_hash(const char *s, size_t len);
 
 #endif

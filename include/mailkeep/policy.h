@@ -147,7 +147,8 @@ struct mk_policy_mailbox {
 /*
  * Look up address (lower case, no extension unless the mailbox's name
  * has one).  Returns 1 for a local mailbox with *mb_r filled, 0 when it
- * is not one, -1 with err set on failure.  Must not block.
+ * is not one, -1 with err set on failure.  mb_r NULL asks only whether
+ * the address is a local mailbox (the alias expansion).  Must not block.
  */
 typedef int mk_policy_lookup_cb(void *arg, const char *address,
     struct mk_policy_mailbox *mb_r, struct mk_err *err);
@@ -198,7 +199,7 @@ int mk_policy_decide(const struct mk_policy_config *conf,
 void mk_policy_decision_clear(struct mk_policy_decision *d);
 
 /* Make the reservations of a decision that let the message through,
- * lasting MK_QUOTA_RESV_TTL seconds from now. */
+ * lasting the table's time to live (mk_quota_resv_configure) from now. */
 void mk_policy_reserve(const struct mk_policy_decision *d,
     struct mk_quota_resv *resv, int64_t now);
 

@@ -213,15 +213,41 @@ int mk_quota_import_passwd_file(const char *path, mk_quota_import_cb *cb,
  * expands to: max(size, 1) bytes and one message.  A second reservation
  * with the same key on the same mailbox replaces the first (END-OF-MESSAGE
  * corrects the size declared at RCPT).  A reservation ends when a message
- * lands in the mailbox (the oldest one is released) or when it expires.
- * Times are whatever clock the caller uses, in seconds.
+ * lands in the mailbox (the oldest one is released), when it expires,
+ * or when the mailbox has too many: a new one then pushes out the
+ * mailbox's oldest, so that mail that never arrives (refused later, a
+ * client gone) cannot make the table grow without bound.  Times are
+ * whatever clock the caller uses, in seconds.
  */
-#define MK_QUOTA_RESV_TTL 900 /* seconds a reservation lasts */
+#define MK_QUOTA_RESV_TTL 900 /* default seconds a reservation lasts */
+#define MK_QUOTA_RESV_MAX 100 /* default pending on one mailbox */
 
 struct mk_quota_resv;
 
+/* How reservations ended, since the table was made. */
+struct mk_quota_resv_stats {
+	uint64_t released; /* a message landed */
+	uint64_t expired;
+	uint64_t capped; /* pushed out by a newer one on a full mailbox */
+};
+
+/* A table with MK_QUOTA_RESV_TTL and MK_QUOTA_RESV_MAX. */
 struct mk_quota_resv *mk_quota_resv_new(void);
 void mk_quota_resv_free(struct mk_quota_resv **resvp);
+
+/*
+ * Set how long a new reservation lasts (seconds, at least 1) and how many
+ * one mailbox may hold (at least 1).  Reservations made before keep their
+ * expiry; a mailbox over a lowered cap sheds its oldest at its next add.
+ */
+void mk_quota_resv_configure(
+    struct mk_quota_resv *resv, int64_t ttl, size_t max_per_mailbox);
+
+/* How long a reservation made now lasts. */
+int64_t mk_quota_resv_ttl(const struct mk_quota_resv *resv);
+
+void mk_quota_resv_stats(
+    const struct mk_quota_resv *resv, struct mk_quota_resv_stats *st_r);
 
 /* Reserve bytes on mailbox for (txn, rcpt) until expires. */
 void mk_quota_resv_add(struct mk_quota_resv *resv, const char *txn,

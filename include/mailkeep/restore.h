@@ -46,9 +46,12 @@
  * directories 0700.
  *
  * A message whose blobs cannot be read (a damaged or missing pack) is
- * skipped and counted in stats->failed, the first problem kept in
- * stats->problems; the rest goes on, and the run then fails with an
- * error saying how many messages could not be restored.
+ * skipped and counted in stats->failed; so is a folder's message list
+ * (stats->failed_lists: the messages it lists are not restored) and a
+ * metadata file (stats->failed_files).  Each is told to req->failed_cb
+ * and the first kept in stats->problems; the rest goes on, and the run
+ * then fails with an error saying how much could not be restored.
+ * Nothing of a failed part is written: no partial file is left.
  *
  * Blocking I/O, no global state: call from a worker thread (with its own
  * struct mk_catalog and struct mk_repo) or a command-line tool.
@@ -78,6 +81,30 @@ enum mk_restore_format {
 /* Longest folder prefix accepted for MK_RESTORE_TO_NEW_FOLDER. */
 #define MK_RESTORE_PREFIX_MAX 64
 
+/*
+ * A part of the snapshot that could not be read (a damaged or missing
+ * pack): a message, a folder's message list or a metadata file.  The
+ * strings live for the call only.
+ */
+enum mk_restore_failure_kind {
+	MK_RESTORE_FAILED_MESSAGE, /* name: its base name */
+	MK_RESTORE_FAILED_LIST, /* name: NULL; the folder's messages
+				   listed in that part are missing */
+	MK_RESTORE_FAILED_FILE, /* name: dovecot-uidlist, subscriptions... */
+};
+
+struct mk_restore_failure {
+	enum mk_restore_failure_kind kind;
+	const char *folder; /* IMAP name, "INBOX", "Archive/2024" */
+	const char *name;
+	const char *reason;
+};
+
+/* Called for each failure, on the calling thread, before the run goes
+ * on with the rest. */
+typedef void mk_restore_failed_cb(
+    const struct mk_restore_failure *f, void *arg);
+
 /* What to restore and where.  Strings are borrowed for the call. */
 struct mk_restore_req {
 	const char *address; /* the mailbox, lower case */
@@ -106,6 +133,9 @@ struct mk_restore_req {
 	 * UINT64_MAX: no limit, or --force. */
 	uint64_t room_bytes;
 	uint64_t room_messages;
+	/* Told about each part that could not be read; may be NULL. */
+	mk_restore_failed_cb *failed_cb;
+	void *failed_arg;
 };
 
 /* How far a restore is; totals are known from the start. */
@@ -131,7 +161,9 @@ struct mk_restore_stats {
 	uint64_t bytes; /* of the messages restored */
 	uint64_t files; /* every file written, the metadata files too */
 	uint64_t skipped; /* TO_ORIGINAL: already there */
-	uint64_t failed; /* could not be read from the repository */
+	uint64_t failed; /* messages that could not be read */
+	uint64_t failed_lists; /* folder message lists that could not be */
+	uint64_t failed_files; /* metadata files that could not be */
 	struct mk_warnings problems; /* the first failure */
 	char folder[MK_RESTORE_PREFIX_MAX + 16]; /* TO_NEW_FOLDER: used */
 };

@@ -681,6 +681,14 @@ def steps(check, dc, mk, pf, mds, limits, mailkeep):
     check("/metrics: 'fits' answers counted", fits >= 8, fits)
     check.equal("/metrics: no bad policy requests from Postfix",
                 delta(m1, m0, "mailkeep_policy_bad_requests_total"), 0)
+    ended = 'mailkeep_policy_reservations_ended_total{reason="%s"}'
+    check("/metrics: deliveries ended reservations made at RCPT",
+          delta(m1, m0, ended % "delivered") > 0,
+          {k: v for k, v in m1.items() if "reservations" in k})
+    check.equal("/metrics: no reservation pushed out by the cap",
+                delta(m1, m0, ended % "cap"), 0)
+    check("/metrics: pending reservations shown",
+          m1.get("mailkeep_policy_reservations", -1) >= 0, m1.get("mailkeep_policy_reservations"))
     buckets = sorted(((float(k.split('le="')[1].split('"')[0]), v) for k, v in m1.items()
                       if k.startswith("mailkeep_policy_latency_seconds_bucket")),
                      key=lambda b: b[0])

@@ -27,6 +27,7 @@ import email.policy
 import hashlib
 import imaplib
 import mailbox
+import json
 import os
 import re
 import shutil
@@ -363,6 +364,22 @@ def run(c, dc, work):
     if prefix2:
         c.equal("the restored INBOX is complete",
                 fetch_state(imap, prefix2[0])[0], before["INBOX"])
+        # Restored copies have base names of their own, so the next
+        # snapshot keeps them beside their originals.
+        res = mk("--json", "backup", "run")
+        c("backup run after the restores", res.returncode == 0, res.stderr)
+        res = mk("--json", "ls", OTTO)
+        listed = json.loads(res.stdout)["messages"] if res.returncode == 0 else []
+        per = {}
+        for m in listed:
+            per[m["folder"]] = per.get(m["folder"], 0) + 1
+        c.equal("the next snapshot holds every restored copy",
+                per.get(prefix2[0]), len(before["INBOX"]))
+        c.equal("... and every message of INBOX beside them", per.get("INBOX"),
+                len(got))
+        c("... the copies named <ID>.<folder>", all(
+            m["id"].endswith("." + prefix2[0].split("/")[0])
+            for m in listed if m["folder"] == prefix2[0]), listed[:2])
 
     # --- force-resync finds nothing to repair ---------------------------------
     boxes = sorted(selectable(imap))

@@ -13,8 +13,8 @@ completes.  A second host with its own state dir and credentials from the
 environment backs up into the same repository at the same time.  Every
 snapshot of both hosts restores byte for byte from the bucket.  A fresh
 state dir with only the credentials and the key lists every run from the
-bucket, rebuilds its catalog from it and restores every mailbox of both
-hosts.  A pack deleted behind our back is named by `check`.  A listing of
+bucket, and `mailkeep --offline restore` alone rebuilds its catalog from
+it and restores every mailbox of both hosts.  A pack deleted behind our back is named by `check`.  A listing of
 more than one page (1000 keys) is counted right.
 """
 
@@ -335,33 +335,32 @@ def scenario(check, ceph, tmp):
         check("fresh state dir: backup list RUN reads its mailbox snapshots",
               len(listed) > 0, res.stderr)
 
-    # ... rebuilds its catalog from the bucket and restores the last
-    # snapshot of every mailbox of both hosts.
-    res = mailkeep(fresh.conf, "repo", "rebuild-catalog")
-    check("fresh state dir: repo rebuild-catalog from the bucket", res.returncode == 0,
-          res.stderr)
-    res = mailkeep(fresh.conf, "--json", "snapshots")
-    snaps = json.loads(res.stdout)["snapshots"] if res.returncode == 0 else []
-    latest = {}
-    for s in snaps:
-        if s["id"] > latest.get(s["mailbox"], 0):
-            latest[s["mailbox"]] = s["id"]
-    bad = []
+    # ... and `mailkeep --offline restore` alone, with no rebuild-catalog
+    # step, rebuilds the empty catalog from the bucket (saying so) and
+    # restores the last snapshot of every mailbox of both hosts.
+    bad, said = [], []
     os.makedirs(os.path.join(fresh.tmp, "restored"))
     for host in (a, b):
-        for mailbox in host.store.maildirs():
+        for mailbox in sorted(host.store.maildirs()):
             mine = max(i for i, path in host.copies.items()
                        if path.endswith(os.path.relpath(host.store.maildirs()[mailbox],
                                                         host.root)))
             to = os.path.join(fresh.tmp, "restored", mailbox)
-            res = mailkeep(fresh.conf, "restore", mailbox, "--snapshot",
-                           str(latest.get(mailbox, 0)), "--to", to)
+            res = mailkeep(fresh.conf, "--offline", "restore", mailbox, "--to", to)
+            said.append("rebuilding it from the repository s3:" in res.stderr)
             diff = (first_difference(tree(to), tree(host.copies[mine]))
                     if res.returncode == 0 else res.stderr.strip())
             if diff is not None:
                 bad.append(f"{mailbox}: {diff}")
-    check("fresh state dir: the last snapshot of every mailbox of both hosts "
-          "restores byte for byte", not bad and len(latest) == 5, "; ".join(bad[:3]))
+    check("fresh state dir: --offline restore rebuilds the catalog from the bucket "
+          "once, and says so", said[:1] == [True] and not any(said[1:]), said)
+    check("fresh state dir: --offline restore brings back the last snapshot of every "
+          "mailbox of both hosts byte for byte", not bad and len(said) == 5,
+          "; ".join(bad[:3]))
+    res = mailkeep(fresh.conf, "--json", "snapshots")
+    snaps = json.loads(res.stdout)["snapshots"] if res.returncode == 0 else []
+    check("fresh state dir: the rebuilt catalog stays for snapshots and ls",
+          len({s["mailbox"] for s in snaps}) == 5, res.stdout[:300] + res.stderr)
 
     # A pack deleted behind our back: check names it and what it affects.
     packs = sorted(k for k in s3.list(bucket, "mail/packs/"))

@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "fixture.h"
 #include "mailkeep/hmap.h"
 
@@ -83,6 +85,39 @@ test_hmap_churn_does_not_fill_with_tombstones(void **state)
 	mk_hmap_free(&map);
 }
 
+/*
+ * The hash is keyed: not XXH3's published one, so that clients cannot
+ * compute collisions.  Every byte and the length count, and similar
+ * names spread over the low bits the table uses.
+ */
+static void
+test_hmap_hash_is_keyed_and_spreads(void **state)
+{
+	static unsigned buckets[1024];
+	char name[32];
+	unsigned most = 0;
+	size_t i, len;
+
+	(void)state;
+	assert_true(mk_hmap_hash("user@example.org", 16) !=
+	    XXH3_64bits("user@example.org", 16));
+	assert_true(mk_hmap_hash("", 0) != XXH3_64bits("", 0));
+	assert_true(mk_hmap_hash("a", 1) != mk_hmap_hash("a\0", 2));
+	assert_true(mk_hmap_hash("user@example.org", 16) !=
+	    mk_hmap_hash("user@example.orh", 16));
+	assert_int_equal(mk_hmap_hash("user@example.org", 16),
+	    mk_hmap_hash("user@example.org", 16));
+	for (i = 0; i < 16384; i++) {
+		len = (size_t)snprintf(name, sizeof(name), "u%zu@x", i);
+		buckets[mk_hmap_hash(name, len) & 1023]++;
+	}
+	for (i = 0; i < 1024; i++)
+		if (buckets[i] > most)
+			most = buckets[i];
+	/* 16 a bucket on average; a byte-sum hash would put hundreds in one. */
+	assert_true(most < 48);
+}
+
 int
 main(void)
 {
@@ -90,6 +125,7 @@ main(void)
 		cmocka_unit_test(test_hmap_put_get_remove_many),
 		cmocka_unit_test(test_hmap_same_key_picks_by_match),
 		cmocka_unit_test(test_hmap_churn_does_not_fill_with_tombstones),
+		cmocka_unit_test(test_hmap_hash_is_keyed_and_spreads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

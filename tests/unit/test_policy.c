@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +161,46 @@ parse_text(const char *text, size_t len, struct mk_err *err)
 	st = mk_policy_parser_feed(p, text, len, &used, err);
 	mk_policy_parser_free(&p);
 	return st;
+}
+
+/*
+ * Every printable byte at every place of a name of 1 to 20 bytes: only
+ * letters, digits, '_' and '-' pass (the parser tests names eight bytes
+ * at a time; this holds it to the rule byte by byte).
+ */
+static void
+test_policy_parse_name_bytes(void **state)
+{
+	char text[128], name[21];
+	struct mk_err err;
+	size_t nlen, at, len;
+	int c;
+
+	(void)state;
+	for (nlen = 1; nlen <= 20; nlen++)
+		for (at = 0; at < nlen; at++)
+			for (c = 0x20; c < 0x7f; c++) {
+				bool ok = isalnum(c) || c == '_' || c == '-';
+				enum mk_policy_status st;
+
+				memset(name, 'n', nlen);
+				name[nlen] = '\0';
+				name[at] = (char)c;
+				len = (size_t)snprintf(text, sizeof(text),
+				    "request=smtpd_access_policy\n%s=v\n\n",
+				    name);
+				st = parse_text(text, len, &err);
+				/* '=' after the first byte ends the name. */
+				if (c == '=' && at > 0)
+					ok = true;
+				if (ok != (st == MK_POLICY_DONE))
+					fail_msg("name '%s': %s", name,
+					    ok ? err.msg : "accepted");
+				if (!ok)
+					assert_non_null(strstr(err.msg,
+					    c == '=' ? "expected name=value"
+						     : "bad attribute name"));
+			}
 }
 
 /*
@@ -472,6 +513,8 @@ fake_lookup(void *arg, const char *address, struct mk_policy_mailbox *mb_r,
 		return 0;
 	if (strcmp(address, "broken@x.example") == 0)
 		return mk_err_set(err, "catalog unavailable");
+	if (mb_r == NULL)
+		return 1;
 	memset(mb_r, 0, sizeof(*mb_r));
 	mb_r->usage_known = f->usage_known;
 	mb_r->mailbox.bytes = f->bytes;
@@ -820,6 +863,31 @@ test_policy_reservations_limit_concurrent_messages(void **state)
 	mk_quota_resv_free(&resv);
 }
 
+/* The configured time to live, not the default, sets the expiry. */
+static void
+test_policy_reservations_configured_ttl(void **state)
+{
+	struct mk_quota_resv *resv = mk_quota_resv_new();
+	struct mk_quota_resv_stats st;
+	struct mk_policy_config conf;
+
+	(void)state;
+	mk_policy_config_init(&conf);
+	mk_quota_resv_configure(resv, 60, 100);
+	assert_false(
+	    deliver(&conf, resv, "RCPT", "nearly@x.example", 5, "i1", 1000));
+	assert_false(
+	    deliver(&conf, resv, "RCPT", "nearly@x.example", 5, "i2", 1030));
+	assert_int_equal(mk_quota_resv_count(resv), 2);
+	assert_int_equal(mk_quota_resv_expire(resv, 1059), 0);
+	assert_int_equal(mk_quota_resv_expire(resv, 1060), 1);
+	assert_int_equal(mk_quota_resv_expire(resv, 1089), 0);
+	assert_int_equal(mk_quota_resv_expire(resv, 1090), 1);
+	mk_quota_resv_stats(resv, &st);
+	assert_true(st.expired == 2 && st.released == 0 && st.capped == 0);
+	mk_quota_resv_free(&resv);
+}
+
 /*
  * An alias to two mailboxes of a pool reserves on both; END-OF-MESSAGE
  * leaves both of its own reservations out of the pool.
@@ -902,6 +970,8 @@ main(void)
 		cmocka_unit_test(test_policy_check_text),
 		cmocka_unit_test(
 		    test_policy_reservations_limit_concurrent_messages),
+		cmocka_unit_test(test_policy_reservations_configured_ttl),
+		cmocka_unit_test(test_policy_parse_name_bytes),
 		cmocka_unit_test(test_policy_reservations_pool_alias),
 		cmocka_unit_test(test_policy_reservations_two_pools),
 	};

@@ -870,6 +870,80 @@ test_quota_resv_sums_saturate(void **state)
 	mk_quota_resv_free(&r);
 }
 
+/*
+ * A mailbox holds at most the configured number of reservations: a new
+ * one pushes out the oldest, and the sums follow.
+ */
+static void
+test_quota_resv_cap_drops_oldest(void **state)
+{
+	struct mk_quota_resv *r = mk_quota_resv_new();
+	struct mk_quota_resv_stats st;
+	uint64_t bytes, messages;
+
+	(void)state;
+	mk_quota_resv_configure(r, 900, 3);
+	mk_quota_resv_add(r, "i1", "a@x", "a@x", 1, 100);
+	mk_quota_resv_add(r, "i2", "a@x", "a@x", 20, 100);
+	mk_quota_resv_add(r, "i3", "a@x", "a@x", 300, 100);
+	mk_quota_resv_add(r, "i1", "b@x", "b@x", 5, 100);
+	/* The same key again replaces: nothing is pushed out. */
+	mk_quota_resv_add(r, "i3", "a@x", "a@x", 400, 100);
+	assert_int_equal(mk_quota_resv_count(r), 4);
+	mk_quota_resv_add(r, "i4", "a@x", "a@x", 4000, 100);
+	assert_int_equal(mk_quota_resv_count(r), 4);
+	mk_quota_resv_get(r, "a@x", NULL, NULL, &bytes, &messages, NULL);
+	assert_true(bytes == 4420 && messages == 3);
+	mk_quota_resv_get_domain(r, "x", &bytes, &messages);
+	assert_true(bytes == 4425 && messages == 4);
+	/* i1 on a@x is gone, b@x kept its own. */
+	mk_quota_resv_get(r, "a@x", "i1", "a@x", &bytes, &messages, NULL);
+	assert_true(bytes == 4420 && messages == 3);
+	mk_quota_resv_get(r, "b@x", NULL, NULL, &bytes, &messages, NULL);
+	assert_true(bytes == 5 && messages == 1);
+	/* The oldest left is i2: releasing drops 20. */
+	assert_true(mk_quota_resv_release(r, "a@x"));
+	mk_quota_resv_get(r, "a@x", NULL, NULL, &bytes, &messages, NULL);
+	assert_true(bytes == 4400 && messages == 2);
+	/* A cap of one: the box and its domain go and come back. */
+	mk_quota_resv_configure(r, 900, 1);
+	mk_quota_resv_add(r, "j1", "c@y", "c@y", 7, 100);
+	mk_quota_resv_add(r, "j2", "c@y", "c@y", 8, 100);
+	mk_quota_resv_get(r, "c@y", NULL, NULL, &bytes, &messages, NULL);
+	assert_true(bytes == 8 && messages == 1);
+	mk_quota_resv_get_domain(r, "y", &bytes, &messages);
+	assert_true(bytes == 8 && messages == 1);
+	/* A lowered cap: a@x sheds both of its older ones at its next add. */
+	mk_quota_resv_add(r, "i5", "a@x", "a@x", 9, 100);
+	mk_quota_resv_get(r, "a@x", NULL, NULL, &bytes, &messages, NULL);
+	assert_true(bytes == 9 && messages == 1);
+	mk_quota_resv_stats(r, &st);
+	assert_true(st.capped == 4 && st.released == 1 && st.expired == 0);
+	assert_int_equal(mk_quota_resv_expire(r, 100), 3);
+	mk_quota_resv_stats(r, &st);
+	assert_int_equal(st.expired, 3);
+	assert_int_equal(mk_quota_resv_count(r), 0);
+	mk_quota_resv_free(&r);
+}
+
+/* Reservations expire after the configured time; 0 is taken as 1. */
+static void
+test_quota_resv_configure(void **state)
+{
+	struct mk_quota_resv *r = mk_quota_resv_new();
+
+	(void)state;
+	assert_int_equal(mk_quota_resv_ttl(r), MK_QUOTA_RESV_TTL);
+	mk_quota_resv_configure(r, 600, 10);
+	assert_int_equal(mk_quota_resv_ttl(r), 600);
+	mk_quota_resv_configure(r, 0, 0);
+	assert_int_equal(mk_quota_resv_ttl(r), 1);
+	mk_quota_resv_add(r, "i1", "a@x", "a@x", 1, 10);
+	mk_quota_resv_add(r, "i2", "a@x", "a@x", 1, 10);
+	assert_int_equal(mk_quota_resv_count(r), 1);
+	mk_quota_resv_free(&r);
+}
+
 int
 main(void)
 {
@@ -900,6 +974,8 @@ main(void)
 		cmocka_unit_test(test_quota_resv_release_oldest),
 		cmocka_unit_test(test_quota_resv_expire_many),
 		cmocka_unit_test(test_quota_resv_sums_saturate),
+		cmocka_unit_test(test_quota_resv_cap_drops_oldest),
+		cmocka_unit_test(test_quota_resv_configure),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

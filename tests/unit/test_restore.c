@@ -178,14 +178,20 @@ test_restore_direct_new_folder_and_original(void **state)
 	assert_int_equal(st.messages, 3);
 	assert_int_equal(last.messages, 3);
 	assert_int_equal(last.messages_total, 3);
-	assert_true(exists("store/mb/.Restored-x.INBOX/cur/100.M1P1.h:2,Sa"));
+	/* Copies get base names of their own, "<ID>.<folder>". */
+	assert_true(exists(
+	    "store/mb/.Restored-x.INBOX/cur/100.M1P1.h.Restored-x:2,Sa"));
+	assert_false(exists("store/mb/.Restored-x.INBOX/cur/100.M1P1.h:2,Sa"));
 	assert_true(exists("store/mb/.Restored-x.INBOX/dovecot-keywords"));
-	assert_true(exists("store/mb/.Restored-x.Archive/cur/102.M3P1.h:2,RS"));
+	assert_true(exists(
+	    "store/mb/.Restored-x.Archive/cur/102.M3P1.h.Restored-x:2,RS"));
 	assert_true(exists("store/mb/.Restored-x.Archive/maildirfolder"));
 	/* Again the same day: a "-2" tree. */
 	if (mk_restore_run(repo, cat, &req, NULL, NULL, &st, &err) < 0)
 		fail_msg("%s", err.msg);
 	assert_string_equal(st.folder, "Restored-x-2");
+	assert_true(exists(
+	    "store/mb/.Restored-x-2.INBOX/cur/100.M1P1.h.Restored-x-2:2,Sa"));
 
 	/* The Archive message is lost, INBOX's first is renamed (same
 	 * content, another base) and its keywords file changed. */

@@ -167,6 +167,67 @@ test_snapshot_flag_change_rewrites_one_chunk(void **state)
 	mk_snapshot_messages_free(&msgs, N);
 }
 
+/* docs/repository-format.md's cut rule, written out again from the text. */
+static bool
+format_cut_after(const char *base)
+{
+	uint64_t h = 14695981039346656037ULL;
+	const char *p;
+
+	for (p = base; *p != '\0'; p++) {
+		h ^= (unsigned char)*p;
+		h *= 1099511628211ULL;
+	}
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h % 384 == 0;
+}
+
+/*
+ * Chunks end where the format says, so that every run and every writer
+ * cuts an unchanged list the same way: after a record whose base hashes
+ * to a cut, once 64 records are in (these chunks stay far below 4096
+ * records and 1 MiB).
+ */
+static void
+test_snapshot_cuts_follow_the_format(void **state)
+{
+	enum { N = 20000 };
+	struct mk_snapshot_message *msgs = make_messages(N), *got;
+	struct mk_snapshot_chunks chunks;
+	size_t i, n, at = 0, cuts = 0;
+	struct mk_err err;
+
+	(void)state;
+	if (mk_snapshot_messages_encode(msgs, N, &chunks, &err) < 0)
+		fail_msg("%s", err.msg);
+	for (i = 0; i < chunks.count; i++) {
+		size_t k, want = 0;
+
+		assert_int_equal(
+		    mk_snapshot_messages_decode(chunks.chunks[i].data,
+			chunks.chunks[i].len, &got, &n, &err),
+		    0);
+		/* Where the rule ends a chunk that starts at record at. */
+		for (k = at; k < N && want == 0; k++)
+			if (k - at + 1 >= 64 && format_cut_after(msgs[k].base))
+				want = k - at + 1;
+		if (want == 0)
+			want = N - at;
+		assert_int_equal(n, want);
+		at += n;
+		cuts += i + 1 < chunks.count;
+		mk_snapshot_messages_free(&got, n);
+	}
+	assert_int_equal(at, N);
+	assert_true(cuts > 10);
+	mk_snapshot_chunks_free(&chunks);
+	mk_snapshot_messages_free(&msgs, N);
+}
+
 static void
 test_snapshot_messages_refused(void **state)
 {
@@ -515,6 +576,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_snapshot_messages_round_trip),
 		cmocka_unit_test(test_snapshot_flag_change_rewrites_one_chunk),
+		cmocka_unit_test(test_snapshot_cuts_follow_the_format),
 		cmocka_unit_test(test_snapshot_messages_refused),
 		cmocka_unit_test(test_snapshot_damaged_lists_refused),
 		cmocka_unit_test(test_snapshot_mailbox_round_trip),
