@@ -13,6 +13,7 @@
 #include "mailkeep/backup.h"
 #include "mailkeep/check.h"
 #include "mailkeep/cron.h"
+#include "mailkeep/dict.h"
 #include "mailkeep/fsutil.h"
 #include "mailkeep/hmap.h"
 #include "mailkeep/lock.h"
@@ -141,6 +142,7 @@ struct jobs_job {
 
 	/* Read by workers: set before the first task, or atomic. */
 	int rootfd;
+	int dict_mode; /* enum mk_dict_mode */
 	struct mk_repo *repo;
 	struct mk_lock *lock; /* the shared repository lock, kind->lock */
 	struct jobs_repo_conf rconf;
@@ -244,6 +246,9 @@ static void jobs_dispatch(struct jobs_job *job);
 static int
 jobs_backup_begin(struct jobs_job *job, struct mk_worker *w, struct mk_err *err)
 {
+	if (mk_dict_prepare(job->repo, job->dict_mode, job->rootfd,
+		job->relpaths, job->total, err) < 0)
+		return -1;
 	return mk_backup_run_begin(
 	    job->repo, w->catalog, &job->run, job->run_id, err);
 }
@@ -1046,6 +1051,7 @@ jobs_begin(struct jobs_job *job)
 	job->scratch = mk_xstrdup(conf->state_dir);
 	if (job->kind == JOBS_TEST_RESTORE && job->total == 0)
 		jobs_pick_mailbox(job);
+	job->dict_mode = conf->backup_dictionary;
 	mk_log_info("jobs",
 	    "job %llu (%s, %s): %zu mailboxes, %u at once, %llu bytes/s "
 	    "(0: no limit)",

@@ -510,8 +510,8 @@ bk_worker_main(void *arg)
 		    &job->out, &job->ocap, mk_pack_compress_bound(job->len), 1);
 		if (mk_repo_blob_id(pool->repo, job->data, job->len, job->id,
 			&job->err) < 0 ||
-		    mk_pack_compress(w->comp, job->data, job->len, job->out,
-			job->ocap, &job->blob, &job->err) < 0)
+		    mk_pack_compress(w->comp, job->type, job->data, job->len,
+			job->out, job->ocap, &job->blob, &job->err) < 0)
 			job->rc = -1;
 		pthread_mutex_lock(&pool->lock);
 		bk_queue_push(&pool->results, job);

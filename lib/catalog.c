@@ -134,20 +134,21 @@ static const char *const catalog_sql[STMT_COUNT] = {
 	 * (repacked or unused): then the new copy is where it is. */
 	[STMT_BLOB_ADD] =
 	    "INSERT INTO blob (id, pack, offset, length, raw_length, type, "
-	    "compression) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) "
-	    "DO UPDATE SET pack = excluded.pack, offset = excluded.offset, "
-	    "length = excluded.length, raw_length = excluded.raw_length, "
-	    "compression = excluded.compression WHERE blob.pack IN (SELECT id "
+	    "compression, dict) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON "
+	    "CONFLICT (id) DO UPDATE SET pack = excluded.pack, offset = "
+	    "excluded.offset, length = excluded.length, raw_length = "
+	    "excluded.raw_length, compression = excluded.compression, dict = "
+	    "excluded.dict WHERE blob.pack IN (SELECT id "
 	    "FROM pack WHERE tombstoned_ns IS NOT NULL) AND excluded.pack IN "
 	    "(SELECT id FROM pack WHERE tombstoned_ns IS NULL)",
 	[STMT_BLOB_GET] =
 	    "SELECT p.name, b.offset, b.length, b.raw_length, b.type, "
-	    "b.compression FROM blob b JOIN pack p ON p.id = b.pack WHERE b.id "
-	    "= ?1",
+	    "b.compression, b.dict FROM blob b JOIN pack p ON p.id = b.pack "
+	    "WHERE b.id = ?1",
 	[STMT_BLOB_GET_REUSABLE] =
 	    "SELECT p.name, b.offset, b.length, b.raw_length, b.type, "
-	    "b.compression FROM blob b JOIN pack p ON p.id = b.pack WHERE b.id "
-	    "= ?1 AND p.tombstoned_ns IS NULL",
+	    "b.compression, b.dict FROM blob b JOIN pack p ON p.id = b.pack "
+	    "WHERE b.id = ?1 AND p.tombstoned_ns IS NULL",
 	[STMT_BLOB_REF] = "SELECT ref FROM blob WHERE id = ?1",
 	[STMT_PACK_ID] = "SELECT id FROM pack WHERE name = ?1",
 	[STMT_PACK_TOMBSTONE] = "UPDATE pack SET tombstoned_ns = ?2 WHERE name "
@@ -332,6 +333,12 @@ static const char *const catalog_migrations[MK_CATALOG_VERSION] = {
 	"CREATE INDEX message_body ON message (body);"
 	"CREATE INDEX message_chunk_blob ON message_chunk (blob);"
 	"CREATE INDEX snapshot_object ON snapshot (object);",
+	/*
+	 * 6: dictionaries.  The id of the dictionary a blob was compressed
+	 * with (compression 2), NULL otherwise.
+	 */
+	("ALTER TABLE blob ADD COLUMN dict BLOB CHECK (dict IS NULL OR "
+	 "length(dict) = 32);"),
 };
 
 struct mk_catalog {
@@ -819,6 +826,19 @@ catalog_column_id(sqlite3_stmt *st, int col, uint8_t id[MK_PACK_ID_LEN])
 	return 0;
 }
 
+/*
+ * The dictionary id column of a blob into e: NULL unless e is
+ * compressed with a dictionary; -1 when they disagree.
+ */
+static int
+catalog_column_dict(sqlite3_stmt *st, int col, struct mk_pack_entry *e)
+{
+	memset(e->dict_id, 0, MK_PACK_ID_LEN);
+	if (e->compression != MK_PACK_ZSTD_DICT)
+		return sqlite3_column_type(st, col) == SQLITE_NULL ? 0 : -1;
+	return catalog_column_id(st, col, e->dict_id);
+}
+
 /* Run a single-row lookup bound by the caller: 1 row, 0 none, -1 error. */
 static int
 catalog_lookup_int(struct mk_catalog *cat, sqlite3_stmt *st, int64_t *value_r,
@@ -925,13 +945,8 @@ mk_catalog_pack_add(struct mk_catalog *cat, const struct mk_pack *pack,
 	for (i = 0; i < pack->count; i++) {
 		const struct mk_pack_entry *e = &pack->entries[i];
 
-		/* A blob made with a dictionary needs its dictionary id
-		 * recorded too; nothing writes such blobs yet. */
-		if (e->compression == MK_PACK_ZSTD_DICT)
-			return mk_err_set(err,
-			    "catalog %s: pack %.16s: blobs compressed with "
-			    "a dictionary cannot be recorded",
-			    cat->path, pack->id);
+		bool dict = e->compression == MK_PACK_ZSTD_DICT;
+
 		if (catalog_bound(cat, st,
 			sqlite3_bind_blob(
 			    st, 1, e->id, MK_PACK_ID_LEN, SQLITE_STATIC) |
@@ -940,7 +955,10 @@ mk_catalog_pack_add(struct mk_catalog *cat, const struct mk_pack *pack,
 			    sqlite3_bind_int64(st, 4, e->length) |
 			    sqlite3_bind_int64(st, 5, e->raw_length) |
 			    sqlite3_bind_int(st, 6, e->type) |
-			    sqlite3_bind_int(st, 7, e->compression),
+			    sqlite3_bind_int(st, 7, e->compression) |
+			    (dict ? sqlite3_bind_blob(st, 8, e->dict_id,
+					MK_PACK_ID_LEN, SQLITE_STATIC)
+				  : sqlite3_bind_null(st, 8)),
 			err) < 0 ||
 		    catalog_step_done(cat, st, err) < 0)
 			return -1;
@@ -990,6 +1008,12 @@ catalog_blob_where(struct mk_catalog *cat, sqlite3_stmt *st,
 		entry_r->raw_length = (uint32_t)sqlite3_column_int64(st, 3);
 		entry_r->type = (uint8_t)sqlite3_column_int(st, 4);
 		entry_r->compression = (uint8_t)sqlite3_column_int(st, 5);
+		if (catalog_column_dict(st, 6, entry_r) < 0) {
+			mk_err_set(err,
+			    "catalog %s: a blob's dictionary id is damaged",
+			    cat->path);
+			goto out;
+		}
 	}
 	rc = 1;
 out:
@@ -1564,8 +1588,8 @@ mk_catalog_blobs(struct mk_catalog *cat, mk_catalog_blob_cb *cb, void *arg,
 
 	if (catalog_prepare(cat,
 		"SELECT p.name, b.id, b.offset, b.length, b.raw_length, "
-		"b.type, b.compression FROM blob b JOIN pack p ON p.id = "
-		"b.pack ORDER BY p.name, b.offset",
+		"b.type, b.compression, b.dict FROM blob b JOIN pack p ON "
+		"p.id = b.pack ORDER BY p.name, b.offset",
 		&st, err) < 0)
 		return -1;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1580,6 +1604,10 @@ mk_catalog_blobs(struct mk_catalog *cat, mk_catalog_blob_cb *cb, void *arg,
 		e.raw_length = (uint32_t)sqlite3_column_int64(st, 4);
 		e.type = (uint8_t)sqlite3_column_int(st, 5);
 		e.compression = (uint8_t)sqlite3_column_int(st, 6);
+		if (catalog_column_dict(st, 7, &e) < 0) {
+			r = SQLITE_CORRUPT;
+			break;
+		}
 		cb(pack, &e, arg);
 	}
 	return catalog_walk_end(cat, st, r, err);

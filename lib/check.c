@@ -185,7 +185,13 @@ ck_pack_read(struct ck *ck, struct ck_pack *p, const char *name,
 	n = mk_pack_reader_count(*r_r);
 	e = mk_pack_reader_entries(*r_r);
 	for (i = 0; i < n; i++) {
-		if (mk_pack_reader_get_mem(*r_r, data, len, &e[i], NULL, &plain,
+		const struct mk_pack_dict *dict = NULL;
+
+		/* A missing dictionary is reported by ck_pack_dicts(). */
+		if (e[i].compression == MK_PACK_ZSTD_DICT &&
+		    mk_repo_dict_get(ck->repo, e[i].dict_id, &dict, &berr) < 0)
+			continue;
+		if (mk_pack_reader_get_mem(*r_r, data, len, &e[i], dict, &plain,
 			&plen, &berr) < 0) {
 			ck_problem(ck, "blob-damaged", name, "%s", berr.msg);
 			mk_hmap_put(p->bad, mk_pack_id_key(e[i].id),
@@ -200,6 +206,57 @@ ck_pack_read(struct ck *ck, struct ck_pack *p, const char *name,
 out:
 	free(data);
 	return rc;
+}
+
+/*
+ * Every blob of a pack made with a dictionary needs it: a dictionary
+ * that is missing or does not load damages those blobs (once per pack
+ * and dictionary in the problems, every blob in the damage).
+ */
+static void
+ck_pack_dicts(struct ck *ck, struct ck_pack *p, const char *name)
+{
+	const struct mk_pack_entry *e;
+	const struct mk_pack_dict *dict;
+	const uint8_t *last = NULL;
+	struct mk_err derr;
+	char bhex[17];
+	size_t i;
+
+	for (i = 0; i < p->nentries; i++) {
+		e = &p->entries[i];
+		if (e->compression != MK_PACK_ZSTD_DICT ||
+		    mk_repo_dict_get(ck->repo, e->dict_id, &dict, &derr) == 0)
+			continue;
+		if (last == NULL ||
+		    memcmp(last, e->dict_id, MK_PACK_ID_LEN) != 0) {
+			mk_crypto_hex(e->id, 8, bhex);
+			ck_problem(ck, "dictionary", name,
+			    "blob %s and others need %s", bhex, derr.msg);
+		}
+		last = e->dict_id;
+		if (mk_hmap_get(p->bad, mk_pack_id_key(e->id), mk_pack_id_match,
+			e->id) == NULL)
+			mk_hmap_put(p->bad, mk_pack_id_key(e->id),
+			    memcpy(mk_xmalloc(MK_PACK_ID_LEN), e->id,
+				MK_PACK_ID_LEN));
+	}
+}
+
+/* Every dictionary object: it authenticates and decodes. */
+static int
+ck_dict_cb(const struct mk_repo_dict_info *info, bool current,
+    const struct mk_err *damage, void *arg)
+{
+	struct ck *ck = arg;
+	char name[MK_REPO_DICT_OBJECT_LEN + 1];
+
+	(void)current;
+	ck->stats->dicts++;
+	snprintf(name, sizeof(name), "dicts/%s", info->hex);
+	if (damage != NULL)
+		ck_problem(ck, "dictionary", name, "%s", damage->msg);
+	return 0;
 }
 
 /* Load a pack's index (and, when sampled, every blob); damage is noted. */
@@ -252,6 +309,7 @@ ck_pack_load(struct ck *ck, struct ck_pack *p)
 		mk_hmap_put(
 		    p->by_id, mk_pack_id_key(p->entries[i].id), &p->entries[i]);
 	mk_pack_reader_free(&r);
+	ck_pack_dicts(ck, p, name);
 }
 
 /* A blob the catalog records: in its pack, where the catalog says. */
@@ -284,7 +342,8 @@ ck_blob_cb(const char *pack, const struct mk_pack_entry *e, void *arg)
 		ck_damaged(ck, e->id);
 	} else if (x->offset != e->offset || x->length != e->length ||
 	    x->raw_length != e->raw_length || x->type != e->type ||
-	    x->compression != e->compression) {
+	    x->compression != e->compression ||
+	    memcmp(x->dict_id, e->dict_id, MK_PACK_ID_LEN) != 0) {
 		ck_problem(ck, "blob-misplaced", name,
 		    "blob %s: the catalog says offset %llu length %u, the "
 		    "index offset %llu length %u",
@@ -765,6 +824,9 @@ mk_check_run(struct mk_repo *repo, struct mk_catalog *cat,
 	for (i = 0; i < ck.npv; i++)
 		if (ck.pv[i]->in_repo && !ck.pv[i]->in_catalog)
 			stats_r->unknown_packs++;
+	/* Dictionaries, before the blobs that need them. */
+	if (mk_repo_dicts(repo, ck_dict_cb, &ck, err) < 0)
+		goto out;
 	/* 2. Every recorded blob in its pack, pack by pack. */
 	if (mk_catalog_blobs(cat, ck_blob_cb, &ck, err) < 0)
 		goto out;

@@ -146,6 +146,8 @@ static const struct conf_key conf_keys[] = {
 	    0, 86400 },
 	{ "backup", "run_at_start", CONF_BOOL, CONF_AT(backup_run_at_start),
 	    "no", NULL },
+	{ "backup", "dictionary", CONF_ENUM, CONF_AT(backup_dictionary), "auto",
+	    "off|auto" },
 	{ "verify", "check_schedule", CONF_STRING,
 	    CONF_AT(verify_check_schedule), NULL, NULL },
 	{ "verify", "check_sample", CONF_UINT, CONF_AT(verify_check_sample),

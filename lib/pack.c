@@ -1,6 +1,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zdict.h>
 #include <zstd.h>
 
 #include "mailkeep/log.h"
@@ -66,6 +67,9 @@ struct mk_pack_compressor {
 	int level;
 	ZSTD_CCtx *small;
 	ZSTD_CCtx *large;
+	const struct mk_pack_dict *header_dict;
+	const struct mk_pack_dict *body_dict;
+	size_t dict_max;
 };
 
 struct mk_pack_reader {
@@ -180,6 +184,35 @@ mk_pack_dict_new(const uint8_t id[MK_PACK_ID_LEN], const void *data, size_t len,
 out:
 	mk_pack_dict_free(&dict);
 	return rc;
+}
+
+const uint8_t *
+mk_pack_dict_id(const struct mk_pack_dict *dict)
+{
+	return dict->id;
+}
+
+int
+mk_pack_dict_train(const void *samples, const size_t *sizes, size_t n,
+    size_t capacity, uint8_t **dict_r, size_t *len_r, struct mk_err *err)
+{
+	uint8_t *buf;
+	size_t len;
+
+	*dict_r = NULL;
+	*len_r = 0;
+	if (n == 0 || n > UINT32_MAX || capacity == 0)
+		return mk_err_set(err, "dictionary: nothing to train on");
+	buf = mk_xmalloc(capacity);
+	len = ZDICT_trainFromBuffer(buf, capacity, samples, sizes, (unsigned)n);
+	if (ZDICT_isError(len)) {
+		free(buf);
+		return mk_err_set(err, "dictionary: zstd training: %s",
+		    ZDICT_getErrorName(len));
+	}
+	*dict_r = buf;
+	*len_r = len;
+	return 0;
 }
 
 void
@@ -428,8 +461,7 @@ mk_pack_writer_add_blob(struct mk_pack_writer *w, enum mk_pack_type type,
 		return -1;
 	if ((blob->compression == MK_PACK_RAW &&
 		blob->len != blob->raw_length) ||
-	    (blob->compression != MK_PACK_RAW &&
-		blob->compression != MK_PACK_ZSTD) ||
+	    blob->compression > MK_PACK_ZSTD_DICT ||
 	    blob->len > blob->raw_length)
 		return mk_err_set(err, "pack: prepared blob is inconsistent");
 	pack_writer_reserve(w, blob->len + MK_CRYPTO_TAG_LEN);
@@ -437,6 +469,8 @@ mk_pack_writer_add_blob(struct mk_pack_writer *w, enum mk_pack_type type,
 	memcpy(e.id, id, MK_PACK_ID_LEN);
 	e.type = (uint8_t)type;
 	e.compression = blob->compression;
+	if (blob->compression == MK_PACK_ZSTD_DICT)
+		memcpy(e.dict_id, blob->dict_id, MK_PACK_ID_LEN);
 	e.offset = w->len;
 	e.raw_length = blob->raw_length;
 	e.length = (uint32_t)blob->len;
@@ -464,6 +498,16 @@ mk_pack_compressor_new(
 	return 0;
 }
 
+void
+mk_pack_compressor_use_dicts(struct mk_pack_compressor *c,
+    const struct mk_pack_dict *header_dict,
+    const struct mk_pack_dict *body_dict, size_t dict_max)
+{
+	c->header_dict = header_dict;
+	c->body_dict = body_dict;
+	c->dict_max = dict_max;
+}
+
 size_t
 mk_pack_compress_bound(size_t len)
 {
@@ -471,9 +515,11 @@ mk_pack_compress_bound(size_t len)
 }
 
 int
-mk_pack_compress(struct mk_pack_compressor *c, const void *data, size_t len,
-    void *dst, size_t cap, struct mk_pack_blob *blob_r, struct mk_err *err)
+mk_pack_compress(struct mk_pack_compressor *c, enum mk_pack_type type,
+    const void *data, size_t len, void *dst, size_t cap,
+    struct mk_pack_blob *blob_r, struct mk_err *err)
 {
+	const struct mk_pack_dict *dict = NULL;
 	size_t n;
 
 	memset(blob_r, 0, sizeof(*blob_r));
@@ -484,12 +530,19 @@ mk_pack_compress(struct mk_pack_compressor *c, const void *data, size_t len,
 		    len, MK_PACK_BLOB_MAX);
 	if (cap < ZSTD_compressBound(len))
 		return mk_err_set(err, "pack: compression buffer too small");
+	if (c->level > 0 && len <= c->dict_max)
+		dict = type == MK_PACK_TYPE_HEADER ? c->header_dict
+		    : type == MK_PACK_TYPE_BODY    ? c->body_dict
+						   : NULL;
 	if (pack_compress(len >= PACK_LARGE_BLOB ? c->large : c->small,
-		c->level, NULL, dst, cap, data, len, &n, err) < 0)
+		c->level, dict, dst, cap, data, len, &n, err) < 0)
 		return -1;
 	blob_r->raw_length = (uint32_t)len;
 	if (n > 0) {
-		blob_r->compression = MK_PACK_ZSTD;
+		blob_r->compression =
+		    dict != NULL ? MK_PACK_ZSTD_DICT : MK_PACK_ZSTD;
+		if (dict != NULL)
+			memcpy(blob_r->dict_id, dict->id, MK_PACK_ID_LEN);
 		blob_r->data = dst;
 		blob_r->len = n;
 	} else {

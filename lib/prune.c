@@ -862,15 +862,21 @@ prune_repack_one(struct prune *p, struct prune_pack *pk,
 		mk_repo_keys(p->repo), data, len, &reader, err) < 0)
 		goto out;
 	for (i = 0; i < pk->count; i++) {
+		const struct mk_pack_dict *dict = NULL;
+
 		if (!pk->live[i])
 			continue;
 		if (*writerp == NULL &&
 		    mk_repo_pack_writer_new(p->repo, writerp, err) < 0)
 			goto out;
-		if (mk_pack_reader_get_mem(reader, data, len, &pk->entries[i],
-			NULL, &blob, &blen, err) < 0 ||
+		/* A blob keeps its dictionary: the copy names it too. */
+		if ((pk->entries[i].compression == MK_PACK_ZSTD_DICT &&
+			mk_repo_dict_get(
+			    p->repo, pk->entries[i].dict_id, &dict, err) < 0) ||
+		    mk_pack_reader_get_mem(reader, data, len, &pk->entries[i],
+			dict, &blob, &blen, err) < 0 ||
 		    mk_pack_writer_add(*writerp, pk->entries[i].type,
-			pk->entries[i].id, blob, blen, NULL, &entry, err) < 0)
+			pk->entries[i].id, blob, blen, dict, &entry, err) < 0)
 			goto out;
 		free(blob);
 		blob = NULL;

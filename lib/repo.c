@@ -19,6 +19,14 @@
 #define REPO_CONFIG "config"
 #define REPO_KEYS "keys/"
 #define REPO_PACKS "packs/"
+#define REPO_DICTS "dicts/"
+#define REPO_DICT_MAGIC "MKDICT"
+#define REPO_DICT_MAGIC_LEN 6
+#define REPO_DICT_VERSION_MAJOR 1
+#define REPO_DICT_VERSION_MINOR 0
+#define REPO_DICT_HEADER_LEN 32
+/* A dictionary object is a pack of one blob; refuse anything far larger. */
+#define REPO_DICT_OBJECT_MAX (4u << 20)
 #define REPO_MAGIC "mailkeep repository"
 #define REPO_SLOT_MAGIC "mailkeep key slot"
 #define REPO_SLOT_VERSION 1
@@ -52,6 +60,22 @@ struct mk_repo {
 	pthread_mutex_t header_lock;
 	char header_pack[MK_REPO_PACK_OBJECT_LEN + 1];
 	uint8_t header[MK_PACK_HEADER_LEN];
+
+	/* Dictionaries loaded so far, each allocated on its own and never
+	 * freed before close (so that compressors and readers may borrow
+	 * them without the lock), and the newest of each kind when new
+	 * blobs use them. */
+	pthread_mutex_t dict_lock;
+	struct repo_dict **dicts;
+	size_t ndicts;
+	size_t dicts_cap;
+	bool dicts_use;
+	const struct repo_dict *current[MK_REPO_DICT_KINDS];
+};
+
+struct repo_dict {
+	struct mk_repo_dict_info info;
+	struct mk_pack_dict *dict;
 };
 
 /* The current time as ISO 8601 UTC. */
@@ -709,6 +733,7 @@ repo_new(struct mk_storage *storage)
 
 	repo->storage = storage;
 	pthread_mutex_init(&repo->header_lock, NULL);
+	pthread_mutex_init(&repo->dict_lock, NULL);
 	return repo;
 }
 
@@ -907,6 +932,12 @@ mk_repo_close(struct mk_repo **repop)
 		return;
 	mk_storage_close(&repo->storage);
 	pthread_mutex_destroy(&repo->header_lock);
+	pthread_mutex_destroy(&repo->dict_lock);
+	for (size_t i = 0; i < repo->ndicts; i++) {
+		mk_pack_dict_free(&repo->dicts[i]->dict);
+		free(repo->dicts[i]);
+	}
+	free(repo->dicts);
 	mk_crypto_hash_free(&repo->id_hash);
 	mk_crypto_keys_wipe(&repo->keys);
 	free(repo);
@@ -1081,10 +1112,20 @@ mk_repo_pack_writer_new(const struct mk_repo *repo,
 }
 
 int
-mk_repo_compressor_new(const struct mk_repo *repo,
-    struct mk_pack_compressor **comp_r, struct mk_err *err)
+mk_repo_compressor_new(struct mk_repo *repo, struct mk_pack_compressor **comp_r,
+    struct mk_err *err)
 {
-	return mk_pack_compressor_new(repo->level, comp_r, err);
+	const struct repo_dict *h, *b;
+
+	if (mk_pack_compressor_new(repo->level, comp_r, err) < 0)
+		return -1;
+	pthread_mutex_lock(&repo->dict_lock);
+	h = repo->dicts_use ? repo->current[MK_REPO_DICT_HEADERS] : NULL;
+	b = repo->dicts_use ? repo->current[MK_REPO_DICT_BODIES] : NULL;
+	pthread_mutex_unlock(&repo->dict_lock);
+	mk_pack_compressor_use_dicts(*comp_r, h != NULL ? h->dict : NULL,
+	    b != NULL ? b->dict : NULL, MK_REPO_DICT_BLOB_MAX);
+	return 0;
 }
 
 int
@@ -1159,6 +1200,9 @@ mk_repo_read_blob(struct mk_repo *repo, const char *pack_id,
 	if (repo_pack_header(repo, name, header, err) < 0 ||
 	    mk_pack_reader_new(&repo->keys, header, sizeof(header), &r, err) <
 		0)
+		goto out;
+	if (dict == NULL && entry->compression == MK_PACK_ZSTD_DICT &&
+	    mk_repo_dict_get(repo, entry->dict_id, &dict, err) < 0)
 		goto out;
 	stored = mk_xmalloc(entry->length);
 	if (mk_storage_get_range(repo->storage, name, entry->offset, stored,
@@ -1409,4 +1453,347 @@ mk_repo_packs(
 
 	return mk_storage_list(
 	    repo->storage, REPO_PACKS, repo_packs_cb, &rp, err);
+}
+
+static int64_t
+repo_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Dictionaries: "dicts/<blob id>", each a pack of one MK_PACK_TYPE_DICT
+ * blob (docs/repository-format.md, "Dictionaries"). */
+
+static void
+repo_dict_object(
+    const uint8_t id[MK_PACK_ID_LEN], char name[MK_REPO_DICT_OBJECT_LEN + 1])
+{
+	char hex[2 * MK_PACK_ID_LEN + 1];
+
+	mk_crypto_hex(id, MK_PACK_ID_LEN, hex);
+	snprintf(name, MK_REPO_DICT_OBJECT_LEN + 1, "%s%s", REPO_DICTS, hex);
+}
+
+/* A loaded dictionary by id, or NULL; under dict_lock. */
+static const struct repo_dict *
+repo_dict_find(const struct mk_repo *repo, const uint8_t id[MK_PACK_ID_LEN])
+{
+	size_t i;
+
+	for (i = 0; i < repo->ndicts; i++)
+		if (memcmp(repo->dicts[i]->info.id, id, MK_PACK_ID_LEN) == 0)
+			return repo->dicts[i];
+	return NULL;
+}
+
+/*
+ * Keep a dictionary (taking dict) unless another thread loaded it
+ * first; the newest of each kind becomes current.
+ */
+static const struct repo_dict *
+repo_dict_keep(struct mk_repo *repo, const struct mk_repo_dict_info *info,
+    struct mk_pack_dict **dictp)
+{
+	const struct repo_dict *rd;
+	struct repo_dict *slot;
+
+	pthread_mutex_lock(&repo->dict_lock);
+	if ((rd = repo_dict_find(repo, info->id)) == NULL) {
+		mk_xgrow(&repo->dicts, &repo->dicts_cap, repo->ndicts + 1,
+		    sizeof(*repo->dicts));
+		slot = mk_xcalloc(1, sizeof(*slot));
+		repo->dicts[repo->ndicts++] = slot;
+		slot->info = *info;
+		slot->dict = *dictp;
+		*dictp = NULL;
+		rd = slot;
+		if (repo->current[info->kind] == NULL ||
+		    repo->current[info->kind]->info.created_ns <
+			info->created_ns)
+			repo->current[info->kind] = rd;
+	}
+	pthread_mutex_unlock(&repo->dict_lock);
+	mk_pack_dict_free(dictp);
+	return rd;
+}
+
+/* Encode the plaintext of a dictionary blob. */
+static uint8_t *
+repo_dict_encode(const struct mk_repo_dict_info *info, const void *zdict,
+    size_t len, size_t *len_r)
+{
+	uint8_t *p = mk_xcalloc(1, REPO_DICT_HEADER_LEN + len);
+	uint64_t t = (uint64_t)info->created_ns;
+	int i;
+
+	memcpy(p, REPO_DICT_MAGIC, REPO_DICT_MAGIC_LEN);
+	p[6] = REPO_DICT_VERSION_MAJOR;
+	p[7] = REPO_DICT_VERSION_MINOR;
+	p[8] = (uint8_t)info->kind;
+	for (i = 0; i < 8; i++)
+		p[16 + i] = (uint8_t)(t >> (56 - 8 * i));
+	for (i = 0; i < 4; i++)
+		p[24 + i] = (uint8_t)(info->samples >> (24 - 8 * i));
+	memcpy(p + REPO_DICT_HEADER_LEN, zdict, len);
+	*len_r = REPO_DICT_HEADER_LEN + len;
+	return p;
+}
+
+/* Check and decode the plaintext of a dictionary blob. */
+static int
+repo_dict_decode(const uint8_t *p, size_t len, struct mk_repo_dict_info *info,
+    struct mk_err *err)
+{
+	static const uint8_t zero[7];
+	uint64_t t = 0;
+	int i;
+
+	if (len <= REPO_DICT_HEADER_LEN ||
+	    memcmp(p, REPO_DICT_MAGIC, REPO_DICT_MAGIC_LEN) != 0)
+		return mk_err_set(err, "not a dictionary");
+	if (p[6] != REPO_DICT_VERSION_MAJOR)
+		return mk_err_set(err,
+		    "unsupported dictionary version %u.%u (this build reads "
+		    "%d.x)",
+		    p[6], p[7], REPO_DICT_VERSION_MAJOR);
+	if ((p[8] != MK_REPO_DICT_HEADERS && p[8] != MK_REPO_DICT_BODIES) ||
+	    (p[7] == 0 && memcmp(p + 9, zero, sizeof(zero)) != 0))
+		return mk_err_set(err, "unknown dictionary kind %u", p[8]);
+	for (i = 0; i < 8; i++)
+		t = t << 8 | p[16 + i];
+	info->kind = p[8];
+	info->created_ns = (int64_t)t;
+	info->samples = (uint32_t)p[24] << 24 | (uint32_t)p[25] << 16 |
+	    (uint32_t)p[26] << 8 | p[27];
+	info->size = len - REPO_DICT_HEADER_LEN;
+	return 0;
+}
+
+/* Read, authenticate and prepare the dictionary object of id. */
+static int
+repo_dict_load(struct mk_repo *repo, const uint8_t id[MK_PACK_ID_LEN],
+    const struct repo_dict **rd_r, struct mk_err *err)
+{
+	char name[MK_REPO_DICT_OBJECT_LEN + 1];
+	struct mk_pack_reader *r = NULL;
+	struct mk_pack_dict *dict = NULL;
+	struct mk_repo_dict_info info;
+	const struct mk_pack_entry *e;
+	uint8_t *data = NULL, *plain = NULL;
+	size_t len = 0, plen = 0;
+	int rc = -1;
+
+	*rd_r = NULL;
+	memset(&info, 0, sizeof(info));
+	memcpy(info.id, id, MK_PACK_ID_LEN);
+	mk_crypto_hex(id, MK_PACK_ID_LEN, info.hex);
+	repo_dict_object(id, name);
+	if (mk_storage_get(repo->storage, name, &data, &len, err) < 0) {
+		if (err != NULL && err->sys_errno == ENOENT)
+			mk_err_set(
+			    err, "missing from the repository (%s)", name);
+		goto out;
+	}
+	if (len > REPO_DICT_OBJECT_MAX) {
+		mk_err_set(err, "%s: %zu bytes, too large", name, len);
+		goto out;
+	}
+	if (mk_pack_reader_open_mem(&repo->keys, data, len, &r, err) < 0)
+		goto out;
+	e = mk_pack_reader_entries(r);
+	if (mk_pack_reader_count(r) != 1 || e->type != MK_PACK_TYPE_DICT ||
+	    e->compression == MK_PACK_ZSTD_DICT ||
+	    memcmp(e->id, id, MK_PACK_ID_LEN) != 0) {
+		mk_err_set(err, "%s does not hold that dictionary", name);
+		goto out;
+	}
+	if (mk_pack_reader_get_mem(r, data, len, e, NULL, &plain, &plen, err) <
+		0 ||
+	    repo_dict_decode(plain, plen, &info, err) < 0 ||
+	    mk_pack_dict_new(id, plain + REPO_DICT_HEADER_LEN,
+		plen - REPO_DICT_HEADER_LEN, repo->level, &dict, err) < 0)
+		goto out;
+	*rd_r = repo_dict_keep(repo, &info, &dict);
+	rc = 0;
+out:
+	if (rc < 0)
+		mk_err_prefix(err, "dictionary %.16s", info.hex);
+	free(plain);
+	free(data);
+	mk_pack_reader_free(&r);
+	return rc;
+}
+
+int
+mk_repo_dict_get(struct mk_repo *repo, const uint8_t id[MK_PACK_ID_LEN],
+    const struct mk_pack_dict **dict_r, struct mk_err *err)
+{
+	const struct repo_dict *rd;
+
+	*dict_r = NULL;
+	pthread_mutex_lock(&repo->dict_lock);
+	rd = repo_dict_find(repo, id);
+	pthread_mutex_unlock(&repo->dict_lock);
+	if (rd == NULL && repo_dict_load(repo, id, &rd, err) < 0)
+		return -1;
+	*dict_r = rd->dict;
+	return 0;
+}
+
+int
+mk_repo_dict_put(struct mk_repo *repo, enum mk_repo_dict_kind kind,
+    const void *zdict, size_t len, uint32_t samples,
+    struct mk_repo_dict_info *info_r, struct mk_err *err)
+{
+	struct mk_pack_opts opts = { MK_PACK_SIZE_DEFAULT, repo->level };
+	char name[MK_REPO_DICT_OBJECT_LEN + 1];
+	struct mk_pack_writer *w = NULL;
+	struct mk_pack_dict *dict = NULL;
+	struct mk_repo_dict_info info;
+	struct mk_pack *pack = NULL;
+	uint8_t *plain = NULL;
+	size_t plen = 0;
+	int rc = -1;
+
+	if (kind != MK_REPO_DICT_HEADERS && kind != MK_REPO_DICT_BODIES)
+		return mk_err_set(err, "dictionary: unknown kind %d", kind);
+	memset(&info, 0, sizeof(info));
+	info.kind = kind;
+	info.created_ns = repo_now_ns();
+	info.samples = samples;
+	info.size = len;
+	plain = repo_dict_encode(&info, zdict, len, &plen);
+	if (mk_repo_blob_id(repo, plain, plen, info.id, err) < 0)
+		goto out;
+	mk_crypto_hex(info.id, MK_PACK_ID_LEN, info.hex);
+	/* Refuse what zstd would refuse before anything is stored. */
+	if (mk_pack_dict_new(info.id, zdict, len, repo->level, &dict, err) <
+		0 ||
+	    mk_pack_writer_new(&repo->keys, &opts, &w, err) < 0 ||
+	    mk_pack_writer_add(w, MK_PACK_TYPE_DICT, info.id, plain, plen, NULL,
+		NULL, err) < 0 ||
+	    mk_pack_writer_finish(w, &pack, err) < 0)
+		goto out;
+	repo_dict_object(info.id, name);
+	if (mk_storage_put(repo->storage, name, pack->data, pack->len, err) < 0)
+		goto out;
+	repo_dict_keep(repo, &info, &dict);
+	if (info_r != NULL)
+		*info_r = info;
+	rc = 0;
+out:
+	if (rc < 0)
+		mk_err_prefix(err, "store dictionary");
+	mk_pack_dict_free(&dict);
+	mk_pack_writer_free(&w);
+	mk_pack_free(&pack);
+	free(plain);
+	return rc;
+}
+
+int
+mk_repo_dicts(
+    struct mk_repo *repo, mk_repo_dict_cb *cb, void *arg, struct mk_err *err)
+{
+	const struct repo_dict *rd;
+	struct repo_names rn;
+	struct mk_repo_dict_info info;
+	const struct mk_pack_dict *dict;
+	struct mk_err derr;
+	bool current;
+	size_t i;
+	int rc = 0;
+
+	if (repo_list(repo, REPO_DICTS, &rn, err) < 0)
+		return -1;
+	for (i = 0; i < rn.count && rc == 0; i++) {
+		const char *hex = rn.names[i] + strlen(REPO_DICTS);
+		uint8_t id[MK_PACK_ID_LEN];
+
+		/* Anything that is not "dicts/<64 hex>" is not ours. */
+		if (strlen(hex) != 2 * MK_PACK_ID_LEN ||
+		    strspn(hex, "0123456789abcdef") != 2 * MK_PACK_ID_LEN ||
+		    mk_crypto_unhex(hex, id, sizeof(id), NULL) < 0)
+			continue;
+		memset(&derr, 0, sizeof(derr));
+		if (mk_repo_dict_get(repo, id, &dict, &derr) < 0) {
+			memset(&info, 0, sizeof(info));
+			memcpy(info.id, id, sizeof(id));
+			memcpy(info.hex, hex, sizeof(info.hex));
+			rc = cb(&info, false, &derr, arg);
+			continue;
+		}
+		pthread_mutex_lock(&repo->dict_lock);
+		rd = repo_dict_find(repo, id);
+		info = rd->info;
+		current = repo->current[info.kind] == rd;
+		pthread_mutex_unlock(&repo->dict_lock);
+		rc = cb(&info, current, NULL, arg);
+	}
+	repo_names_free(&rn);
+	if (rc < 0)
+		mk_err_set(err, "dictionaries: stopped");
+	return rc;
+}
+
+struct repo_dicts_load {
+	size_t count;
+	size_t damaged;
+	struct mk_err first;
+};
+
+static int
+repo_dicts_load_cb(const struct mk_repo_dict_info *info, bool current,
+    const struct mk_err *damage, void *arg)
+{
+	struct repo_dicts_load *l = arg;
+
+	(void)info;
+	(void)current;
+	if (damage != NULL && l->damaged++ == 0)
+		l->first = *damage;
+	else if (damage == NULL)
+		l->count++;
+	return 0;
+}
+
+int
+mk_repo_dicts_load(
+    struct mk_repo *repo, bool use, size_t *count_r, struct mk_err *err)
+{
+	struct repo_dicts_load l;
+
+	memset(&l, 0, sizeof(l));
+	*count_r = 0;
+	pthread_mutex_lock(&repo->dict_lock);
+	repo->dicts_use = use;
+	pthread_mutex_unlock(&repo->dict_lock);
+	if (!use)
+		return 0;
+	if (mk_repo_dicts(repo, repo_dicts_load_cb, &l, err) < 0)
+		return -1;
+	/* A damaged dictionary is check's to report; blobs that need it
+	 * fail on their own.  New blobs use the newest good ones. */
+	if (l.damaged > 0)
+		mk_log_warn("repo", "%zu dictionar%s unusable, first: %s",
+		    l.damaged, l.damaged == 1 ? "y" : "ies", l.first.msg);
+	*count_r = l.count;
+	return 0;
+}
+
+bool
+mk_repo_dict_current(struct mk_repo *repo, enum mk_repo_dict_kind kind,
+    struct mk_repo_dict_info *info_r)
+{
+	bool found;
+
+	pthread_mutex_lock(&repo->dict_lock);
+	found = repo->dicts_use && repo->current[kind] != NULL;
+	if (found && info_r != NULL)
+		*info_r = repo->current[kind]->info;
+	pthread_mutex_unlock(&repo->dict_lock);
+	return found;
 }

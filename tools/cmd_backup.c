@@ -11,9 +11,11 @@
 #include <jansson.h>
 
 #include "mailkeep/backup.h"
+#include "mailkeep/dict.h"
 #include "mailkeep/fsutil.h"
 #include "mailkeep/lock.h"
 #include "mailkeep/log.h"
+#include "mailkeep/mem.h"
 #include "mailkeep/store.h"
 #include "mailkeep/str.h"
 #include "mailkeep/when.h"
@@ -452,6 +454,38 @@ out:
 	return rc;
 }
 
+/*
+ * Load the repository's dictionaries; with `dictionary = auto`, train
+ * the missing ones on the mailboxes of this run.
+ */
+static int
+backup_dicts(struct backup_cli *cli, const struct mk_store_list *list, int argc,
+    char **argv)
+{
+	char relpath[4096], **relpaths;
+	size_t n = 0, k;
+	struct mk_err err;
+	int i, rc;
+
+	relpaths =
+	    mk_xcalloc((list != NULL ? list->count : 0) + (size_t)argc + 1,
+		sizeof(*relpaths));
+	for (k = 0; list != NULL && k < list->count; k++)
+		relpaths[n++] = mk_xstrdup(list->mailboxes[k].relpath);
+	for (i = 0; i < argc; i++)
+		if (mk_store_mailbox_path(cli->store, argv[i], relpath,
+			sizeof(relpath), &err) == 0)
+			relpaths[n++] = mk_xstrdup(relpath);
+	rc = mk_dict_prepare(cli->repo, cli->conf->backup_dictionary,
+	    cli->rootfd, relpaths, n, &err);
+	if (rc < 0)
+		mk_log_error("backup", "%s", err.msg);
+	for (k = 0; k < n; k++)
+		free(relpaths[k]);
+	free(relpaths);
+	return rc;
+}
+
 static int
 backup_run(struct cmd_ctx *ctx, int argc, char **argv)
 {
@@ -516,6 +550,8 @@ backup_run(struct cmd_ctx *ctx, int argc, char **argv)
 		    cli.conf->store_root, list->warnings.count,
 		    list->warnings.first);
 	start = (int64_t)time(NULL);
+	if (backup_dicts(&cli, list, argc - optind, argv + optind) < 0)
+		goto out;
 	if (mk_backup_run_begin(cli.repo, cli.cat, &run, id, &err) < 0 ||
 	    mk_backup_new(cli.repo, cli.cat, run, &cli.bk, &err) < 0) {
 		mk_log_error("backup", "%s", err.msg);

@@ -101,14 +101,15 @@ static json_t *
 check_stats_json(const struct mk_check_stats *st, unsigned sample)
 {
 	return json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-			 "s:I}",
+			 "s:I, s:I}",
 	    "sample", (int)sample, "packs", (json_int_t)st->packs,
 	    "catalog_packs", (json_int_t)st->catalog_packs, "unknown_packs",
 	    (json_int_t)st->unknown_packs, "packs_read",
 	    (json_int_t)st->packs_read, "blobs", (json_int_t)st->blobs,
 	    "blobs_read", (json_int_t)st->blobs_read, "runs",
-	    (json_int_t)st->runs, "snapshots", (json_int_t)st->snapshots,
-	    "damaged_blobs", (json_int_t)st->damaged_blobs, "affected",
+	    (json_int_t)st->runs, "dictionaries", (json_int_t)st->dicts,
+	    "snapshots", (json_int_t)st->snapshots, "damaged_blobs",
+	    (json_int_t)st->damaged_blobs, "affected",
 	    (json_int_t)st->affected);
 }
 
@@ -121,9 +122,10 @@ check_print(const struct check_out *out, const struct mk_check_stats *st,
 	bool first = true;
 
 	printf("%llu packs (%llu read whole, a %u%% sample), %llu blobs, "
-	       "%llu runs, %llu snapshots checked\n",
+	       "%llu dictionaries, %llu runs, %llu snapshots checked\n",
 	    (unsigned long long)st->packs, (unsigned long long)st->packs_read,
-	    sample, (unsigned long long)st->blobs, (unsigned long long)st->runs,
+	    sample, (unsigned long long)st->blobs,
+	    (unsigned long long)st->dicts, (unsigned long long)st->runs,
 	    (unsigned long long)st->snapshots);
 	if (st->unknown_packs > 0)
 		printf("%llu packs are not in the catalog: another host's, or "

@@ -9,11 +9,13 @@
 #include <jansson.h>
 
 #include "mailkeep/catalog.h"
+#include "mailkeep/dict.h"
 #include "mailkeep/fsutil.h"
 #include "mailkeep/log.h"
 #include "mailkeep/mem.h"
 #include "mailkeep/reindex.h"
 #include "mailkeep/repo.h"
+#include "mailkeep/store.h"
 #include "mailkeep/str.h"
 
 #include "cmd.h"
@@ -670,6 +672,150 @@ repo_key(struct cmd_ctx *ctx, int argc, char **argv)
 	return cmd_usage(ctx);
 }
 
+static const char *
+repo_dict_kind_name(int kind)
+{
+	return kind == MK_REPO_DICT_HEADERS ? "headers"
+	    : kind == MK_REPO_DICT_BODIES   ? "bodies"
+					    : "?";
+}
+
+static int
+repo_dict_list_cb(const struct mk_repo_dict_info *info, bool current,
+    const struct mk_err *damage, void *arg)
+{
+	json_t *list = arg;
+	char when[32];
+
+	if (list != NULL) {
+		json_array_append_new(list,
+		    damage != NULL ? json_pack("{s:s, s:s}", "id", info->hex,
+					 "error", damage->msg)
+				   : json_pack("{s:s, s:s, s:b, s:I, s:I, s:I}",
+					 "id", info->hex, "kind",
+					 repo_dict_kind_name(info->kind),
+					 "current", current, "created_ns",
+					 (json_int_t)info->created_ns, "size",
+					 (json_int_t)info->size, "samples",
+					 (json_int_t)info->samples));
+		return 0;
+	}
+	if (damage != NULL) {
+		printf("%.16s  damaged: %s\n", info->hex, damage->msg);
+		return 0;
+	}
+	cmd_backup_time(info->created_ns, when);
+	printf("%.16s  %-7s  %s  %7zu bytes  %6u samples%s\n", info->hex,
+	    repo_dict_kind_name(info->kind), when, info->size, info->samples,
+	    current ? "  current" : "");
+	return 0;
+}
+
+/* dict list: the dictionaries, newest of each kind marked current. */
+static int
+repo_dict_list(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct mk_repo *repo = NULL;
+	json_t *list = NULL;
+	struct repo_cli cli;
+	struct mk_err err;
+	size_t n;
+	int rc;
+
+	if ((rc = repo_setup_open(ctx, argc, argv, REPO_PLAIN, &cli, &repo)) !=
+	    CMD_OK)
+		goto out;
+	rc = CMD_FAIL;
+	if (ctx->json)
+		list = json_array();
+	if (mk_repo_dicts_load(repo, true, &n, &err) < 0 ||
+	    mk_repo_dicts(repo, repo_dict_list_cb, list, &err) < 0) {
+		mk_log_error("repo", "%s", err.msg);
+		goto out;
+	}
+	if (list != NULL) {
+		cmd_backup_print(json_pack("{s:O}", "dictionaries", list));
+	} else if (n == 0)
+		printf("no dictionaries (blobs are compressed without)\n");
+	rc = CMD_OK;
+out:
+	json_decref(list);
+	mk_repo_close(&repo);
+	repo_cli_free(&cli);
+	return rc;
+}
+
+/* dict train: new dictionaries from a sample of the whole store. */
+static int
+repo_dict_train(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	struct mk_store_list *list = NULL;
+	struct mk_store *store = NULL;
+	struct mk_repo *repo = NULL;
+	struct mk_dict_result res;
+	char **relpaths = NULL;
+	struct repo_cli cli;
+	struct mk_err err;
+	int rc, kind, rootfd = -1;
+	size_t i;
+
+	if ((rc = repo_setup_open(ctx, argc, argv, REPO_PLAIN, &cli, &repo)) !=
+	    CMD_OK)
+		goto out;
+	rc = CMD_FAIL;
+	if (mk_store_new(cli.conf->store_root, cli.conf->store_template, &store,
+		&err) < 0 ||
+	    (rootfd = mk_store_open_root(store, &err)) < 0 ||
+	    mk_store_list(store, &list, &err) < 0 ||
+	    mk_repo_dicts_load(repo, true, &i, &err) < 0) {
+		mk_log_error("repo", "%s", err.msg);
+		goto out;
+	}
+	relpaths = mk_xcalloc(list->count + 1, sizeof(*relpaths));
+	for (i = 0; i < list->count; i++)
+		relpaths[i] = list->mailboxes[i].relpath;
+	if (mk_dict_train(
+		repo, rootfd, relpaths, list->count, false, &res, &err) < 0) {
+		mk_log_error("repo", "%s", err.msg);
+		goto out;
+	}
+	rc = CMD_OK;
+	for (kind = MK_REPO_DICT_HEADERS; kind <= MK_REPO_DICT_BODIES; kind++) {
+		if (res.trained[kind])
+			printf("%s: dictionary %.16s, %zu bytes from %zu "
+			       "samples of %zu messages; current from now on\n",
+			    repo_dict_kind_name(kind), res.info[kind].hex,
+			    res.info[kind].size, res.samples[kind],
+			    res.messages);
+		else {
+			mk_log_error("repo", "%s: no dictionary: %s",
+			    repo_dict_kind_name(kind), res.why[kind]);
+			rc = CMD_FAIL;
+		}
+	}
+out:
+	free(relpaths);
+	mk_store_list_free(&list);
+	if (rootfd >= 0)
+		close(rootfd);
+	mk_store_free(&store);
+	mk_repo_close(&repo);
+	repo_cli_free(&cli);
+	return rc;
+}
+
+static int
+repo_dict(struct cmd_ctx *ctx, int argc, char **argv)
+{
+	if (argc < 2)
+		return cmd_usage(ctx);
+	if (strcmp(argv[1], "list") == 0)
+		return repo_dict_list(ctx, argc - 1, argv + 1);
+	if (strcmp(argv[1], "train") == 0)
+		return repo_dict_train(ctx, argc - 1, argv + 1);
+	return cmd_usage(ctx);
+}
+
 /* rebuild-catalog: the backup tables from the repository alone. */
 static int
 repo_rebuild_catalog(struct cmd_ctx *ctx, int argc, char **argv)
@@ -736,6 +882,8 @@ cmd_repo(struct cmd_ctx *ctx, int argc, char **argv)
 		return repo_info(ctx, argc - 1, argv + 1);
 	if (strcmp(argv[1], "key") == 0)
 		return repo_key(ctx, argc - 1, argv + 1);
+	if (strcmp(argv[1], "dict") == 0)
+		return repo_dict(ctx, argc - 1, argv + 1);
 	if (strcmp(argv[1], "rebuild-catalog") == 0)
 		return repo_rebuild_catalog(ctx, argc - 1, argv + 1);
 	return cmd_usage(ctx);

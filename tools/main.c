@@ -30,7 +30,8 @@ static const struct cmd_entry cmd_table[] = {
 	{ "status", cmd_status, "status",
 	    "Ask mailkeepd how it is: mailboxes, watches, scans, audit." },
 	{ "repo", cmd_repo,
-	    "repo init | info | rebuild-catalog | key list|add|remove|verify",
+	    "repo init | info | rebuild-catalog | key list|add|remove|verify | "
+	    "dict list|train",
 	    "Create the backup repository, describe it, rebuild the catalog "
 	    "from\n"
 	    "it, or manage its key slots.\n"
@@ -43,6 +44,8 @@ static const struct cmd_entry cmd_table[] = {
 	    "  repo key add --new-key-file FILE | --new-passphrase-file FILE\n"
 	    "  repo key remove SLOT\n"
 	    "  repo key verify\n"
+	    "  repo dict list [--json]\n"
+	    "  repo dict train\n"
 	    "Every subcommand takes --repository LOC, --key-file FILE and\n"
 	    "--passphrase-file FILE.  LOC is a directory (default "
 	    "<state_dir>/repository).\n"
@@ -60,7 +63,11 @@ static const struct cmd_entry cmd_table[] = {
 	    "slot the key\n"
 	    "given opens.  rebuild-catalog replaces the catalog's backup "
 	    "tables with what\n"
-	    "the repository holds, in one transaction." },
+	    "the repository holds, in one transaction.  dict train samples "
+	    "the store and\n"
+	    "stores new compression dictionaries (headers, small bodies) "
+	    "that later\n"
+	    "backups use; dict list shows them." },
 	{ "backup", cmd_backup,
 	    "backup run [--offline [--time TIME]] [MAILBOX...] | backup list "
 	    "[RUN]",

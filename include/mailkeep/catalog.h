@@ -21,7 +21,7 @@
 struct mk_catalog;
 
 /* The schema version this build writes. */
-#define MK_CATALOG_VERSION 5
+#define MK_CATALOG_VERSION 6
 
 /*
  * Open (creating with mode 0600) and migrate the catalog at path.

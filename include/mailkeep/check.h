@@ -67,6 +67,7 @@ struct mk_check_stats {
 	uint64_t blobs; /* recorded in the catalog */
 	uint64_t blobs_read; /* decoded and their ids checked */
 	uint64_t runs; /* run objects in the repository */
+	uint64_t dicts; /* dictionary objects, each loaded */
 	uint64_t snapshots; /* in the catalog */
 	uint64_t problems;
 	uint64_t damaged_blobs;

@@ -105,6 +105,7 @@ struct mk_conf {
 	uint64_t backup_jitter; /* seconds: a scheduled start is delayed by
 				   up to this, at random */
 	bool backup_run_at_start; /* one run when the daemon starts */
+	int backup_dictionary; /* enum mk_dict_mode: off, auto */
 	char *verify_check_schedule; /* cron: check --sample, or NULL */
 	uint64_t verify_check_sample; /* percent of packs read whole */
 	char *verify_restore_schedule; /* cron: a test restore, or NULL */

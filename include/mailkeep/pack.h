@@ -79,6 +79,18 @@ int mk_pack_dict_new(const uint8_t id[MK_PACK_ID_LEN], const void *data,
     size_t len, int level, struct mk_pack_dict **dict_r, struct mk_err *err);
 void mk_pack_dict_free(struct mk_pack_dict **dictp);
 
+/* The blob id the dictionary is stored under. */
+const uint8_t *mk_pack_dict_id(const struct mk_pack_dict *dict);
+
+/*
+ * Train a zstd dictionary of at most capacity bytes on n samples laid
+ * end to end in samples (sizes[i] bytes each).  *dict_r is the caller's
+ * to free().  Fails when the samples are too few or too alike to train
+ * on (zstd's reason in err).
+ */
+int mk_pack_dict_train(const void *samples, const size_t *sizes, size_t n,
+    size_t capacity, uint8_t **dict_r, size_t *len_r, struct mk_err *err);
+
 /*
  * The blob id function of a repository: HMAC-SHA-256 under keys->id when
  * keys->encrypted, SHA-256 otherwise.  Free with mk_crypto_hash_free().
@@ -148,7 +160,8 @@ int mk_pack_writer_add(struct mk_pack_writer *writer, enum mk_pack_type type,
  * mk_pack_compress(): the stored bytes before encryption.
  */
 struct mk_pack_blob {
-	uint8_t compression; /* MK_PACK_RAW or MK_PACK_ZSTD */
+	uint8_t compression; /* enum mk_pack_compression */
+	uint8_t dict_id[MK_PACK_ID_LEN]; /* with MK_PACK_ZSTD_DICT */
 	uint32_t raw_length;
 	const uint8_t *data; /* len bytes: the caller's dst, or the input */
 	size_t len;
@@ -161,17 +174,28 @@ int mk_pack_compressor_new(
     int level, struct mk_pack_compressor **comp_r, struct mk_err *err);
 void mk_pack_compressor_free(struct mk_pack_compressor **compp);
 
+/*
+ * Compress headers with header_dict and whole bodies with body_dict (either
+ * may be NULL), when the blob is at most dict_max bytes; everything else
+ * without a dictionary.  The dictionaries are borrowed: they must outlive
+ * the compressor.
+ */
+void mk_pack_compressor_use_dicts(struct mk_pack_compressor *comp,
+    const struct mk_pack_dict *header_dict,
+    const struct mk_pack_dict *body_dict, size_t dict_max);
+
 /* The room mk_pack_compress() needs for len bytes. */
 size_t mk_pack_compress_bound(size_t len);
 
 /*
- * Compress len bytes of data (at most MK_PACK_BLOB_MAX) into dst (cap
- * bytes, at least mk_pack_compress_bound(len)).  *blob_r points at dst,
+ * Compress len bytes of data (at most MK_PACK_BLOB_MAX), a blob of type,
+ * into dst (cap bytes, at least mk_pack_compress_bound(len)), with the
+ * dictionary for type and size if there is one.  *blob_r points at dst,
  * or at data itself when compression does not help.
  */
-int mk_pack_compress(struct mk_pack_compressor *comp, const void *data,
-    size_t len, void *dst, size_t cap, struct mk_pack_blob *blob_r,
-    struct mk_err *err);
+int mk_pack_compress(struct mk_pack_compressor *comp, enum mk_pack_type type,
+    const void *data, size_t len, void *dst, size_t cap,
+    struct mk_pack_blob *blob_r, struct mk_err *err);
 
 /*
  * mk_pack_writer_add() of a blob compressed by mk_pack_compress(): the

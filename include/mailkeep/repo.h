@@ -178,8 +178,11 @@ int mk_repo_blob_id(const struct mk_repo *repo, const void *data, size_t len,
 int mk_repo_pack_writer_new(const struct mk_repo *repo,
     struct mk_pack_writer **writer_r, struct mk_err *err);
 
-/* A compressor at this repository's zstd level (mk_pack_compress()). */
-int mk_repo_compressor_new(const struct mk_repo *repo,
+/*
+ * A compressor at this repository's zstd level (mk_pack_compress()),
+ * with the current dictionaries when mk_repo_dicts_load() enabled them.
+ */
+int mk_repo_compressor_new(struct mk_repo *repo,
     struct mk_pack_compressor **comp_r, struct mk_err *err);
 
 /* A chunker with this repository's key and parameters. */
@@ -199,7 +202,9 @@ int mk_repo_put_pack(
 
 /*
  * Read one blob with two ranged reads (the pack header and the blob),
- * from an entry recorded when the pack was written.
+ * from an entry recorded when the pack was written.  A blob made with a
+ * dictionary is decoded with dict, or, when dict is NULL, with the
+ * repository's dictionary of that id (mk_repo_dict_get()).
  */
 int mk_repo_read_blob(struct mk_repo *repo, const char *pack_id,
     const struct mk_pack_entry *entry, const struct mk_pack_dict *dict,
@@ -237,5 +242,70 @@ int mk_repo_load_pack(struct mk_repo *repo, const char *pack_id,
 typedef void mk_repo_pack_cb(const char *pack_id, uint64_t size, void *arg);
 int mk_repo_packs(
     struct mk_repo *repo, mk_repo_pack_cb *cb, void *arg, struct mk_err *err);
+
+/*
+ * Dictionaries: zstd dictionaries trained on the store's own mail, one
+ * kind for header blobs and one for whole bodies of at most
+ * MK_REPO_DICT_BLOB_MAX bytes.  Each is an immutable object
+ * "dicts/<blob id>" (a pack of one encrypted MK_PACK_TYPE_DICT blob).
+ * Once loaded, a dictionary stays in memory until mk_repo_close(), so
+ * the pointers handed out stay valid until then.  Nothing deletes one:
+ * every blob made with it names it.
+ */
+enum mk_repo_dict_kind {
+	MK_REPO_DICT_HEADERS = 1,
+	MK_REPO_DICT_BODIES = 2,
+};
+#define MK_REPO_DICT_KINDS 3 /* array size, indexed by kind */
+#define MK_REPO_DICT_BLOB_MAX (64u << 10)
+/* "dicts/" and a blob id in hex. */
+#define MK_REPO_DICT_OBJECT_LEN (6 + 2 * MK_PACK_ID_LEN)
+
+struct mk_repo_dict_info {
+	uint8_t id[MK_PACK_ID_LEN]; /* its blob id, named by the blobs */
+	char hex[2 * MK_PACK_ID_LEN + 1];
+	int kind; /* enum mk_repo_dict_kind; 0 when damaged */
+	int64_t created_ns; /* the newest of a kind is the current one */
+	uint32_t samples; /* how many blobs it was trained on */
+	size_t size; /* of the zstd dictionary */
+};
+
+/*
+ * Store a dictionary (zstd dictionary bytes) of kind, trained on samples
+ * blobs, durably; it becomes the current one of its kind.
+ */
+int mk_repo_dict_put(struct mk_repo *repo, enum mk_repo_dict_kind kind,
+    const void *zdict, size_t len, uint32_t samples,
+    struct mk_repo_dict_info *info_r, struct mk_err *err);
+
+/*
+ * The dictionary of blob id id, loaded and authenticated on first use.
+ * Errors name the dictionary: "dictionary <id>: missing from the
+ * repository (dicts/<id>)", or why it does not authenticate or decode.
+ */
+int mk_repo_dict_get(struct mk_repo *repo, const uint8_t id[MK_PACK_ID_LEN],
+    const struct mk_pack_dict **dict_r, struct mk_err *err);
+
+/*
+ * Every object under dicts/, loaded: cb gets its facts and whether it is
+ * current, or damage (info holds only the id) when it does not load.
+ * cb returns 0 to go on, -1 to stop (then -1 is returned).
+ */
+typedef int mk_repo_dict_cb(const struct mk_repo_dict_info *info, bool current,
+    const struct mk_err *damage, void *arg);
+int mk_repo_dicts(
+    struct mk_repo *repo, mk_repo_dict_cb *cb, void *arg, struct mk_err *err);
+
+/*
+ * With use, load every dictionary (a damaged one is logged and left
+ * out) and let compressors made afterwards use the newest of each kind;
+ * *count_r is how many loaded.  Without, compressors use none.
+ */
+int mk_repo_dicts_load(
+    struct mk_repo *repo, bool use, size_t *count_r, struct mk_err *err);
+
+/* Whether new blobs of kind use a dictionary, and which (info_r). */
+bool mk_repo_dict_current(struct mk_repo *repo, enum mk_repo_dict_kind kind,
+    struct mk_repo_dict_info *info_r);
 
 #endif

@@ -672,8 +672,9 @@ test_pack_prepared_blobs_and_recycled_buffer(void **state)
 
 			dst = realloc(dst, cap > 0 ? cap : 1);
 			assert_non_null(dst);
-			assert_int_equal(mk_pack_compress(comp, bs.data[i],
-					     bs.len[i], dst, cap, &blob, &err),
+			assert_int_equal(
+			    mk_pack_compress(comp, MK_PACK_TYPE_BODY,
+				bs.data[i], bs.len[i], dst, cap, &blob, &err),
 			    0);
 			assert_int_equal(blob.raw_length, bs.len[i]);
 			ncompressed += blob.compression == MK_PACK_ZSTD;
@@ -690,10 +691,10 @@ test_pack_prepared_blobs_and_recycled_buffer(void **state)
 	/* Text compresses, random bytes are stored raw. */
 	assert_true(ncompressed > 0 && ncompressed < 2 * bs.n);
 	/* A buffer too small and a blob too large are refused. */
-	assert_int_equal(
-	    mk_pack_compress(comp, bs.data[1], bs.len[1], dst, 1, &blob, &err),
+	assert_int_equal(mk_pack_compress(comp, MK_PACK_TYPE_BODY, bs.data[1],
+			     bs.len[1], dst, 1, &blob, &err),
 	    -1);
-	assert_int_equal(mk_pack_compress(comp, bs.data[1],
+	assert_int_equal(mk_pack_compress(comp, MK_PACK_TYPE_BODY, bs.data[1],
 			     MK_PACK_BLOB_MAX + 1, dst, SIZE_MAX, &blob, &err),
 	    -1);
 	blob.compression = 7;
