@@ -207,8 +207,8 @@ struct bk_mailbox {
 	struct bk_meta subscriptions;
 	uint64_t seq;
 	uint64_t nentries;
-	struct mk_hmap *winners; /* base -> struct bk_entry */
-	struct mk_hmap *known; /* base -> struct bk_content (catalog) */
+	struct mk_hmap *known; /* base -> struct bk_content, one per version
+				  alive in the catalog */
 	struct mk_hmap *fresh; /* base -> struct bk_content (read now) */
 	struct bk_content **contents; /* all of them, to free */
 	size_t ncontents;
@@ -250,10 +250,43 @@ backup_entry_match(const void *value, const void *ctx)
 	return strcmp(((const struct bk_entry *)value)->base, ctx) == 0;
 }
 
+/*
+ * What a content is looked up by.  One base name may have several
+ * versions alive in a mailbox: an IMAP COPY keeps the name and
+ * hardlinks the file into another folder.
+ */
+struct bk_key {
+	const char *base;
+	const char *dir; /* the folder, or NULL: any */
+	bool cur;
+	const char *suffix; /* the rest of the name, or NULL: any */
+	uint64_t size;
+};
+
+/* Exactly this file name, as the catalog has it. */
 static bool
-backup_content_match(const void *value, const void *ctx)
+backup_content_named(const void *value, const void *ctx)
 {
-	return strcmp(((const struct bk_content *)value)->base, ctx) == 0;
+	const struct bk_content *c = value;
+	const struct bk_key *k = ctx;
+
+	return c->version != 0 && c->cur == k->cur &&
+	    strcmp(c->base, k->base) == 0 && strcmp(c->dir, k->dir) == 0 &&
+	    strcmp(c->suffix, k->suffix) == 0;
+}
+
+/* This base name and size; in this folder and not yet claimed, if
+ * k->dir is set. */
+static bool
+backup_content_sized(const void *value, const void *ctx)
+{
+	const struct bk_content *c = value;
+	const struct bk_key *k = ctx;
+
+	if (c->size != k->size || strcmp(c->base, k->base) != 0)
+		return false;
+	return k->dir == NULL ||
+	    (c->version != 0 && !c->claimed && strcmp(c->dir, k->dir) == 0);
 }
 
 enum mk_backup_kind
@@ -1069,20 +1102,19 @@ static const struct bk_content *
 bk_known_same(const struct bk_mailbox *mb, const struct bk_folder *f, bool cur,
     const char *name, size_t base_len)
 {
-	const struct bk_content *c;
 	char base[NAME_MAX + 1];
+	struct bk_key k;
 
 	if (base_len > NAME_MAX)
 		return NULL;
 	memcpy(base, name, base_len);
 	base[base_len] = '\0';
-	c = mk_hmap_get(mb->known, mk_hmap_hash(base, base_len),
-	    backup_content_match, base);
-	if (c == NULL || c->version == 0 || c->cur != cur ||
-	    strcmp(c->dir, f->dir) != 0 ||
-	    strcmp(c->suffix, name + base_len) != 0)
-		return NULL;
-	return c;
+	k.base = base;
+	k.dir = f->dir;
+	k.cur = cur;
+	k.suffix = name + base_len;
+	return mk_hmap_get(
+	    mb->known, mk_hmap_hash(base, base_len), backup_content_named, &k);
 }
 
 /* The message files of new/ or cur/ of a folder. */
@@ -1359,34 +1391,43 @@ bk_list_all(struct bk_mailbox *mb, struct mk_err *err)
 	return 0;
 }
 
-/* Pick, for each base name, the entry listed last. */
+/*
+ * Pick, for each base name of a folder, the entry listed last: a
+ * message renamed from new/ to cur/ during the listing is listed twice.
+ * The same base name in two folders is two messages (an IMAP COPY);
+ * a move between folders during the pass is caught by bk_list_all()
+ * listing the changed folder again.
+ */
 static void
 bk_resolve(struct bk_mailbox *mb)
 {
+	struct mk_hmap *winners;
 	size_t i, j;
 
-	mk_hmap_free(&mb->winners);
-	mb->winners = mk_hmap_new();
 	for (i = 0; i < mb->nfolders; i++) {
 		struct bk_folder *f = &mb->folders[i];
 
-		for (j = 0; !f->gone && j < f->nentries; j++) {
+		if (f->gone)
+			continue;
+		winners = mk_hmap_new();
+		for (j = 0; j < f->nentries; j++) {
 			struct bk_entry *e = &f->entries[j], *w;
 			uint64_t h = mk_hmap_hash(e->base, e->base_len);
 
 			e->winner = false;
 			e->content = NULL;
 			w = mk_hmap_get(
-			    mb->winners, h, backup_entry_match, e->base);
+			    winners, h, backup_entry_match, e->base);
 			if (w != NULL && w->seq > e->seq)
 				continue;
 			if (w != NULL) {
-				mk_hmap_remove(mb->winners, h, w);
+				mk_hmap_remove(winners, h, w);
 				w->winner = false;
 			}
-			mk_hmap_put(mb->winners, h, e);
+			mk_hmap_put(winners, h, e);
 			e->winner = true;
 		}
+		mk_hmap_free(&winners);
 	}
 }
 
@@ -1394,11 +1435,13 @@ bk_resolve(struct bk_mailbox *mb)
 static struct bk_content *
 bk_content_find(struct mk_hmap *map, const struct bk_entry *e)
 {
-	struct bk_content *c;
+	struct bk_key k;
 
-	c = mk_hmap_get(map, mk_hmap_hash(e->base, e->base_len),
-	    backup_content_match, e->base);
-	return c != NULL && c->size == e->size ? c : NULL;
+	memset(&k, 0, sizeof(k));
+	k.base = e->base;
+	k.size = e->size;
+	return mk_hmap_get(
+	    map, mk_hmap_hash(e->base, e->base_len), backup_content_sized, &k);
 }
 
 /*
@@ -1638,6 +1681,8 @@ bk_commit(struct bk_mailbox *mb, struct mk_err *err)
 	struct mk_catalog *cat = mb->bk->cat;
 	struct mk_catalog_snapshot s;
 	struct mk_catalog_version v;
+	struct bk_content *old;
+	struct bk_key k;
 	int64_t snap;
 	size_t i, j;
 
@@ -1661,21 +1706,31 @@ bk_commit(struct bk_mailbox *mb, struct mk_err *err)
 
 			if (!e->winner || c == NULL)
 				continue;
-			if (c->version != 0) {
-				c->claimed = true;
-				if (strcmp(c->dir, f->dir) == 0 &&
-				    strcmp(c->suffix, e->name + e->base_len) ==
-					0 &&
-				    c->cur == e->cur &&
-				    c->mtime_ns == e->mtime_ns)
+			/* The version this folder had under the name. */
+			memset(&k, 0, sizeof(k));
+			k.base = e->base;
+			k.dir = f->dir;
+			k.size = c->size;
+			old = mk_hmap_get(mb->known,
+			    mk_hmap_hash(e->base, e->base_len),
+			    backup_content_sized, &k);
+			if (old != NULL) {
+				old->claimed = true;
+				if (strcmp(old->suffix,
+					e->name + e->base_len) == 0 &&
+				    old->cur == e->cur &&
+				    old->mtime_ns == e->mtime_ns)
 					continue;
-				/* A flag change, a move, a touch: the
-				 * content stays, the version changes. */
+				/* A flag change, a touch: the content
+				 * stays, the version changes. */
 				if (mk_catalog_version_vanish(
-					cat, c->version, snap, err) < 0)
+					cat, old->version, snap, err) < 0)
 					goto fail;
 				mb->stats->vanished++;
 			}
+			/* A move or a copy from another folder adds a
+			 * version of the same message; what is no longer
+			 * anywhere vanishes below. */
 			memset(&v, 0, sizeof(v));
 			v.message = c->message;
 			v.dir = f->dir;
@@ -1737,7 +1792,6 @@ bk_mailbox_free(struct bk_mailbox *mb)
 	}
 	free(mb->contents);
 	bk_meta_free(&mb->subscriptions);
-	mk_hmap_free(&mb->winners);
 	mk_hmap_free(&mb->known);
 	mk_hmap_free(&mb->fresh);
 	free(mb->own_address);

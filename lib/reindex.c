@@ -165,7 +165,7 @@ struct reindex_mailbox {
 	uint8_t object[MK_PACK_ID_LEN]; /* of its last snapshot */
 	struct reindex_version **alive;
 	size_t nalive;
-	struct mk_hmap *by_base;
+	struct mk_hmap *by_base; /* base -> struct reindex_version */
 };
 
 static void
@@ -195,13 +195,6 @@ reindex_mailbox_free(struct reindex_mailbox *mb)
 	reindex_alive_free(mb->alive, mb->nalive);
 	mk_hmap_free(&mb->by_base);
 	free(mb);
-}
-
-static bool
-reindex_base_match(const void *value, const void *ctx)
-{
-	return strcmp(((const struct reindex_version *)value)->msg.base, ctx) ==
-	    0;
 }
 
 static bool
@@ -297,6 +290,35 @@ reindex_same_content(
 		memcmp(a->blobs, b->blobs, a->nblobs * MK_PACK_ID_LEN) == 0);
 }
 
+/*
+ * A version by base name and folder (a base name may be in several
+ * folders: an IMAP COPY keeps it), or by base name and content.
+ */
+struct reindex_key {
+	const char *base;
+	const char *dir;
+	const struct mk_snapshot_file *file;
+};
+
+static bool
+reindex_slot_match(const void *value, const void *ctx)
+{
+	const struct reindex_version *v = value;
+	const struct reindex_key *k = ctx;
+
+	return strcmp(v->msg.base, k->base) == 0 && strcmp(v->dir, k->dir) == 0;
+}
+
+static bool
+reindex_kin_match(const void *value, const void *ctx)
+{
+	const struct reindex_version *v = value;
+	const struct reindex_key *k = ctx;
+
+	return strcmp(v->msg.base, k->base) == 0 &&
+	    reindex_same_content(&v->msg.file, k->file);
+}
+
 /* Whether every blob of a file is recorded. */
 static int
 reindex_blobs_known(struct mk_catalog *cat, const struct mk_snapshot_file *f,
@@ -322,9 +344,10 @@ reindex_apply(struct mk_catalog *cat, struct reindex_mailbox *mb, int64_t snap,
     struct mk_reindex_listing *l, struct mk_reindex_stats *stats,
     struct mk_err *err)
 {
-	struct reindex_version **alive = NULL, *old, *nv;
+	struct reindex_version **alive = NULL, *old, *nv, *kin;
 	struct mk_hmap *by_base = mk_hmap_new();
 	struct mk_catalog_version v;
+	struct reindex_key k;
 	size_t i, n = 0;
 	uint64_t h;
 	int r, rc = -1;
@@ -334,28 +357,35 @@ reindex_apply(struct mk_catalog *cat, struct reindex_mailbox *mb, int64_t snap,
 		struct mk_snapshot_message *m = &l->msgs[i];
 
 		h = mk_hmap_hash(m->base, strlen(m->base));
-		if (mk_hmap_get(by_base, h, reindex_base_match, m->base) !=
-		    NULL) {
+		k.base = m->base;
+		k.dir = l->dirs[i];
+		k.file = &m->file;
+		if (mk_hmap_get(by_base, h, reindex_slot_match, &k) != NULL) {
 			mk_log_warn("reindex",
-			    "%s: message %s listed twice in snapshot %lld: "
-			    "the first kept",
-			    mb->address, m->base, (long long)snap);
+			    "%s: message %s listed twice in folder \"%s\" of "
+			    "snapshot %lld: the first kept",
+			    mb->address, m->base, k.dir, (long long)snap);
 			stats->skipped++;
 			continue;
 		}
-		old = mk_hmap_get(mb->by_base, h, reindex_base_match, m->base);
-		if (old != NULL && old->used)
-			old = NULL;
+		old = mk_hmap_get(mb->by_base, h, reindex_slot_match, &k);
+		/* The same message in another folder, as a backup finds a
+		 * copy or a move: this snapshot's or the last one's. */
+		if ((kin = mk_hmap_get(by_base, h, reindex_kin_match, &k)) ==
+		    NULL)
+			kin =
+			    mk_hmap_get(mb->by_base, h, reindex_kin_match, &k);
 		nv = mk_xcalloc(1, sizeof(*nv));
 		nv->msg = *m;
 		memset(m, 0, sizeof(*m)); /* nv owns it now */
 		nv->dir = mk_xstrdup(l->dirs[i]);
+		if (kin != NULL)
+			nv->message = kin->message;
 		if (old != NULL &&
 		    reindex_same_content(&old->msg.file, &nv->msg.file)) {
 			old->used = true;
 			nv->message = old->message;
-			if (strcmp(old->dir, nv->dir) == 0 &&
-			    strcmp(old->msg.suffix, nv->msg.suffix) == 0 &&
+			if (strcmp(old->msg.suffix, nv->msg.suffix) == 0 &&
 			    old->msg.cur == nv->msg.cur &&
 			    old->msg.file.mtime_ns == nv->msg.file.mtime_ns) {
 				nv->version = old->version;

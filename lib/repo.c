@@ -1277,9 +1277,13 @@ repo_range_read(struct mk_repo *repo, const struct repo_range *rg)
 		goto fail;
 	for (i = 0; i < rg->n; i++) {
 		struct mk_repo_blob_read *b = rg->reads[i];
+		const struct mk_pack_dict *dict = NULL;
 
-		if (mk_pack_reader_get(r, &b->entry,
-			buf + (b->entry.offset - start), b->entry.length, NULL,
+		if ((b->entry.compression == MK_PACK_ZSTD_DICT &&
+			mk_repo_dict_get(
+			    repo, b->entry.dict_id, &dict, &b->err) < 0) ||
+		    mk_pack_reader_get(r, &b->entry,
+			buf + (b->entry.offset - start), b->entry.length, dict,
 			&b->data, &b->len, &b->err) < 0)
 			mk_err_prefix(&b->err, "pack %.16s", b->pack);
 	}

@@ -533,6 +533,9 @@ class Imap(imaplib.IMAP4):
     def move(self, uid, mailbox):
         self.ok(self.uid("MOVE", str(uid), _quote(mailbox)), "MOVE")
 
+    def copy_to(self, uid, mailbox):
+        self.ok(self.uid("COPY", str(uid), _quote(mailbox)), "COPY")
+
     def expunge_uid(self, uid):
         self.add_flags(uid, "\\Deleted")
         self.ok(self.uid("EXPUNGE", str(uid)), "UID EXPUNGE")

@@ -41,6 +41,7 @@ from mkenv import Checks, Dovecot, make_message, run_mailkeep  # noqa: E402
 
 OTTO = "otto.friedrich@hosteurope.de"
 COPY = "copy@hosteurope.de"
+KOPIE = "kopie@hosteurope.de"
 
 
 def fetch_state(imap, box):
@@ -440,6 +441,58 @@ def run(c, dc, work):
         m = email.message_from_bytes(raw)
         if m["Message-ID"] is None:
             c("an .eml without Message-ID", False, raw[:200])
+
+    imap_copies(c, dc, mk, mkj)
+
+
+def base_names(folder_dir):
+    """Base names of a Maildir folder's messages."""
+    out = set()
+    for sub in ("new", "cur"):
+        for n in os.listdir(os.path.join(folder_dir, sub)):
+            out.add(re.split("[,:]", n)[0])
+    return out
+
+
+def imap_copies(c, dc, mk, mkj):
+    """IMAP COPY keeps the base name in the other folder (a hardlink):
+    both copies are in the snapshot, and a deleted copy comes back."""
+    dc.add_user(KOPIE, "secret")
+    for i in range(3):
+        dc.deliver(KOPIE, message(200 + i, f"Kopie {i}", "kopie@example.net"))
+    imap = dc.imap(KOPIE)
+    imap.create_box("Projekte")
+    imap.select_box("INBOX")
+    for uid in imap.uids()[:2]:
+        imap.copy_to(uid, "Projekte")
+    projekte = fetch_state(imap, "Projekte")[0]
+    maildir = dc.maildir(KOPIE)
+    shared = base_names(maildir) & base_names(os.path.join(maildir, ".Projekte"))
+    c.equal("Dovecot's COPY kept the base names", len(shared), 2)
+    res = mk("backup", "run", KOPIE)
+    c("backup with copies", res.returncode == 0, res.stderr)
+    res, d = mkj("ls", KOPIE)
+    per = {}
+    for m in (d or {}).get("messages", []):
+        per.setdefault(m["folder"], set()).add(m["id"])
+    c.equal("the snapshot holds INBOX and both copies",
+            {k: len(v) for k, v in per.items()}, {"INBOX": 3, "Projekte": 2})
+    c.equal("... the copies under the base names they share",
+            per.get("Projekte"), shared)
+    snap = d["snapshot"] if d else 0
+    imap.select_box("INBOX")
+    imap.delete_box("Projekte")
+    res = mk("backup", "run", KOPIE)
+    c("backup after the copies' folder was deleted", res.returncode == 0,
+      res.stderr)
+    res, d = mkj("restore", KOPIE, "--snapshot", str(snap), "--folder",
+                 "Projekte")
+    c("restore --folder Projekte", res.returncode == 0 and d["messages"] == 2,
+      res.stderr)
+    prefix = d["folder"] if d else "?"
+    c.equal("the copies are back with their flags and dates",
+            fetch_state(imap, f"{prefix}/Projekte")[0], projekte)
+    imap.logout()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 #include "fixture.h"
 #include "mailkeep/backup.h"
 #include "mailkeep/mem.h"
+#include "mailkeep/reindex.h"
 #include "mailkeep/restore.h"
 
 static char *dir;
@@ -709,22 +710,112 @@ test_backup_same_body_stored_once(void **state)
 	free(msg);
 }
 
+/* The versions of a mailbox alive now under one base name, by folder. */
+struct copies {
+	const char *base;
+	char dirs[4][64];
+	size_t n;
+};
+
 static void
-test_backup_base_in_two_folders_recorded_once(void **state)
+copies_cb(const struct mk_catalog_version *v, void *arg)
 {
-	struct mk_backup_stats s;
-	struct found f;
+	struct copies *c = arg;
+
+	if (strcmp(v->base, c->base) == 0 && c->n < 4)
+		snprintf(c->dirs[c->n++], sizeof(c->dirs[0]), "%s", v->dir);
+}
+
+static struct copies
+find_copies(const char *address, const char *base)
+{
+	struct copies c;
+	struct mk_err err;
+
+	memset(&c, 0, sizeof(c));
+	c.base = base;
+	if (mk_catalog_versions_at(
+		cat, address, MK_CATALOG_NOW, copies_cb, &c, &err) < 0)
+		fail_msg("%s", err.msg);
+	return c;
+}
+
+/*
+ * An IMAP COPY keeps the base name and hardlinks the file into the
+ * other folder: two messages, one content, read once.
+ */
+static void
+test_backup_base_in_two_folders_is_two_copies(void **state)
+{
+	struct mk_backup_stats s1, s2, s3, s4;
+	const char *a = "e@example.org";
+	struct mk_reindex_stats rs;
+	struct mk_err err;
+	struct copies c;
 
 	(void)state;
 	fx_maildir(dir, "store/e/Maildir");
 	fx_maildir(dir, "store/e/Maildir/.Archive");
-	put_text("e/Maildir/cur/9.M9P9.h:2,S", "X: 1\n\nmoved\n");
-	put_text("e/Maildir/.Archive/cur/9.M9P9.h:2,S", "X: 1\n\nmoved\n");
-	s = backup("e@example.org", "e/Maildir");
-	assert_int_equal(s.messages, 1);
-	/* Listed last, so there it is. */
-	f = find_version("e@example.org", "9.M9P9.h");
-	assert_string_equal(f.dir, ".Archive");
+	put_text("e/Maildir/cur/9.M9P9.h:2,S", "X: 1\n\ncopied\n");
+	assert_int_equal(
+	    link(fx_path(dir, "store/e/Maildir/cur/9.M9P9.h:2,S"),
+		fx_path(dir, "store/e/Maildir/.Archive/cur/9.M9P9.h:2,S")),
+	    0);
+	s1 = backup(a, "e/Maildir");
+	assert_int_equal(s1.messages, 2);
+	assert_int_equal(s1.read_messages, 1);
+	c = find_copies(a, "9.M9P9.h");
+	assert_int_equal(c.n, 2);
+	assert_string_not_equal(c.dirs[0], c.dirs[1]);
+	restore(s1.snapshot, a, "re1");
+	assert_restored("re1", "e/Maildir/cur/9.M9P9.h:2,S");
+	assert_restored("re1", "e/Maildir/.Archive/cur/9.M9P9.h:2,S");
+
+	/* Nothing changed: both versions stay. */
+	s2 = backup(a, "e/Maildir");
+	assert_int_equal(s2.new_versions + s2.vanished, 0);
+	assert_int_equal(s2.messages, 2);
+
+	/* A flag on one copy changes that version only. */
+	move_file("e/Maildir/.Archive/cur/9.M9P9.h:2,S",
+	    "e/Maildir/.Archive/cur/9.M9P9.h:2,RS");
+	s3 = backup(a, "e/Maildir");
+	assert_int_equal(s3.read_messages, 0);
+	assert_int_equal(s3.new_versions, 1);
+	assert_int_equal(s3.vanished, 1);
+	assert_int_equal(find_copies(a, "9.M9P9.h").n, 2);
+
+	/* Expunging one copy leaves the other. */
+	assert_int_equal(
+	    unlink(fx_path(dir, "store/e/Maildir/cur/9.M9P9.h:2,S")), 0);
+	s4 = backup(a, "e/Maildir");
+	assert_int_equal(s4.messages, 1);
+	assert_int_equal(s4.vanished, 1);
+	assert_int_equal(s4.new_versions, 0);
+	c = find_copies(a, "9.M9P9.h");
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.dirs[0], ".Archive");
+	restore(s4.snapshot, a, "re4");
+	assert_restored("re4", "e/Maildir/.Archive/cur/9.M9P9.h:2,RS");
+	assert_absent("re4", "cur/9.M9P9.h:2,S");
+	/* The first snapshot still has both. */
+	restore(s1.snapshot, a, "re1b");
+	assert_int_equal(
+	    access(fx_path(dir, "re1b/cur/9.M9P9.h:2,S"), F_OK), 0);
+	assert_int_equal(
+	    access(fx_path(dir, "re1b/.Archive/cur/9.M9P9.h:2,S"), F_OK), 0);
+
+	/* The catalog rebuilt from the repository has the same history:
+	 * two versions of one message, a flag change, one copy left. */
+	memset(&rs, 0, sizeof(rs));
+	if (mk_reindex_catalog(repo, cat, &rs, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(rs.skipped, 0);
+	assert_int_equal(rs.messages, 1);
+	assert_int_equal(rs.versions, 3);
+	c = find_copies(a, "9.M9P9.h");
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.dirs[0], ".Archive");
 }
 
 static void
@@ -908,7 +999,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_backup_same_body_stored_once, bk_setup, bk_teardown),
 		cmocka_unit_test_setup_teardown(
-		    test_backup_base_in_two_folders_recorded_once, bk_setup,
+		    test_backup_base_in_two_folders_is_two_copies, bk_setup,
 		    bk_teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_backup_interrupted_run_published_next_time, bk_setup,
