@@ -20,6 +20,10 @@ echo "== mailkeep scan (no daemon needed)"
 $cli scan > "$demo/state/scan.txt"
 head -n 8 "$demo/state/scan.txt"
 echo "   ... (all of it in $demo/state/scan.txt)"
+if [ ! -d "$demo/state/repository" ]; then
+	echo "== mailkeep repo init (a local backup repository in $demo/state)"
+	$cli repo init > /dev/null 2>&1
+fi
 cat <<MSG
 
 == starting mailkeepd in the foreground (Ctrl-C stops it)
@@ -28,6 +32,11 @@ cat <<MSG
      curl -s --unix-socket $demo/state/status.sock http://localhost/v1/mailboxes?sort=bytes\&limit=5
      curl -s --unix-socket $demo/state/status.sock http://localhost/metrics
    Then move, copy or delete files under $demo/store and ask again.
+   Back up, look, restore:
+     $cli backup run
+     $cli snapshots
+     $cli ls ADDRESS
+     $cli restore ADDRESS --snapshot 1 --to $demo/restored
 
 MSG
 exec "$build/mailkeepd" -f --store "$demo/store" --state "$demo/state"
