@@ -19,20 +19,12 @@ static int rootfd = -1;
 static int
 bk_setup(void **state)
 {
-	char keyfile[4096], location[4096];
-	struct mk_repo_key key = { MK_REPO_KEY_FILE, keyfile, NULL, NULL };
-	struct mk_repo_init_opts opts;
 	struct mk_err err;
-	bool created;
 
 	(void)state;
 	dir = fx_tmpdir();
-	snprintf(keyfile, sizeof(keyfile), "%s/repo.key", dir);
-	snprintf(location, sizeof(location), "%s/repo", dir);
-	memset(&opts, 0, sizeof(opts));
-	if (mk_repo_key_file_create(keyfile, &created, &err) < 0 ||
-	    mk_repo_init(location, &key, &opts, &repo, &err) < 0 ||
-	    mk_catalog_open(fx_path(dir, "catalog.db"), &cat, &err) < 0)
+	repo = fx_repo_new(dir, "repo");
+	if (mk_catalog_open(fx_path(dir, "catalog.db"), &cat, &err) < 0)
 		fail_msg("%s", err.msg);
 	fx_mkdirs(dir, "store");
 	rootfd = open(fx_path(dir, "store"), O_RDONLY | O_DIRECTORY);
