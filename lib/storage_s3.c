@@ -562,14 +562,14 @@ s3_tls_hint(const struct storage_s3 *s, CURLcode rc, const char *cerr,
 		name = strstr(cerr, "host name") != NULL;
 		if (!name && s->ca_file != NULL) {
 			snprintf(buf, size,
-			    "the gateway's certificate does not check out "
+			    "the endpoint's certificate does not check out "
 			    "against the CAs in ca_file %s",
 			    s->ca_file);
 			break;
 		}
 		if (!name) {
 			snprintf(buf, size,
-			    "the gateway's certificate is not signed by a CA "
+			    "the endpoint's certificate is not signed by a CA "
 			    "this system trusts; for a private CA, set "
 			    "[repository] ca_file to its PEM file");
 			break;
@@ -579,7 +579,7 @@ s3_tls_hint(const struct storage_s3 *s, CURLcode rc, const char *cerr,
 		if ((colon = strrchr(host, ':')) != NULL)
 			*colon = '\0';
 		snprintf(buf, size,
-		    "the gateway's certificate is not for %s: put a name "
+		    "the endpoint's certificate is not for %s: put a name "
 		    "from its subjectAltName in location%s",
 		    host,
 		    s->opts.url_style == MK_STORAGE_URL_VIRTUAL
@@ -603,7 +603,7 @@ s3_tls_hint(const struct storage_s3 *s, CURLcode rc, const char *cerr,
 		break;
 	case CURLE_SSL_CONNECT_ERROR:
 		snprintf(buf, size,
-		    "no TLS handshake: is the gateway's port in location one "
+		    "no TLS handshake: is the port in location one "
 		    "that speaks https?");
 		break;
 	default:
