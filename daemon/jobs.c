@@ -283,9 +283,10 @@ static int jobs_test_restore_item(struct jobs_job *job, size_t i,
  * Backups, checks and test restores hold a shared repository lock from
  * before they begin until the repository closes, as `backup run
  * --offline` does, so that a prune on any host waits or refuses while
- * they run; a prune holding its exclusive lock fails them at once (the
- * next run does the work).  They share a group: a check never sees a
- * run half written by this host.
+ * they run; while a prune holds its exclusive lock they wait for it, up
+ * to [backup] lock_wait (jobs_lock_wait).  Restores take no lock, as
+ * `mailkeep restore` takes none.  They share a group: a check never sees
+ * a run half written by this host.
  */
 static const struct jobs_kind jobs_kinds[] = {
 	{ "backup", jobs_backup_begin, jobs_backup_item, jobs_backup_end, true,

@@ -239,8 +239,9 @@ lock_conflicts(struct mk_storage *st, const char *self, enum mk_lock_kind kind,
 		if (kind == MK_LOCK_EXCLUSIVE ||
 		    other.kind == MK_LOCK_EXCLUSIVE) {
 			mk_err_set(err,
-			    "the repository is locked by a %s lock (%s, host "
+			    "the repository is locked by %s %s lock (%s, host "
 			    "%s, pid %lld, refreshed %lld s ago)",
+			    other.kind == MK_LOCK_EXCLUSIVE ? "an" : "a",
 			    mk_lock_kind_name(other.kind), other.name,
 			    other.host, (long long)other.pid,
 			    (long long)((now - other.time_ns) / LOCK_NS));
