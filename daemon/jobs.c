@@ -913,7 +913,6 @@ jobs_lock_wait(struct jobs_job *job, struct jobs_task *t)
 		    (unsigned long long)job->lock_wait, t->err.msg);
 	}
 	if (now >= job->lock_until_ns) {
-		job->lock_waiting = false;
 		jobs->lock_waits_expired++;
 		mk_err_prefix(&t->err,
 		    "gave up after waiting %lld s for the repository lock",
@@ -1076,6 +1075,8 @@ jobs_task_done(struct mk_job *base)
 			jobs->key_slots = t->res.key_slots;
 			jobs->encrypted = t->res.encrypted;
 		}
+		/* Waiting again only if jobs_lock_wait() says so. */
+		job->lock_waiting = false;
 		if (t->rc == 1 && atomic_load(&job->cancel)) {
 			jobs_submit_task(job, JOBS_END, 0);
 			break;
@@ -1092,15 +1093,13 @@ jobs_task_done(struct mk_job *base)
 			jobs_submit_task(job, JOBS_END, 0);
 			break;
 		}
-		if (job->lock_waiting) {
-			job->lock_waiting = false;
+		if (job->lock_since_ns != 0)
 			mk_log_info("jobs",
 			    "job %llu: took the repository lock after %lld s",
 			    (unsigned long long)job->id,
 			    (long long)((mk_daemon_now_ns() -
 					    job->lock_since_ns) /
 				1000000000));
-		}
 		jobs_dispatch(job);
 		break;
 	case JOBS_ITEM:
