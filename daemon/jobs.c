@@ -163,7 +163,7 @@ struct jobs_job {
 	/* Waiting for the repository lock (the loop's; see jobs_lock_wait) */
 	uint64_t lock_wait; /* seconds it may wait, 0: none */
 	bool lock_waiting;
-	unsigned lock_attempts; /* tried again so far */
+	unsigned lock_attempts; /* tries that met the lock */
 	int64_t lock_since_ns, lock_until_ns, lock_next_ns;
 	struct mk_lock_info holder; /* the lock in the way */
 	struct event *lock_timer;
@@ -900,6 +900,7 @@ jobs_lock_wait(struct jobs_job *job, struct jobs_task *t)
 	unsigned shift;
 
 	job->holder = t->holder;
+	job->lock_attempts++;
 	if (job->lock_since_ns == 0) {
 		if (job->lock_wait == 0)
 			return false;
@@ -920,7 +921,7 @@ jobs_lock_wait(struct jobs_job *job, struct jobs_task *t)
 		return false;
 	}
 	job->lock_waiting = true;
-	shift = job->lock_attempts < 6 ? job->lock_attempts : 6;
+	shift = job->lock_attempts < 7 ? job->lock_attempts - 1 : 6;
 	pause_ms = (int64_t)JOBS_LOCK_PAUSE_MIN_MS << shift;
 	if (pause_ms > JOBS_LOCK_PAUSE_MAX_MS)
 		pause_ms = JOBS_LOCK_PAUSE_MAX_MS;
@@ -928,7 +929,6 @@ jobs_lock_wait(struct jobs_job *job, struct jobs_task *t)
 	    (int64_t)arc4random_uniform((uint32_t)(pause_ms / 2) + 1);
 	if (now + pause_ms * 1000000 > job->lock_until_ns)
 		pause_ms = (job->lock_until_ns - now) / 1000000;
-	job->lock_attempts++;
 	job->lock_next_ns = now + pause_ms * 1000000;
 	if (job->lock_timer == NULL &&
 	    (job->lock_timer = evtimer_new(
