@@ -666,7 +666,39 @@ httpd_get_metrics(struct httpd_server *srv, struct evhttp_request *req)
 	evbuffer_free(b);
 }
 
-/* POST /v1/quota?target=T&storage=SIZE&messages=N */
+/* A POST /v1/quota waiting for its row to be saved. */
+struct httpd_quota_set {
+	struct mk_daemon *d;
+	struct httpd_server *srv; /* gone once d->stopping */
+	struct mk_httpconn_hold *hold;
+	char *target;
+	struct mk_quota_limits l;
+};
+
+static void
+httpd_quota_set_done(void *arg, int rc, const struct mk_err *err)
+{
+	struct httpd_quota_set *qs = arg;
+	struct evhttp_request *req = mk_httpconn_release(&qs->hold);
+
+	if (req != NULL && qs->d->stopping)
+		evhttp_request_free(req);
+	else if (req != NULL && rc < 0)
+		httpd_error(
+		    qs->srv, req, 500, "Internal Server Error", err->msg);
+	else if (req != NULL)
+		httpd_send_json(qs->srv, req, 200, "OK",
+		    json_pack("{s:o, s:o, s:o}", "target",
+			httpd_str(qs->target), "storage",
+			httpd_limit_json(qs->l.bytes, qs->l.bytes_from),
+			"messages",
+			httpd_limit_json(qs->l.messages, qs->l.messages_from)));
+	free(qs->target);
+	free(qs);
+}
+
+/* POST /v1/quota?target=T&storage=SIZE&messages=N: answered once the
+ * catalog has the limit (a worker writes it). */
 static void
 httpd_post_quota(struct httpd_server *srv, struct evhttp_request *req,
     const struct evkeyvalq *q)
@@ -674,10 +706,9 @@ httpd_post_quota(struct httpd_server *srv, struct evhttp_request *req,
 	const char *target = evhttp_find_header(q, "target");
 	const char *storage = evhttp_find_header(q, "storage");
 	const char *messages = evhttp_find_header(q, "messages");
-	struct mk_quota_limits l;
+	struct httpd_quota_set *qs;
 	char args[2][128], *argv[2];
 	struct mk_err err;
-	char *t;
 	int argc = 0;
 
 	if (storage != NULL) {
@@ -695,18 +726,20 @@ httpd_post_quota(struct httpd_server *srv, struct evhttp_request *req,
 		httpd_error(srv, req, 400, "Bad Request", "give target=");
 		return;
 	}
-	t = mk_xstrdup(target);
-	mk_str_lower(t);
-	if (mk_limits_parse_set(argc, argv, &l, &err) < 0 ||
-	    mk_enforce_set_limit(srv->httpd->d->enforce, t, &l, &err) < 0)
-		httpd_error(srv, req, 400, "Bad Request", err.msg);
-	else
-		httpd_send_json(srv, req, 200, "OK",
-		    json_pack("{s:o, s:o, s:o}", "target", httpd_str(t),
-			"storage", httpd_limit_json(l.bytes, l.bytes_from),
-			"messages",
-			httpd_limit_json(l.messages, l.messages_from)));
-	free(t);
+	qs = mk_xcalloc(1, sizeof(*qs));
+	qs->d = srv->httpd->d;
+	qs->srv = srv;
+	qs->target = mk_xstrdup(target);
+	mk_str_lower(qs->target);
+	qs->hold = mk_httpconn_hold(srv->httpd->conns, req);
+	if (mk_limits_parse_set(argc, argv, &qs->l, &err) < 0 ||
+	    mk_enforce_set_limit(qs->d->enforce, qs->target, &qs->l,
+		httpd_quota_set_done, qs, &err) < 0) {
+		httpd_error(srv, mk_httpconn_release(&qs->hold), 400,
+		    "Bad Request", err.msg);
+		free(qs->target);
+		free(qs);
+	}
 }
 
 /* A job id in a path: digits only, no leading zero. */
