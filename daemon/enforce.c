@@ -1256,7 +1256,7 @@ mk_enforce_set_limit(struct mk_enforce *e, const char *target,
 	j->l = *l;
 	j->done = done;
 	j->arg = arg;
-	mk_pool_submit(e->d->pool, &j->job);
+	mk_pool_submit_urgent(e->d->pool, &j->job);
 	return 0;
 }
 
