@@ -29,6 +29,8 @@
 #define BACKUP_KEYWORDS "dovecot-keywords"
 #define BACKUP_SUBSCRIPTIONS "subscriptions"
 #define BACKUP_MAILDIRFOLDER "maildirfolder"
+/* A small file unchanged for this long gets a stamp in the catalog. */
+#define BACKUP_STAMP_SETTLED_NS 1000000000LL
 /* Blob bytes handed to the workers and not yet in a pack. */
 #define BACKUP_INFLIGHT_MAX (8u << 20)
 #define BACKUP_INFLIGHT_JOBS 64
@@ -141,12 +143,44 @@ struct mk_backup {
 	int64_t time_ns; /* the snapshots' time, 0: now */
 };
 
-/* A small file read with a folder's listing. */
+/*
+ * What identifies a version of a file: Dovecot replaces dovecot-uidlist
+ * and dovecot-keywords by renaming a new file over them (a new inode),
+ * and a write in place changes the ctime.
+ */
+struct bk_stamp {
+	bool present;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+};
+
+/*
+ * A small file read with a folder's listing, or (reused) found with the
+ * stamp the catalog has for it: then blob is its content, unread.
+ */
 struct bk_meta {
 	bool present;
 	uint8_t *data;
 	size_t len;
 	int64_t mtime_ns;
+	struct bk_stamp stamp; /* of the file read or reused */
+	bool stampable; /* unchanged for a while when read: worth a stamp */
+	bool reused;
+	bool has_blob; /* stored as one blob (or reused): blob is it */
+	uint8_t blob[MK_PACK_ID_LEN];
+};
+
+/* A stamp the catalog has for a small file of the mailbox. */
+struct bk_known_stamp {
+	char *dir;
+	char *name;
+	struct bk_stamp stamp;
+	bool has_blob;
+	uint8_t blob[MK_PACK_ID_LEN];
+	bool kept; /* reused or replaced by this backup */
 };
 
 /*
@@ -210,6 +244,10 @@ struct bk_mailbox {
 	struct mk_hmap *known; /* base -> struct bk_content, one per version
 				  alive in the catalog */
 	struct mk_hmap *fresh; /* base -> struct bk_content (read now) */
+	struct mk_hmap *stamps; /* name -> struct bk_known_stamp */
+	struct bk_known_stamp **kstamps; /* all of them, to free */
+	size_t nkstamps;
+	size_t kscap;
 	struct bk_content **contents; /* all of them, to free */
 	size_t ncontents;
 	size_t ccap;
@@ -903,9 +941,12 @@ bk_content_new(struct bk_mailbox *mb, const char *base)
 	return c;
 }
 
-/* Store a metadata file read with a listing. */
+/*
+ * Store a metadata file read with a listing (its data is freed then),
+ * or take the blob reused for it.
+ */
 static int
-bk_store_meta(struct bk_mailbox *mb, const struct bk_meta *m, const char *what,
+bk_store_meta(struct bk_mailbox *mb, struct bk_meta *m, const char *what,
     struct mk_snapshot_file *file, struct mk_err *err)
 {
 	struct bk_reader r;
@@ -914,6 +955,18 @@ bk_store_meta(struct bk_mailbox *mb, const struct bk_meta *m, const char *what,
 	memset(file, 0, sizeof(*file));
 	if (!m->present)
 		return 0;
+	if (m->reused) {
+		file->present = true;
+		file->opaque = true;
+		file->mtime_ns = m->mtime_ns;
+		file->size = m->len;
+		if (m->has_blob) {
+			file->blobs = mk_xmalloc(MK_PACK_ID_LEN);
+			memcpy(file->blobs[0], m->blob, MK_PACK_ID_LEN);
+			file->nblobs = 1;
+		}
+		return 0;
+	}
 	memset(&c, 0, sizeof(c));
 	memset(&r, 0, sizeof(r));
 	r.fd = -1;
@@ -932,6 +985,10 @@ bk_store_meta(struct bk_mailbox *mb, const struct bk_meta *m, const char *what,
 	file->size = c.size;
 	file->nblobs = c.nblobs;
 	file->blobs = c.blobs;
+	if ((m->has_blob = c.nblobs == 1))
+		memcpy(m->blob, c.blobs[0], MK_PACK_ID_LEN);
+	free(m->data);
+	m->data = NULL;
 	return 0;
 }
 
@@ -1003,16 +1060,117 @@ bk_meta_free(struct bk_meta *m)
 	memset(m, 0, sizeof(*m));
 }
 
-/* Read a metadata file of dirfd; absent is fine. */
+static void
+bk_stamp_of(const struct stat *st, struct bk_stamp *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->present = true;
+	s->dev = st->st_dev;
+	s->ino = st->st_ino;
+	s->size = st->st_size;
+	s->mtime_ns = backup_stat_mtime(st);
+	s->ctime_ns =
+	    (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+}
+
+static void
+bk_stamp(int dirfd, const char *name, struct bk_stamp *s)
+{
+	struct stat st;
+
+	memset(s, 0, sizeof(*s));
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	bk_stamp_of(&st, s);
+}
+
+static bool
+bk_stamp_same(const struct bk_stamp *a, const struct bk_stamp *b)
+{
+	return a->present == b->present && a->dev == b->dev &&
+	    a->ino == b->ino && a->size == b->size &&
+	    a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
+}
+
+static uint64_t
+bk_stamp_hash(const char *dir, const char *name)
+{
+	return mk_hmap_hash(dir, strlen(dir)) * 31 +
+	    mk_hmap_hash(name, strlen(name));
+}
+
+static bool
+bk_stamp_match(const void *value, const void *ctx)
+{
+	const struct bk_known_stamp *a = value, *b = ctx;
+
+	return strcmp(a->dir, b->dir) == 0 && strcmp(a->name, b->name) == 0;
+}
+
+/* The stamp the catalog has for a small file of the mailbox, or NULL. */
+static struct bk_known_stamp *
+bk_stamp_find(const struct bk_mailbox *mb, const char *dir, const char *name)
+{
+	struct bk_known_stamp k;
+
+	k.dir = (char *)dir;
+	k.name = (char *)name;
+	return mk_hmap_get(
+	    mb->stamps, bk_stamp_hash(dir, name), bk_stamp_match, &k);
+}
+
+/* A stamp of the catalog. */
+static void
+bk_stamp_cb(const struct mk_catalog_stamp *s, void *arg)
+{
+	struct bk_mailbox *mb = arg;
+	struct bk_known_stamp *ks = mk_xcalloc(1, sizeof(*ks));
+
+	ks->dir = mk_xstrdup(s->dir);
+	ks->name = mk_xstrdup(s->name);
+	ks->stamp.present = true;
+	ks->stamp.dev = (dev_t)s->dev;
+	ks->stamp.ino = (ino_t)s->ino;
+	ks->stamp.size = (off_t)s->size;
+	ks->stamp.mtime_ns = s->mtime_ns;
+	ks->stamp.ctime_ns = s->ctime_ns;
+	ks->has_blob = s->has_blob;
+	memcpy(ks->blob, s->blob, MK_PACK_ID_LEN);
+	mk_xgrow(
+	    &mb->kstamps, &mb->kscap, mb->nkstamps + 1, sizeof(*mb->kstamps));
+	mb->kstamps[mb->nkstamps++] = ks;
+	mk_hmap_put(mb->stamps, bk_stamp_hash(ks->dir, ks->name), ks);
+}
+
+/*
+ * Read a metadata file of dirfd; absent is fine.  dir is the folder
+ * ("" or "." for the Maildir itself).  A file whose stamp is the one
+ * the catalog has is not read: its blob is reused.
+ */
 static int
 bk_meta_read(struct bk_mailbox *mb, int dirfd, const char *dir,
     const char *name, struct bk_meta *m, struct mk_err *err)
 {
+	const char *kdir = strcmp(dir, ".") == 0 ? "" : dir;
+	struct bk_known_stamp *ks;
 	struct stat st;
 	size_t len = 0, cap;
 	int fd, rc = -1;
 
 	bk_meta_free(m);
+	if ((ks = bk_stamp_find(mb, kdir, name)) != NULL) {
+		bk_stamp(dirfd, name, &m->stamp);
+		if (bk_stamp_same(&m->stamp, &ks->stamp)) {
+			m->present = true;
+			m->reused = true;
+			m->len = (size_t)m->stamp.size;
+			m->mtime_ns = m->stamp.mtime_ns;
+			m->has_blob = ks->has_blob;
+			memcpy(m->blob, ks->blob, MK_PACK_ID_LEN);
+			return 0;
+		}
+		memset(&m->stamp, 0, sizeof(m->stamp));
+	}
 	fd = openat(dirfd, name,
 	    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0) {
@@ -1068,6 +1226,11 @@ bk_meta_read(struct bk_mailbox *mb, int dirfd, const char *dir,
 	m->len = len;
 	m->present = true;
 	m->mtime_ns = backup_stat_mtime(&st);
+	/* A file changed just now could change again within the same
+	 * timestamp tick, unseen by its stamp. */
+	bk_stamp_of(&st, &m->stamp);
+	m->stampable =
+	    m->stamp.ctime_ns < backup_now_ns() - BACKUP_STAMP_SETTLED_NS;
 	mb->stats->meta_bytes += len;
 	rc = 0;
 out:
@@ -1203,39 +1366,6 @@ bk_list_sub(struct bk_mailbox *mb, int folderfd, struct bk_folder *f, bool cur,
 	}
 	closedir(dir);
 	return 0;
-}
-
-/* What identifies a version of dovecot-uidlist: Dovecot replaces it by
- * renaming a new file over it. */
-struct bk_stamp {
-	bool present;
-	dev_t dev;
-	ino_t ino;
-	off_t size;
-	int64_t mtime_ns;
-};
-
-static void
-bk_stamp(int dirfd, const char *name, struct bk_stamp *s)
-{
-	struct stat st;
-
-	memset(s, 0, sizeof(*s));
-	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return;
-	s->present = true;
-	s->dev = st.st_dev;
-	s->ino = st.st_ino;
-	s->size = st.st_size;
-	s->mtime_ns = backup_stat_mtime(&st);
-}
-
-static bool
-bk_stamp_same(const struct bk_stamp *a, const struct bk_stamp *b)
-{
-	return a->present == b->present && a->dev == b->dev &&
-	    a->ino == b->ino && a->size == b->size &&
-	    a->mtime_ns == b->mtime_ns;
 }
 
 /* mtime of new/ or cur/ in ns, 0 if it does not exist. */
@@ -1637,7 +1767,7 @@ bk_store_snapshot(
 		&snap.subscriptions, err) < 0)
 		goto out;
 	for (i = 0; i < mb->nfolders; i++) {
-		const struct bk_folder *f = &mb->folders[i];
+		struct bk_folder *f = &mb->folders[i];
 		struct mk_snapshot_folder *sf = &snap.folders[snap.nfolders];
 
 		if (f->gone)
@@ -1672,8 +1802,77 @@ out:
 }
 
 /*
+ * Record the stamp of a small file this backup stored; one it reused
+ * is kept as it is.  A file without a stamp worth keeping (absent,
+ * changed just now, stored as several blobs) leaves its old stamp
+ * unkept.
+ */
+static int
+bk_stamp_keep(struct bk_mailbox *mb, const char *dir, const char *name,
+    const struct bk_meta *m, struct mk_err *err)
+{
+	struct bk_known_stamp *ks = bk_stamp_find(mb, dir, name);
+	struct mk_catalog_stamp s;
+
+	if (m->reused) {
+		if (ks != NULL)
+			ks->kept = true;
+		return 0;
+	}
+	if (!m->present || !m->stampable || (m->len > 0 && !m->has_blob))
+		return 0;
+	memset(&s, 0, sizeof(s));
+	s.dir = dir;
+	s.name = name;
+	s.dev = (uint64_t)m->stamp.dev;
+	s.ino = (uint64_t)m->stamp.ino;
+	s.size = (uint64_t)m->stamp.size;
+	s.mtime_ns = m->stamp.mtime_ns;
+	s.ctime_ns = m->stamp.ctime_ns;
+	s.has_blob = m->has_blob;
+	memcpy(s.blob, m->blob, MK_PACK_ID_LEN);
+	if (ks != NULL)
+		ks->kept = true;
+	return mk_catalog_stamp_put(mb->bk->cat, mb->address, &s, err);
+}
+
+/* Record the stamps of the snapshot's small files; drop the others. */
+static int
+bk_stamps_commit(struct bk_mailbox *mb, struct mk_err *err)
+{
+	size_t i;
+
+	for (i = 0; i < mb->nfolders; i++) {
+		const struct bk_folder *f = &mb->folders[i];
+
+		if (f->gone)
+			continue;
+		if (bk_stamp_keep(
+			mb, f->dir, BACKUP_UIDLIST, &f->uidlist, err) < 0 ||
+		    bk_stamp_keep(
+			mb, f->dir, BACKUP_KEYWORDS, &f->keywords, err) < 0 ||
+		    bk_stamp_keep(mb, f->dir, BACKUP_MAILDIRFOLDER,
+			&f->maildirfolder, err) < 0)
+			return -1;
+	}
+	if (bk_stamp_keep(
+		mb, "", BACKUP_SUBSCRIPTIONS, &mb->subscriptions, err) < 0)
+		return -1;
+	for (i = 0; i < mb->nkstamps; i++) {
+		const struct bk_known_stamp *ks = mb->kstamps[i];
+
+		if (!ks->kept &&
+		    mk_catalog_stamp_drop(
+			mb->bk->cat, mb->address, ks->dir, ks->name, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
  * Record the snapshot in one transaction: the snapshot row, the
- * versions that ended, the new messages and versions.
+ * versions that ended, the new messages and versions, the stamps of
+ * the small files.
  */
 static int
 bk_commit(struct bk_mailbox *mb, struct mk_err *err)
@@ -1761,6 +1960,8 @@ bk_commit(struct bk_mailbox *mb, struct mk_err *err)
 			goto fail;
 		mb->stats->vanished++;
 	}
+	if (bk_stamps_commit(mb, err) < 0)
+		goto fail;
 	if (mk_catalog_commit(cat, err) < 0)
 		goto fail;
 	mb->stats->snapshot = snap;
@@ -1791,6 +1992,13 @@ bk_mailbox_free(struct bk_mailbox *mb)
 		free(c);
 	}
 	free(mb->contents);
+	for (i = 0; i < mb->nkstamps; i++) {
+		free(mb->kstamps[i]->dir);
+		free(mb->kstamps[i]->name);
+		free(mb->kstamps[i]);
+	}
+	free(mb->kstamps);
+	mk_hmap_free(&mb->stamps);
 	bk_meta_free(&mb->subscriptions);
 	mk_hmap_free(&mb->known);
 	mk_hmap_free(&mb->fresh);
@@ -1879,10 +2087,12 @@ mk_backup_mailbox(struct mk_backup *bk, int rootfd, const char *relpath,
 	mb->stats = &mb->own_stats;
 	mb->known = mk_hmap_new();
 	mb->fresh = mk_hmap_new();
+	mb->stamps = mk_hmap_new();
 	mb->stats->time_ns = bk->time_ns != 0 ? bk->time_ns : backup_now_ns();
 	bk->current = mb;
 	bk->open_used = false;
 	if ((mb->mfd = mk_fs_open_dir_beneath(rootfd, relpath, err)) < 0 ||
+	    mk_catalog_stamps_get(bk->cat, address, bk_stamp_cb, mb, err) < 0 ||
 	    bk_folders_find(mb, err) < 0 ||
 	    bk_meta_read(mb, mb->mfd, ".", BACKUP_SUBSCRIPTIONS,
 		&mb->subscriptions, err) < 0 ||
