@@ -38,6 +38,15 @@
 #define BACKUP_JOB_LARGE (64u << 10)
 #define BACKUP_JOB_LARGE_KEEP 4
 #define BACKUP_THREADS_MAX 8
+/* Room for getdents64(): about 300 Dovecot names per system call. */
+#define BACKUP_DIRBUF (32u << 10)
+/*
+ * A mailbox with at most this many files to read, of at most this many
+ * bytes, has them hashed and compressed by the reading thread: a trip
+ * through the workers costs more than the work when the machine is busy.
+ */
+#define BACKUP_INLINE_FILES 8
+#define BACKUP_INLINE_BYTES (1u << 20)
 /* Mailboxes waiting for the open pack: store it early beyond these. */
 #define BACKUP_DEFER_MAILBOXES 256
 #define BACKUP_DEFER_MESSAGES 200000
@@ -121,7 +130,9 @@ struct mk_backup {
 	size_t chunk_max;
 	uint8_t *buf; /* the read window of bk_reader */
 	size_t bufcap;
+	char *dirbuf; /* BACKUP_DIRBUF, for listings */
 	struct bk_pool pool;
+	struct mk_pack_compressor *comp; /* the reading thread's own */
 	/* The open pack, shared by the mailboxes of the session. */
 	struct mk_pack_writer *writer;
 	struct mk_hmap *pending; /* blob ids in the open pack */
@@ -254,6 +265,7 @@ struct bk_mailbox {
 	struct mk_backup_stats own_stats; /* when the commit is deferred */
 	char *own_address;
 	uint8_t object[MK_PACK_ID_LEN]; /* the mailbox snapshot blob */
+	bool inline_jobs; /* few files to read: no workers (bk_submit) */
 	bool job_failed; /* a worker's error, in job_err */
 	struct mk_err job_err;
 };
@@ -558,6 +570,20 @@ bk_jobs_free(struct bk_job *job)
 	}
 }
 
+/* Hash and compress a job. */
+static void
+bk_job_run(
+    struct mk_repo *repo, struct mk_pack_compressor *comp, struct bk_job *job)
+{
+	job->rc = 0;
+	mk_xgrow(&job->out, &job->ocap, mk_pack_compress_bound(job->len), 1);
+	if (mk_repo_blob_id(repo, job->data, job->len, job->id, &job->err) <
+		0 ||
+	    mk_pack_compress(comp, job->type, job->data, job->len, job->out,
+		job->ocap, &job->blob, &job->err) < 0)
+		job->rc = -1;
+}
+
 /* A worker: hash and compress jobs until told to stop. */
 static void *
 bk_worker_main(void *arg)
@@ -576,14 +602,7 @@ bk_worker_main(void *arg)
 		if ((pool->todo.head = job->next) == NULL)
 			pool->todo.tail = &pool->todo.head;
 		pthread_mutex_unlock(&pool->lock);
-		job->rc = 0;
-		mk_xgrow(
-		    &job->out, &job->ocap, mk_pack_compress_bound(job->len), 1);
-		if (mk_repo_blob_id(pool->repo, job->data, job->len, job->id,
-			&job->err) < 0 ||
-		    mk_pack_compress(w->comp, job->type, job->data, job->len,
-			job->out, job->ocap, &job->blob, &job->err) < 0)
-			job->rc = -1;
+		bk_job_run(pool->repo, w->comp, job);
 		pthread_mutex_lock(&pool->lock);
 		bk_queue_push(&pool->results, job);
 		pthread_cond_signal(&pool->done);
@@ -686,6 +705,23 @@ bk_result(struct bk_mailbox *mb, struct bk_job *job)
 		mb->job_failed = true;
 }
 
+/* Keep a done job's buffers for the next one, or free them. */
+static void
+bk_job_recycle(struct bk_pool *pool, struct bk_job *job)
+{
+	if (job->dcap <= BACKUP_JOB_LARGE) {
+		job->next = pool->spare;
+		pool->spare = job;
+	} else if (pool->nspare_large < BACKUP_JOB_LARGE_KEEP) {
+		job->next = pool->spare_large;
+		pool->spare_large = job;
+		pool->nspare_large++;
+	} else {
+		job->next = NULL;
+		bk_jobs_free(job);
+	}
+}
+
 /* Take the results ready (wait for one when wait and any is due). */
 static void
 bk_collect(struct bk_mailbox *mb, bool wait)
@@ -706,17 +742,7 @@ bk_collect(struct bk_mailbox *mb, bool wait)
 		pool->inflight--;
 		pool->inflight_bytes -= job->len;
 		pthread_mutex_unlock(&pool->lock);
-		if (job->dcap <= BACKUP_JOB_LARGE) {
-			job->next = pool->spare;
-			pool->spare = job;
-		} else if (pool->nspare_large < BACKUP_JOB_LARGE_KEEP) {
-			job->next = pool->spare_large;
-			pool->spare_large = job;
-			pool->nspare_large++;
-		} else {
-			job->next = NULL;
-			bk_jobs_free(job);
-		}
+		bk_job_recycle(pool, job);
 	}
 }
 
@@ -744,7 +770,8 @@ bk_drain(struct bk_mailbox *mb, struct mk_err *err)
 
 /*
  * Hand len bytes of data to the workers as blob idx of c; wait for
- * results while too many bytes are out.
+ * results while too many bytes are out.  With inline_jobs, do the
+ * work here instead.
  */
 static int
 bk_submit(struct bk_mailbox *mb, struct bk_content *c, uint32_t idx,
@@ -770,6 +797,18 @@ bk_submit(struct bk_mailbox *mb, struct bk_content *c, uint32_t idx,
 	mk_xgrow(&job->data, &job->dcap, len > 0 ? len : 1, 1);
 	if (len > 0)
 		memcpy(job->data, data, len);
+	if (mb->inline_jobs) {
+		if (mb->bk->comp == NULL &&
+		    mk_repo_compressor_new(mb->bk->repo, &mb->bk->comp, err) <
+			0) {
+			bk_job_recycle(pool, job);
+			return -1;
+		}
+		bk_job_run(mb->bk->repo, mb->bk->comp, job);
+		bk_result(mb, job);
+		bk_job_recycle(pool, job);
+		goto out;
+	}
 	pthread_mutex_lock(&pool->lock);
 	bk_queue_push(&pool->todo, job);
 	pool->inflight++;
@@ -786,6 +825,7 @@ bk_submit(struct bk_mailbox *mb, struct bk_content *c, uint32_t idx,
 		    pool->inflight > BACKUP_INFLIGHT_JOBS;
 		pthread_mutex_unlock(&pool->lock);
 	}
+out:
 	if (mb->job_failed) {
 		*err = mb->job_err;
 		return -1;
@@ -1288,11 +1328,11 @@ bk_list_sub(struct bk_mailbox *mb, int folderfd, struct bk_folder *f, bool cur,
 	const char *sub = cur ? "cur" : "new";
 	const struct bk_content *known;
 	struct mk_maildir_name mn;
+	struct mk_fs_dirent de;
+	struct mk_fs_dir dir;
 	size_t base_len;
-	struct dirent *de;
 	struct mk_err nerr;
-	DIR *dir;
-	int fd;
+	int fd, r, rc = -1;
 
 	fd = mk_fs_openat_dir(folderfd, sub);
 	if (fd < 0) {
@@ -1307,12 +1347,9 @@ bk_list_sub(struct bk_mailbox *mb, int folderfd, struct bk_folder *f, bool cur,
 		}
 		return mk_err_sys(err, "open(%s/%s)", f->dir, sub);
 	}
-	if ((dir = fdopendir(fd)) == NULL) {
-		close(fd);
-		return mk_err_sys(err, "fdopendir(%s/%s)", f->dir, sub);
-	}
-	while ((errno = 0, de = readdir(dir)) != NULL) {
-		const char *name = de->d_name;
+	mk_fs_dir_start(&dir, fd, mb->bk->dirbuf, BACKUP_DIRBUF);
+	while ((r = mk_fs_dir_next(&dir, &de)) == 1) {
+		const char *name = de.name;
 		struct bk_entry *e;
 		struct stat st;
 
@@ -1322,15 +1359,14 @@ bk_list_sub(struct bk_mailbox *mb, int folderfd, struct bk_folder *f, bool cur,
 		 * makes the whole name the base. */
 		(void)mk_maildir_name_parse(name, &mn, &nerr);
 		base_len = mn.base_len > 0 ? mn.base_len : strlen(name);
-		if (de->d_type == DT_REG &&
+		if (de.type == DT_REG &&
 		    (known = bk_known_same(mb, f, cur, name, base_len)) !=
 			NULL) {
 			/* The version the catalog has: no stat. */
 			st.st_size = (off_t)known->size;
 			st.st_mtim.tv_sec = known->mtime_ns / 1000000000;
 			st.st_mtim.tv_nsec = known->mtime_ns % 1000000000;
-		} else if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) <
-		    0) {
+		} else if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (errno != ENOENT)
 				mk_warnings_add(&mb->stats->skipped,
 				    "%s/%s/%s: stat: %s", f->dir, sub, name,
@@ -1343,9 +1379,9 @@ bk_list_sub(struct bk_mailbox *mb, int folderfd, struct bk_folder *f, bool cur,
 			continue;
 		}
 		if (++mb->nentries > MK_BACKUP_MESSAGES_MAX) {
-			closedir(dir);
-			return mk_err_set(err, "more than %u message files",
+			mk_err_set(err, "more than %u message files",
 			    MK_BACKUP_MESSAGES_MAX);
+			goto out;
 		}
 		mk_xgrow(
 		    &f->entries, &f->cap, f->nentries + 1, sizeof(*f->entries));
@@ -1359,13 +1395,14 @@ bk_list_sub(struct bk_mailbox *mb, int folderfd, struct bk_folder *f, bool cur,
 		e->size = (uint64_t)st.st_size;
 		e->seq = ++mb->seq;
 	}
-	if (errno != 0) {
-		mk_err_sys(err, "readdir(%s/%s)", f->dir, sub);
-		closedir(dir);
-		return -1;
+	if (r < 0) {
+		mk_err_sys(err, "getdents(%s/%s)", f->dir, sub);
+		goto out;
 	}
-	closedir(dir);
-	return 0;
+	rc = 0;
+out:
+	close(fd);
+	return rc;
 }
 
 /* mtime of new/ or cur/ in ns, 0 if it does not exist. */
@@ -1575,10 +1612,9 @@ bk_content_find(struct mk_hmap *map, const struct bk_entry *e)
 }
 
 /*
- * Give every winner of a folder its content: from the catalog (never
- * read again), from an earlier round, or read now.  *missing counts the
- * files that vanished before they could be read; the folder is then
- * marked stale.
+ * Read the winners of a folder that bk_match() left without content.
+ * *missing counts the files that vanished before they could be read;
+ * the folder is then marked stale.
  */
 static int
 bk_read_folder(struct bk_mailbox *mb, struct bk_folder *f, size_t *missing,
@@ -1590,9 +1626,8 @@ bk_read_folder(struct bk_mailbox *mb, struct bk_folder *f, size_t *missing,
 	for (i = 0; !f->gone && i < f->nentries; i++) {
 		struct bk_entry *e = &f->entries[i];
 
-		if (!e->winner)
-			continue;
-		if ((e->content = bk_content_find(mb->known, e)) != NULL ||
+		/* Read already in this round: a copy in another folder. */
+		if (!e->winner || e->content != NULL ||
 		    (e->content = bk_content_find(mb->fresh, e)) != NULL)
 			continue;
 		if (fd < 0 && (fd = bk_folder_open(mb, f)) < 0) {
@@ -1626,6 +1661,36 @@ out:
 	return rc;
 }
 
+/*
+ * Give every winner the content known already (from the catalog or an
+ * earlier round); say whether the files left to read are few and small.
+ */
+static bool
+bk_match(struct bk_mailbox *mb)
+{
+	uint64_t files = 0, bytes = 0;
+	size_t i, j;
+
+	for (i = 0; i < mb->nfolders; i++) {
+		struct bk_folder *f = &mb->folders[i];
+
+		for (j = 0; !f->gone && j < f->nentries; j++) {
+			struct bk_entry *e = &f->entries[j];
+
+			if (!e->winner)
+				continue;
+			if ((e->content = bk_content_find(mb->known, e)) !=
+				NULL ||
+			    (e->content = bk_content_find(mb->fresh, e)) !=
+				NULL)
+				continue;
+			files++;
+			bytes += e->size;
+		}
+	}
+	return files <= BACKUP_INLINE_FILES && bytes <= BACKUP_INLINE_BYTES;
+}
+
 /* Read new content until no file vanishes under us, or give up. */
 static int
 bk_read_all(struct bk_mailbox *mb, struct mk_err *err)
@@ -1635,6 +1700,7 @@ bk_read_all(struct bk_mailbox *mb, struct mk_err *err)
 
 	for (round = 1;; round++) {
 		bk_resolve(mb);
+		mb->inline_jobs = bk_match(mb);
 		missing = 0;
 		for (i = 0; i < mb->nfolders; i++)
 			if (bk_read_folder(mb, &mb->folders[i], &missing, err) <
@@ -2171,6 +2237,7 @@ mk_backup_new(struct mk_repo *repo, struct mk_catalog *cat, int64_t run,
 		cap = bk->chunk_max;
 	bk->bufcap = cap + 1;
 	bk->buf = mk_xmalloc(bk->bufcap);
+	bk->dirbuf = mk_xmalloc(BACKUP_DIRBUF);
 	*bk_r = bk;
 	return 0;
 }
@@ -2203,12 +2270,14 @@ mk_backup_free(struct mk_backup **bkp)
 		bk_deferred_done(bk, bk->deferred[i], &err);
 	free(bk->deferred);
 	bk_pool_stop(&bk->pool);
+	mk_pack_compressor_free(&bk->comp);
 	bk_pending_clear(bk);
 	mk_hmap_free(&bk->pending);
 	free(bk->pending_ids);
 	mk_pack_writer_free(&bk->writer);
 	mk_chunker_free(&bk->chunker);
 	free(bk->buf);
+	free(bk->dirbuf);
 	free(bk);
 	*bkp = NULL;
 }
