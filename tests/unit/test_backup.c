@@ -600,8 +600,10 @@ test_backup_unchanged_small_files_not_read(void **state)
 	static const char kw2[] = "0 Work\n1 Family\n";
 	struct mk_backup_stats s1, s2, s3, s4, s5, s6;
 	const char *a = "a@example.org";
+	char tmp[4096], pack[MK_PACK_NAME_LEN + 1];
+	uint8_t id[MK_PACK_ID_LEN];
+	struct mk_err err;
 	struct stat st;
-	char tmp[4096];
 
 	(void)state;
 	fx_maildir(dir, "store/a/Maildir");
@@ -628,6 +630,19 @@ test_backup_unchanged_small_files_not_read(void **state)
 	assert_restored("r2", "a/Maildir/.Sent/dovecot-uidlist");
 	assert_restored("r2", "a/Maildir/.Sent/maildirfolder");
 	assert_restored("r2", "a/Maildir/subscriptions");
+
+	/* Their pack tombstoned by a prune: the stamps are not used. */
+	assert_int_equal(
+	    mk_repo_blob_id(repo, uid1, strlen(uid1), id, &err), 0);
+	assert_int_equal(mk_catalog_blob_get(cat, id, pack, NULL, &err), 1);
+	assert_int_equal(mk_catalog_pack_tombstone(cat, pack, 1, &err), 0);
+	s2 = backup(a, "a/Maildir");
+	assert_int_equal(s2.meta_bytes, s1.meta_bytes);
+	assert_true(s2.new_blobs > 0);
+	s2 = backup(a, "a/Maildir");
+	assert_int_equal(s2.meta_bytes, 0);
+	restore(s2.snapshot, a, "r2b");
+	assert_restored("r2b", "a/Maildir/dovecot-uidlist");
 
 	/* Rewritten in place with a new mtime, same size: read again. */
 	put_file("a/Maildir/dovecot-uidlist", uid2, strlen(uid2), 1700000100);
