@@ -1186,30 +1186,77 @@ mk_enforce_lookup(void *arg, const char *address,
 	return 1;
 }
 
-int
-mk_enforce_set_limit(struct mk_enforce *e, const char *target,
-    const struct mk_quota_limits *l, struct mk_err *err)
+/* A run-time limit being saved: the row is written on a worker (the
+ * catalog may be busy with a backup's commit), applied on the loop. */
+struct enforce_limit_job {
+	struct mk_job job; /* first */
+	struct mk_enforce *e;
+	char *target;
+	struct mk_quota_limits l;
+	mk_enforce_limit_done_cb *done;
+	void *arg;
+	int rc;
+	struct mk_err err;
+};
+
+static void
+enforce_limit_run(struct mk_job *job, void *ctx)
 {
-	struct mk_catalog *cat = NULL;
+	struct enforce_limit_job *j = (struct enforce_limit_job *)job;
+	struct mk_worker *w = ctx;
+
+	if (w->catalog == NULL)
+		j->rc = mk_err_set(&j->err, "no catalog connection");
+	else
+		j->rc =
+		    mk_catalog_limit_put(w->catalog, j->target, &j->l, &j->err);
+}
+
+static void
+enforce_limit_done(struct mk_job *job)
+{
+	struct enforce_limit_job *j = (struct enforce_limit_job *)job;
+	struct mk_enforce *e = j->e;
 	const struct mk_live_mailbox **all;
 	size_t n, i;
-	int rc;
 
-	if (mk_limits_set(e->limits, target, l, err) < 0)
+	if (j->rc == 0 && !e->d->stopping &&
+	    (j->rc = mk_limits_set(e->limits, j->target, &j->l, &j->err)) ==
+		0) {
+		e->over_at = 0;
+		e->pools_valid = false;
+		all = mk_live_all(e->d->live, &n);
+		for (i = 0; i < n; i++)
+			mk_enforce_changed(
+			    e, (struct mk_live_mailbox *)all[i], false);
+		free(all);
+	}
+	if (j->rc < 0)
+		mk_log_error("enforce", "setting the limit of %s: %s",
+		    j->target, j->err.msg);
+	j->done(j->arg, j->rc, &j->err);
+	free(j->target);
+	free(j);
+}
+
+int
+mk_enforce_set_limit(struct mk_enforce *e, const char *target,
+    const struct mk_quota_limits *l, mk_enforce_limit_done_cb *done, void *arg,
+    struct mk_err *err)
+{
+	struct enforce_limit_job *j;
+
+	if (mk_limits_target_check(target, err) < 0)
 		return -1;
-	e->over_at = 0;
-	e->pools_valid = false;
-	/* A single row: short enough for the loop. */
-	if (mk_catalog_open(e->d->conf->catalog, &cat, err) < 0)
-		return -1;
-	rc = mk_catalog_limit_put(cat, target, l, err);
-	mk_catalog_close(&cat);
-	if (rc < 0)
-		return -1;
-	all = mk_live_all(e->d->live, &n);
-	for (i = 0; i < n; i++)
-		mk_enforce_changed(e, (struct mk_live_mailbox *)all[i], false);
-	free(all);
+	j = mk_xcalloc(1, sizeof(*j));
+	j->job.run = enforce_limit_run;
+	j->job.done = enforce_limit_done;
+	j->e = e;
+	j->target = mk_xstrdup(target);
+	j->l = *l;
+	j->done = done;
+	j->arg = arg;
+	mk_pool_submit_urgent(e->d->pool, &j->job);
 	return 0;
 }
 

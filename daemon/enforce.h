@@ -57,9 +57,16 @@ void mk_enforce_changed(
 void mk_enforce_view(const struct mk_enforce *e,
     const struct mk_live_mailbox *mb, struct mk_enforce_view *v);
 
-/* Set a limit at run time: saved in the catalog, applied now. */
+/*
+ * Set a limit at run time: saved in the catalog by a worker, then
+ * applied, then done(arg, rc, err) on the loop (rc -1: not saved, not
+ * applied).  Returns -1 (and calls nothing) for a malformed target.
+ */
+typedef void mk_enforce_limit_done_cb(
+    void *arg, int rc, const struct mk_err *err);
 int mk_enforce_set_limit(struct mk_enforce *e, const char *target,
-    const struct mk_quota_limits *l, struct mk_err *err);
+    const struct mk_quota_limits *l, mk_enforce_limit_done_cb *done, void *arg,
+    struct mk_err *err);
 int mk_enforce_get_set(const struct mk_enforce *e, const char *target,
     struct mk_quota_limits *l_r);
 

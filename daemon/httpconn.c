@@ -42,7 +42,13 @@ struct httpconn {
 	struct bufferevent *bev;
 	struct evhttp_connection *evcon; /* NULL until adopted */
 	struct event *timer; /* adopts, then is the deadline */
+	struct mk_httpconn_hold *hold; /* its request, answered later */
 	TAILQ_ENTRY(httpconn) entry; /* oldest request first */
+};
+
+struct mk_httpconn_hold {
+	struct evhttp_request *req; /* NULL: freed with its connection */
+	struct httpconn *c; /* NULL: the connection is gone */
 };
 
 TAILQ_HEAD(httpconn_list, httpconn);
@@ -80,6 +86,14 @@ httpconn_drop(struct httpconn *c)
 
 	TAILQ_REMOVE(&hc->conns, c, entry);
 	hc->count--;
+	if (c->hold != NULL) {
+		/* evhttp_connection_free() frees the requests still on the
+		 * connection; one it detached (the peer went away before
+		 * the answer) is left to whoever answers it. */
+		if (evhttp_request_get_connection(c->hold->req) != NULL)
+			c->hold->req = NULL;
+		c->hold->c = NULL;
+	}
 	if (c->evcon != NULL)
 		mk_hmap_remove(hc->byevcon, httpconn_key(c->evcon), c);
 	event_free(c->timer);
@@ -234,6 +248,36 @@ mk_httpconn_request(struct mk_httpconn *hc, struct evhttp_request *req)
 		 evcon)) == NULL)
 		return;
 	evhttp_request_set_on_complete_cb(req, httpconn_complete_cb, c);
+}
+
+struct mk_httpconn_hold *
+mk_httpconn_hold(struct mk_httpconn *hc, struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct mk_httpconn_hold *hold = mk_xcalloc(1, sizeof(*hold));
+
+	hold->req = req;
+	if (evcon != NULL &&
+	    (hold->c = mk_hmap_get(hc->byevcon, httpconn_key(evcon),
+		 httpconn_match, evcon)) != NULL)
+		hold->c->hold = hold;
+	return hold;
+}
+
+struct evhttp_request *
+mk_httpconn_release(struct mk_httpconn_hold **holdp)
+{
+	struct mk_httpconn_hold *hold = *holdp;
+	struct evhttp_request *req;
+
+	if (hold == NULL)
+		return NULL;
+	*holdp = NULL;
+	if (hold->c != NULL)
+		hold->c->hold = NULL;
+	req = hold->req;
+	free(hold);
+	return req;
 }
 
 bool

@@ -43,6 +43,17 @@ void mk_httpconn_attach(struct mk_httpconn *hc, struct evhttp *http);
  * the deadline starts again for the next request on the connection. */
 void mk_httpconn_request(struct mk_httpconn *hc, struct evhttp_request *req);
 
+/*
+ * A request answered later, when a worker's task is done.  Its
+ * connection may end meanwhile (deadline, shed, peer gone, stop):
+ * mk_httpconn_release() then gives NULL, or the request alone when
+ * evhttp left it to us, which answering frees.
+ */
+struct mk_httpconn_hold;
+struct mk_httpconn_hold *mk_httpconn_hold(
+    struct mk_httpconn *hc, struct evhttp_request *req);
+struct evhttp_request *mk_httpconn_release(struct mk_httpconn_hold **holdp);
+
 /* Close the connection whose request is the oldest; false when there is
  * none.  arg is the struct mk_httpconn (an accept guard's shed callback). */
 bool mk_httpconn_shed(void *arg);

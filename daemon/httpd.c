@@ -31,7 +31,9 @@
 #include "httpd.h"
 #include "jobs.h"
 #include "live.h"
+#include "pool.h"
 #include "postfix.h"
+#include "worker.h"
 
 #define HTTPD_MAX_HEADERS 8192
 #define HTTPD_MAX_BODY 65536
@@ -58,7 +60,6 @@ struct mk_httpd {
 	struct httpd_server servers[3];
 	size_t nservers;
 	struct mk_httpconn *conns; /* of every server, with their deadlines */
-	struct mk_catalog *catalog; /* short reads: history */
 	gid_t admin_gid;
 	bool have_admin_gid;
 	char *token;
@@ -263,15 +264,86 @@ httpd_estimate(const struct mk_daemon *d, const struct mk_live_mailbox *mb,
 		: json_null());
 }
 
+/* GET /v1/mailboxes/<address>: the history is read by a worker (the
+ * catalog is on disk), the answer made on the loop from the live state. */
+struct httpd_mailbox_job {
+	struct mk_job job; /* first */
+	struct mk_daemon *d;
+	struct httpd_server *srv; /* gone once d->stopping */
+	struct mk_httpconn_hold *hold;
+	char *address;
+	struct {
+		int64_t day;
+		struct mk_usage u;
+	} days[HTTPD_HISTORY_DAYS];
+	size_t ndays;
+	int rc;
+	struct mk_err err;
+};
+
+static void
+httpd_mailbox_day_cb(int64_t day, const struct mk_usage *u, void *arg)
+{
+	struct httpd_mailbox_job *j = arg;
+
+	if (j->ndays < HTTPD_HISTORY_DAYS) {
+		j->days[j->ndays].day = day;
+		j->days[j->ndays++].u = *u;
+	}
+}
+
+static void
+httpd_mailbox_run(struct mk_job *job, void *ctx)
+{
+	struct httpd_mailbox_job *j = (struct httpd_mailbox_job *)job;
+	struct mk_worker *w = ctx;
+
+	if (w->catalog == NULL)
+		j->rc = mk_err_set(&j->err, "no catalog connection");
+	else
+		j->rc = mk_catalog_get_history(w->catalog, j->address,
+		    HTTPD_HISTORY_DAYS, httpd_mailbox_day_cb, j, &j->err);
+}
+
+static void
+httpd_mailbox_done(struct mk_job *job)
+{
+	struct httpd_mailbox_job *j = (struct httpd_mailbox_job *)job;
+	struct evhttp_request *req = mk_httpconn_release(&j->hold);
+	const struct mk_live_mailbox *mb;
+	json_t *obj, *history;
+	size_t i;
+
+	if (req != NULL && j->d->stopping)
+		evhttp_request_free(req);
+	else if (req != NULL &&
+	    (mb = mk_live_find(j->d->live, j->address)) == NULL)
+		httpd_error(j->srv, req, 404, "Not Found", "no such mailbox");
+	else if (req != NULL) {
+		if (j->rc < 0)
+			mk_log_warn("httpd", "%s: no usage history: %s",
+			    j->address, j->err.msg);
+		obj = httpd_mailbox_json(j->d, mb, true);
+		history = json_array();
+		for (i = 0; i < j->ndays; i++)
+			httpd_history_cb(
+			    j->days[i].day, &j->days[i].u, history);
+		json_object_set_new(obj, "history", history);
+		httpd_estimate(
+		    j->d, mb, history, json_object_get(obj, "quota"));
+		httpd_send_json(j->srv, req, 200, "OK", obj);
+	}
+	free(j->address);
+	free(j);
+}
+
 static void
 httpd_get_mailbox(
     struct httpd_server *srv, struct evhttp_request *req, const char *encoded)
 {
 	struct mk_httpd *httpd = srv->httpd;
-	const struct mk_live_mailbox *mb;
 	char *address = evhttp_uridecode(encoded, 0, NULL);
-	json_t *obj, *history;
-	struct mk_err err;
+	struct httpd_mailbox_job *j;
 
 	if (address == NULL || strlen(address) > 320 || address[0] == '\0') {
 		free(address);
@@ -280,21 +352,19 @@ httpd_get_mailbox(
 		return;
 	}
 	mk_str_lower(address);
-	if ((mb = mk_live_find(httpd->d->live, address)) == NULL) {
+	if (mk_live_find(httpd->d->live, address) == NULL) {
 		httpd_error(srv, req, 404, "Not Found", "no such mailbox");
 		free(address);
 		return;
 	}
-	obj = httpd_mailbox_json(httpd->d, mb, true);
-	history = json_array();
-	if (httpd->catalog != NULL &&
-	    mk_catalog_get_history(httpd->catalog, address, HTTPD_HISTORY_DAYS,
-		httpd_history_cb, history, &err) < 0)
-		mk_log_warn("httpd", "%s", err.msg);
-	json_object_set_new(obj, "history", history);
-	httpd_estimate(httpd->d, mb, history, json_object_get(obj, "quota"));
-	free(address);
-	httpd_send_json(srv, req, 200, "OK", obj);
+	j = mk_xcalloc(1, sizeof(*j));
+	j->job.run = httpd_mailbox_run;
+	j->job.done = httpd_mailbox_done;
+	j->d = httpd->d;
+	j->srv = srv;
+	j->address = address;
+	j->hold = mk_httpconn_hold(httpd->conns, req);
+	mk_pool_submit_urgent(httpd->d->pool, &j->job);
 }
 
 /* A mailbox with what it is sorted by. */
@@ -666,7 +736,39 @@ httpd_get_metrics(struct httpd_server *srv, struct evhttp_request *req)
 	evbuffer_free(b);
 }
 
-/* POST /v1/quota?target=T&storage=SIZE&messages=N */
+/* A POST /v1/quota waiting for its row to be saved. */
+struct httpd_quota_set {
+	struct mk_daemon *d;
+	struct httpd_server *srv; /* gone once d->stopping */
+	struct mk_httpconn_hold *hold;
+	char *target;
+	struct mk_quota_limits l;
+};
+
+static void
+httpd_quota_set_done(void *arg, int rc, const struct mk_err *err)
+{
+	struct httpd_quota_set *qs = arg;
+	struct evhttp_request *req = mk_httpconn_release(&qs->hold);
+
+	if (req != NULL && qs->d->stopping)
+		evhttp_request_free(req);
+	else if (req != NULL && rc < 0)
+		httpd_error(
+		    qs->srv, req, 500, "Internal Server Error", err->msg);
+	else if (req != NULL)
+		httpd_send_json(qs->srv, req, 200, "OK",
+		    json_pack("{s:o, s:o, s:o}", "target",
+			httpd_str(qs->target), "storage",
+			httpd_limit_json(qs->l.bytes, qs->l.bytes_from),
+			"messages",
+			httpd_limit_json(qs->l.messages, qs->l.messages_from)));
+	free(qs->target);
+	free(qs);
+}
+
+/* POST /v1/quota?target=T&storage=SIZE&messages=N: answered once the
+ * catalog has the limit (a worker writes it). */
 static void
 httpd_post_quota(struct httpd_server *srv, struct evhttp_request *req,
     const struct evkeyvalq *q)
@@ -674,10 +776,9 @@ httpd_post_quota(struct httpd_server *srv, struct evhttp_request *req,
 	const char *target = evhttp_find_header(q, "target");
 	const char *storage = evhttp_find_header(q, "storage");
 	const char *messages = evhttp_find_header(q, "messages");
-	struct mk_quota_limits l;
+	struct httpd_quota_set *qs;
 	char args[2][128], *argv[2];
 	struct mk_err err;
-	char *t;
 	int argc = 0;
 
 	if (storage != NULL) {
@@ -695,18 +796,20 @@ httpd_post_quota(struct httpd_server *srv, struct evhttp_request *req,
 		httpd_error(srv, req, 400, "Bad Request", "give target=");
 		return;
 	}
-	t = mk_xstrdup(target);
-	mk_str_lower(t);
-	if (mk_limits_parse_set(argc, argv, &l, &err) < 0 ||
-	    mk_enforce_set_limit(srv->httpd->d->enforce, t, &l, &err) < 0)
-		httpd_error(srv, req, 400, "Bad Request", err.msg);
-	else
-		httpd_send_json(srv, req, 200, "OK",
-		    json_pack("{s:o, s:o, s:o}", "target", httpd_str(t),
-			"storage", httpd_limit_json(l.bytes, l.bytes_from),
-			"messages",
-			httpd_limit_json(l.messages, l.messages_from)));
-	free(t);
+	qs = mk_xcalloc(1, sizeof(*qs));
+	qs->d = srv->httpd->d;
+	qs->srv = srv;
+	qs->target = mk_xstrdup(target);
+	mk_str_lower(qs->target);
+	qs->hold = mk_httpconn_hold(srv->httpd->conns, req);
+	if (mk_limits_parse_set(argc, argv, &qs->l, &err) < 0 ||
+	    mk_enforce_set_limit(qs->d->enforce, qs->target, &qs->l,
+		httpd_quota_set_done, qs, &err) < 0) {
+		httpd_error(srv, mk_httpconn_release(&qs->hold), 400,
+		    "Bad Request", err.msg);
+		free(qs->target);
+		free(qs);
+	}
 }
 
 /* A job id in a path: digits only, no leading zero. */
@@ -1267,7 +1370,6 @@ mk_httpd_start(
 {
 	struct mk_httpd *httpd = mk_xcalloc(1, sizeof(*httpd));
 	const struct mk_conf *conf = d->conf;
-	struct mk_err cerr;
 
 	*httpd_r = NULL;
 	httpd->d = d;
@@ -1287,8 +1389,6 @@ mk_httpd_start(
 	if (conf->metrics_token_file != NULL &&
 	    httpd_read_token(httpd, conf->metrics_token_file, err) < 0)
 		goto fail;
-	if (mk_catalog_open(conf->catalog, &httpd->catalog, &cerr) < 0)
-		mk_log_warn("httpd", "%s: no usage history", cerr.msg);
 	if (httpd_add_unix(
 		httpd, HTTPD_STATUS, conf->status_socket, 0660, err) < 0 ||
 	    httpd_add_unix(
@@ -1321,7 +1421,6 @@ mk_httpd_stop(struct mk_httpd **httpdp)
 		}
 	}
 	mk_httpconn_free(&httpd->conns);
-	mk_catalog_close(&httpd->catalog);
 	if (httpd->token != NULL) {
 		explicit_bzero(httpd->token, strlen(httpd->token));
 		free(httpd->token);

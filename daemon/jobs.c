@@ -159,6 +159,14 @@ struct jobs_job {
 	pthread_mutex_t bucket_lock; /* the bandwidth token bucket */
 	double tokens;
 	struct timespec refilled;
+
+	/* Waiting for the repository lock (the loop's; see jobs_lock_wait) */
+	uint64_t lock_wait; /* seconds it may wait, 0: none */
+	bool lock_waiting;
+	unsigned lock_attempts; /* tries that met the lock */
+	int64_t lock_since_ns, lock_until_ns, lock_next_ns;
+	struct mk_lock_info holder; /* the lock in the way */
+	struct event *lock_timer;
 };
 
 TAILQ_HEAD(jobs_list, jobs_job);
@@ -178,13 +186,6 @@ struct jobs_sched {
 	time_t due; /* next_fire plus jitter */
 };
 
-/* What the scheduled verifications did, for /v1/jobs and /metrics. */
-struct jobs_verify {
-	int64_t last_success_ns, last_failure_ns;
-	uint64_t failures;
-	char *last_error;
-};
-
 struct mk_jobs {
 	struct mk_daemon *d;
 	struct jobs_list list; /* by id: finished, running, queued */
@@ -199,7 +200,9 @@ struct mk_jobs {
 	uint64_t jitter;
 	unsigned check_sample;
 	bool start_pending; /* run_at_start, until the store is counted */
-	struct jobs_verify verify[JOBS_KINDS]; /* check, test restore */
+	uint64_t lock_wait; /* [backup] lock_wait, seconds */
+	struct mk_verify_results verify; /* kept in the state directory */
+	bool verify_saving, verify_dirty; /* one save at a time */
 	int key_slots; /* -1: not known yet */
 	bool encrypted;
 
@@ -213,6 +216,7 @@ struct mk_jobs {
 	uint64_t duration_buckets[JOBS_DURATION_BUCKETS];
 	double duration_sum;
 	int64_t last_run_ended_ns;
+	uint64_t lock_waits, lock_waits_expired;
 };
 
 /* A pool task: one phase of a job; at start, the load of the last
@@ -223,6 +227,7 @@ enum jobs_phase {
 	JOBS_END,
 	JOBS_LOAD,
 	JOBS_KEYS,
+	JOBS_SAVE,
 };
 
 struct jobs_task {
@@ -236,10 +241,14 @@ struct jobs_task {
 	struct jobs_result res;
 	struct mk_hmap *loadmap; /* JOBS_LOAD: address -> jobs_last */
 	struct jobs_repo_conf rconf; /* JOBS_KEYS: the repository */
+	struct mk_lock_info holder; /* JOBS_BEGIN: the lock in the way */
+	char *dir; /* JOBS_SAVE: the state directory */
+	struct mk_verify_results verify; /* JOBS_SAVE: what to write */
 };
 
 static void jobs_pump(struct mk_jobs *jobs);
 static void jobs_dispatch(struct jobs_job *job);
+static void jobs_verify_record(struct jobs_job *job, enum jobs_state state);
 
 /* Backups */
 
@@ -274,9 +283,10 @@ static int jobs_test_restore_item(struct jobs_job *job, size_t i,
  * Backups, checks and test restores hold a shared repository lock from
  * before they begin until the repository closes, as `backup run
  * --offline` does, so that a prune on any host waits or refuses while
- * they run; a prune holding its exclusive lock fails them at once (the
- * next run does the work).  They share a group: a check never sees a
- * run half written by this host.
+ * they run; while a prune holds its exclusive lock they wait for it, up
+ * to [backup] lock_wait (jobs_lock_wait).  Restores take no lock, as
+ * `mailkeep restore` takes none.  They share a group: a check never sees
+ * a run half written by this host.
  */
 static const struct jobs_kind jobs_kinds[] = {
 	{ "backup", jobs_backup_begin, jobs_backup_item, jobs_backup_end, true,
@@ -586,11 +596,14 @@ jobs_task_run(struct mk_job *base, void *ctx)
 	struct mk_worker *w = ctx;
 
 	t->rc = -1;
-	if (w->catalog == NULL) {
+	if (w->catalog == NULL && t->phase != JOBS_SAVE) {
 		mk_err_set(&t->err, "the worker has no catalog connection");
 		return;
 	}
 	switch (t->phase) {
+	case JOBS_SAVE:
+		t->rc = mk_verify_results_save(t->dir, &t->verify, &t->err);
+		return;
 	case JOBS_LOAD:
 		t->rc = mk_catalog_snapshots(
 		    w->catalog, NULL, jobs_last_collect_cb, t, &t->err);
@@ -606,12 +619,15 @@ jobs_task_run(struct mk_job *base, void *ctx)
 		return;
 	}
 	case JOBS_BEGIN:
-		if (jobs_repo_open(&job->rconf, &job->repo, &t->res, &t->err) <
-		    0)
+		/* Tried again after a wait for the lock: still open. */
+		t->res.key_slots = -1;
+		if (job->repo == NULL &&
+		    jobs_repo_open(&job->rconf, &job->repo, &t->res, &t->err) <
+			0)
 			return;
 		if (job->kind->lock &&
-		    mk_lock_acquire(mk_repo_storage(job->repo), MK_LOCK_SHARED,
-			0, &job->lock, &t->err) < 0)
+		    (t->rc = mk_lock_try(mk_repo_storage(job->repo),
+			 MK_LOCK_SHARED, &job->lock, &t->holder, &t->err)) != 0)
 			return;
 		t->rc = job->kind->begin != NULL
 		    ? job->kind->begin(job, w, &t->err)
@@ -785,6 +801,8 @@ jobs_job_free(struct jobs_job *job)
 	free(job->scratch);
 	mk_lock_release(&job->lock);
 	mk_repo_close(&job->repo);
+	if (job->lock_timer != NULL)
+		event_free(job->lock_timer);
 	pthread_mutex_destroy(&job->bucket_lock);
 	free(job);
 }
@@ -816,24 +834,8 @@ jobs_finish(struct jobs_job *job, enum jobs_state state)
 	job->state = state;
 	job->ended_ns = mk_daemon_now_ns();
 	jobs->nfinished++;
-	if (job->kind == JOBS_CHECK || job->kind == JOBS_TEST_RESTORE) {
-		struct jobs_verify *v = &jobs->verify[job->kind - jobs_kinds];
-
-		if (state == JOBS_DONE)
-			v->last_success_ns = job->ended_ns;
-		else if (state == JOBS_FAILED) {
-			v->failures++;
-			v->last_failure_ns = job->ended_ns;
-			free(v->last_error);
-			v->last_error = mk_xstrdup(
-			    json_string_value(json_object_get(
-				json_array_get(job->errors, 0), "error")) !=
-				    NULL
-				? json_string_value(json_object_get(
-				      json_array_get(job->errors, 0), "error"))
-				: "failed");
-		}
-	}
+	if (job->kind == JOBS_CHECK || job->kind == JOBS_TEST_RESTORE)
+		jobs_verify_record(job, state);
 	jobs->runs[job->kind - jobs_kinds][state]++;
 	if (job->started_ns != 0) {
 		secs = (double)(job->ended_ns - job->started_ns) / 1e9;
@@ -866,6 +868,183 @@ jobs_maybe_end(struct jobs_job *job)
 	jobs_submit_task(job, JOBS_END, 0);
 }
 
+/* Pauses between attempts at the lock: 1 s doubling up to 60 s. */
+#define JOBS_LOCK_PAUSE_MIN_MS 1000
+#define JOBS_LOCK_PAUSE_MAX_MS 60000
+
+static void
+jobs_lock_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct jobs_job *job = arg;
+
+	(void)fd;
+	(void)what;
+	jobs_submit_task(job, JOBS_BEGIN, 0);
+}
+
+/*
+ * A job met a live lock that conflicts with its shared one (a prune's
+ * exclusive lock, on any host): try again later, on a timer, so that
+ * neither the loop nor a worker is held while it waits.  The pause
+ * doubles from a second up to a minute, each drawn at random between its
+ * half and its whole so that the daemons sharing a repository do not
+ * come back together; the last attempt is at [backup] lock_wait.  false
+ * when the job may wait no longer: t->err then says so.
+ */
+static bool
+jobs_lock_wait(struct jobs_job *job, struct jobs_task *t)
+{
+	struct mk_jobs *jobs = job->jobs;
+	int64_t now = mk_daemon_now_ns(), pause_ms;
+	struct timeval tv;
+	unsigned shift;
+
+	job->holder = t->holder;
+	job->lock_attempts++;
+	if (job->lock_since_ns == 0) {
+		if (job->lock_wait == 0)
+			return false;
+		job->lock_since_ns = now;
+		job->lock_until_ns = now + (int64_t)job->lock_wait * 1000000000;
+		jobs->lock_waits++;
+		mk_log_warn("jobs",
+		    "job %llu (%s): waiting up to %llu s for the repository "
+		    "lock: %s",
+		    (unsigned long long)job->id, job->kind->name,
+		    (unsigned long long)job->lock_wait, t->err.msg);
+	}
+	if (now >= job->lock_until_ns) {
+		jobs->lock_waits_expired++;
+		mk_err_prefix(&t->err,
+		    "gave up after waiting %lld s for the repository lock",
+		    (long long)((now - job->lock_since_ns) / 1000000000));
+		return false;
+	}
+	job->lock_waiting = true;
+	shift = job->lock_attempts < 7 ? job->lock_attempts - 1 : 6;
+	pause_ms = (int64_t)JOBS_LOCK_PAUSE_MIN_MS << shift;
+	if (pause_ms > JOBS_LOCK_PAUSE_MAX_MS)
+		pause_ms = JOBS_LOCK_PAUSE_MAX_MS;
+	pause_ms = pause_ms / 2 +
+	    (int64_t)arc4random_uniform((uint32_t)(pause_ms / 2) + 1);
+	if (now + pause_ms * 1000000 > job->lock_until_ns)
+		pause_ms = (job->lock_until_ns - now) / 1000000;
+	job->lock_next_ns = now + pause_ms * 1000000;
+	if (job->lock_timer == NULL &&
+	    (job->lock_timer = evtimer_new(
+		 jobs->d->base, jobs_lock_timer_cb, job)) == NULL)
+		mk_fatal("jobs", "cannot make a timer");
+	tv.tv_sec = (time_t)(pause_ms / 1000);
+	tv.tv_usec = (suseconds_t)(pause_ms % 1000) * 1000;
+	if (evtimer_add(job->lock_timer, &tv) < 0)
+		mk_fatal("jobs", "cannot add a timer");
+	return true;
+}
+
+/* Verification results */
+
+static enum mk_verify_kind
+jobs_verify_kind(const struct jobs_kind *kind)
+{
+	return kind == JOBS_CHECK ? MK_VERIFY_CHECK : MK_VERIFY_TEST_RESTORE;
+}
+
+static char *
+jobs_xstrdup_null(const char *s)
+{
+	return s != NULL ? mk_xstrdup(s) : NULL;
+}
+
+/*
+ * Write the results to the state directory: on a worker, one write at a
+ * time (a result that comes meanwhile is written after it); on the way
+ * out, when the pool is stopping, right here.
+ */
+static void
+jobs_verify_save(struct mk_jobs *jobs)
+{
+	const char *dir = jobs->d->conf->state_dir;
+	struct jobs_task *t;
+	struct mk_err err;
+	size_t k;
+
+	if (jobs->verify_saving) {
+		jobs->verify_dirty = true;
+		return;
+	}
+	jobs->verify_dirty = false;
+	if (jobs->d->stopping) {
+		if (mk_verify_results_save(dir, &jobs->verify, &err) < 0)
+			mk_log_warn(
+			    "jobs", "saving the verify results: %s", err.msg);
+		return;
+	}
+	t = mk_xcalloc(1, sizeof(*t));
+	t->base.run = jobs_task_run;
+	t->base.done = jobs_task_done;
+	t->jobs = jobs;
+	t->phase = JOBS_SAVE;
+	t->dir = mk_xstrdup(dir);
+	t->verify = jobs->verify;
+	for (k = 0; k < MK_VERIFY_KINDS; k++) {
+		t->verify.kind[k].error =
+		    jobs_xstrdup_null(jobs->verify.kind[k].error);
+		t->verify.kind[k].mailbox =
+		    jobs_xstrdup_null(jobs->verify.kind[k].mailbox);
+	}
+	jobs->verify_saving = true;
+	mk_pool_submit(jobs->d->pool, &t->base);
+}
+
+static void
+jobs_verify_saved(struct jobs_task *t)
+{
+	struct mk_jobs *jobs = t->jobs;
+
+	if (t->rc < 0)
+		mk_log_warn(
+		    "jobs", "saving the verify results: %s", t->err.msg);
+	mk_verify_results_clear(&t->verify);
+	free(t->dir);
+	jobs->verify_saving = false;
+	if (jobs->verify_dirty)
+		jobs_verify_save(jobs);
+}
+
+/* A check or a test restore ended: what it found, kept across restarts. */
+static void
+jobs_verify_record(struct jobs_job *job, enum jobs_state state)
+{
+	struct mk_verify_last *l =
+	    &job->jobs->verify.kind[jobs_verify_kind(job->kind)];
+	json_t *r = job->result;
+	const char *error;
+
+	if (state != JOBS_DONE && state != JOBS_FAILED)
+		return;
+	l->ended_ns = job->ended_ns;
+	l->ok = state == JOBS_DONE;
+	l->problems = job->kind == JOBS_CHECK
+	    ? (uint64_t)json_integer_value(json_object_get(r, "problems"))
+	    : (uint64_t)json_integer_value(json_object_get(r, "missing")) +
+		(uint64_t)json_integer_value(json_object_get(r, "differ"));
+	free(l->mailbox);
+	l->mailbox = job->kind == JOBS_TEST_RESTORE
+	    ? jobs_xstrdup_null(job->addresses[0])
+	    : NULL;
+	if (state == JOBS_DONE)
+		l->success_ns = job->ended_ns;
+	else {
+		l->failures++;
+		l->failure_ns = job->ended_ns;
+		error = json_string_value(
+		    json_object_get(json_array_get(job->errors, 0), "error"));
+		free(l->error);
+		l->error = mk_xstrdup(error != NULL ? error : "failed");
+	}
+	jobs_verify_save(job->jobs);
+}
+
 static void
 jobs_task_done(struct mk_job *base)
 {
@@ -875,6 +1054,11 @@ jobs_task_done(struct mk_job *base)
 
 	if (t->phase == JOBS_LOAD) {
 		jobs_load_done(t);
+		free(t);
+		return;
+	}
+	if (t->phase == JOBS_SAVE) {
+		jobs_verify_saved(t);
 		free(t);
 		return;
 	}
@@ -891,7 +1075,15 @@ jobs_task_done(struct mk_job *base)
 			jobs->key_slots = t->res.key_slots;
 			jobs->encrypted = t->res.encrypted;
 		}
-		if (t->rc < 0) {
+		/* Waiting again only if jobs_lock_wait() says so. */
+		job->lock_waiting = false;
+		if (t->rc == 1 && atomic_load(&job->cancel)) {
+			jobs_submit_task(job, JOBS_END, 0);
+			break;
+		}
+		if (t->rc == 1 && jobs_lock_wait(job, t))
+			break;
+		if (t->rc != 0) {
 			mk_log_error("jobs", "job %llu: %s",
 			    (unsigned long long)job->id, t->err.msg);
 			free(job->error);
@@ -901,6 +1093,13 @@ jobs_task_done(struct mk_job *base)
 			jobs_submit_task(job, JOBS_END, 0);
 			break;
 		}
+		if (job->lock_since_ns != 0)
+			mk_log_info("jobs",
+			    "job %llu: took the repository lock after %lld s",
+			    (unsigned long long)job->id,
+			    (long long)((mk_daemon_now_ns() -
+					    job->lock_since_ns) /
+				1000000000));
 		jobs_dispatch(job);
 		break;
 	case JOBS_ITEM:
@@ -967,6 +1166,7 @@ jobs_task_done(struct mk_job *base)
 			: JOBS_DONE);
 		break;
 	case JOBS_LOAD:
+	case JOBS_SAVE:
 		break;
 	}
 	json_decref(t->res.problems);
@@ -1052,6 +1252,7 @@ jobs_begin(struct jobs_job *job)
 	if (job->kind == JOBS_TEST_RESTORE && job->total == 0)
 		jobs_pick_mailbox(job);
 	job->dict_mode = conf->backup_dictionary;
+	job->lock_wait = jobs->lock_wait;
 	mk_log_info("jobs",
 	    "job %llu (%s, %s): %zu mailboxes, %u at once, %llu bytes/s "
 	    "(0: no limit)",
@@ -1315,6 +1516,12 @@ mk_jobs_cancel(struct mk_jobs *jobs, uint64_t id)
 	if (job->state == JOBS_QUEUED) {
 		jobs->nqueued--;
 		jobs_finish(job, JOBS_CANCELLED);
+	} else if (job->lock_timer != NULL &&
+	    evtimer_pending(job->lock_timer, NULL)) {
+		/* Waiting for the lock between two attempts: end it now. */
+		evtimer_del(job->lock_timer);
+		job->lock_waiting = false;
+		jobs_submit_task(job, JOBS_END, 0);
 	}
 	return 1;
 }
@@ -1456,6 +1663,7 @@ mk_jobs_reload(struct mk_jobs *jobs, const struct mk_conf *conf)
 	jobs->bandwidth = conf->backup_bandwidth;
 	jobs->jitter = conf->backup_jitter;
 	jobs->check_sample = (unsigned)conf->verify_check_sample;
+	jobs->lock_wait = conf->backup_lock_wait;
 	for (k = 0; k < JOBS_KINDS; k++) {
 		sc = &jobs->sched[k];
 		free(sc->expr);
@@ -1477,6 +1685,7 @@ mk_jobs_start(struct mk_daemon *d, struct mk_jobs **jobs_r, struct mk_err *err)
 	struct mk_jobs *jobs = mk_xcalloc(1, sizeof(*jobs));
 	struct timeval second = { 1, 0 };
 	struct jobs_task *t;
+	struct mk_err verr;
 
 	*jobs_r = NULL;
 	if (mk_jobs_check_conf(d->conf, err) < 0) {
@@ -1488,6 +1697,21 @@ mk_jobs_start(struct mk_daemon *d, struct mk_jobs **jobs_r, struct mk_err *err)
 	TAILQ_INIT(&jobs->list);
 	jobs->last = mk_hmap_new();
 	mk_jobs_reload(jobs, d->conf);
+	/* A small file: read before the loop runs. */
+	switch (
+	    mk_verify_results_load(d->conf->state_dir, &jobs->verify, &verr)) {
+	case 1:
+		mk_log_info("jobs", "verify results loaded from %s/%s",
+		    d->conf->state_dir, MK_VERIFY_RESULTS_FILE);
+		break;
+	case -1:
+		mk_log_warn("jobs",
+		    "%s; ignored: the last check and test restore results "
+		    "are unknown until they run again (the file is rewritten "
+		    "then)",
+		    verr.msg);
+		break;
+	}
 	jobs->start_pending = d->conf->backup_run_at_start;
 	jobs->tick = event_new(d->base, -1, EV_PERSIST, jobs_tick_cb, jobs);
 	if (jobs->tick == NULL || evtimer_add(jobs->tick, &second) < 0) {
@@ -1528,15 +1752,39 @@ mk_jobs_free(struct mk_jobs **jobsp)
 		jobs_job_free(job);
 	}
 	jobs_last_free(&jobs->last);
-	for (k = 0; k < JOBS_KINDS; k++) {
+	for (k = 0; k < JOBS_KINDS; k++)
 		free(jobs->sched[k].expr);
-		free(jobs->verify[k].last_error);
-	}
+	mk_verify_results_clear(&jobs->verify);
 	free(jobs);
 	*jobsp = NULL;
 }
 
 /* Views */
+
+/* The lock a job waited for, and who holds it (held, as last seen). */
+static json_t *
+jobs_lock_json(const struct jobs_job *job)
+{
+	const struct mk_lock_info *h = &job->holder;
+	json_t *holder;
+
+	holder = json_pack("{s:s, s:o, s:o, s:o, s:o}", "lock", h->name, "kind",
+	    h->host[0] != '\0' ? json_string(mk_lock_kind_name(h->kind))
+			       : json_null(),
+	    "host", h->host[0] != '\0' ? json_string(h->host) : json_null(),
+	    "pid", h->host[0] != '\0' ? json_integer(h->pid) : json_null(),
+	    "refreshed", mk_httpd_time_json(h->time_ns));
+	/* A host name is not always UTF-8. */
+	if (holder == NULL)
+		holder = json_pack("{s:s}", "lock", h->name);
+	return json_pack("{s:b, s:o, s:o, s:I, s:o, s:o}", "waiting",
+	    (int)job->lock_waiting, "since",
+	    mk_httpd_time_json(job->lock_since_ns), "until",
+	    mk_httpd_time_json(job->lock_until_ns), "attempts",
+	    (json_int_t)job->lock_attempts, "next_attempt",
+	    mk_httpd_time_json(job->lock_waiting ? job->lock_next_ns : 0),
+	    "holder", holder);
+}
 
 static json_t *
 jobs_json(const struct jobs_job *job)
@@ -1546,12 +1794,12 @@ jobs_json(const struct jobs_job *job)
 	obj = json_pack("{s:I, s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I}, s:I, "
 			"s:I, s:I, s:O, s:o, s:o, s:o, s:b}",
 	    "id", (json_int_t)job->id, "kind", job->kind->name, "state",
-	    jobs_state_names[job->state], "trigger", job->trigger, "mailboxes",
-	    "total", (json_int_t)job->total, "done", (json_int_t)job->done,
-	    "failed", (json_int_t)job->failed, "running",
-	    (json_int_t)job->running, "bytes_read",
-	    (json_int_t)atomic_load(&job->bytes_read), "bytes_stored",
-	    (json_int_t)job->bytes_stored, "error_count",
+	    job->lock_waiting ? "waiting" : jobs_state_names[job->state],
+	    "trigger", job->trigger, "mailboxes", "total",
+	    (json_int_t)job->total, "done", (json_int_t)job->done, "failed",
+	    (json_int_t)job->failed, "running", (json_int_t)job->running,
+	    "bytes_read", (json_int_t)atomic_load(&job->bytes_read),
+	    "bytes_stored", (json_int_t)job->bytes_stored, "error_count",
 	    (json_int_t)job->nerrors, "errors", job->errors, "created",
 	    mk_httpd_time_json(job->created_ns), "started",
 	    mk_httpd_time_json(job->started_ns), "ended",
@@ -1559,6 +1807,8 @@ jobs_json(const struct jobs_job *job)
 	    (int)atomic_load(&job->cancel));
 	if (obj != NULL && job->run_id[0] != '\0')
 		json_object_set_new(obj, "run", json_string(job->run_id));
+	if (obj != NULL && job->lock_since_ns != 0)
+		json_object_set_new(obj, "lock_wait", jobs_lock_json(job));
 	if (obj != NULL && job->kind->progress)
 		json_object_set_new(obj, "progress",
 		    json_pack("{s:I, s:I, s:I, s:I}", "messages",
@@ -1680,15 +1930,24 @@ static json_t *
 jobs_verify_json(struct mk_jobs *jobs, const struct jobs_kind *kind)
 {
 	const struct jobs_sched *sc = &jobs->sched[kind - jobs_kinds];
-	const struct jobs_verify *v = &jobs->verify[kind - jobs_kinds];
+	const struct mk_verify_last *v =
+	    &jobs->verify.kind[jobs_verify_kind(kind)];
+	json_t *last = json_null();
 
-	return json_pack("{s:o, s:o, s:o, s:o, s:I, s:o}", "schedule",
+	if (v->ended_ns != 0)
+		last = json_pack("{s:o, s:s, s:I, s:o}", "time",
+		    mk_httpd_time_json(v->ended_ns), "state",
+		    v->ok ? "done" : "failed", "problems",
+		    (json_int_t)v->problems, "mailbox",
+		    v->mailbox != NULL ? json_string(v->mailbox) : json_null());
+	return json_pack("{s:o, s:o, s:o, s:o, s:I, s:o, s:o}", "schedule",
 	    sc->expr != NULL ? json_string(sc->expr) : json_null(), "next",
 	    mk_httpd_time_json((int64_t)sc->due * 1000000000), "last_success",
-	    mk_httpd_time_json(v->last_success_ns), "last_failure",
-	    mk_httpd_time_json(v->last_failure_ns), "failures",
+	    mk_httpd_time_json(v->success_ns), "last_failure",
+	    mk_httpd_time_json(v->failure_ns), "failures",
 	    (json_int_t)v->failures, "last_error",
-	    v->last_error != NULL ? json_string(v->last_error) : json_null());
+	    v->error != NULL ? json_string(v->error) : json_null(), "last",
+	    last);
 }
 
 json_t *
@@ -1784,22 +2043,45 @@ jobs_histogram(struct evbuffer *b, const char *name, const char *help,
 	    (unsigned long long)cum);
 }
 
-/* A series per verification kind: the last success, or the failures. */
+/* What a verification series shows of a kind's results. */
+enum jobs_verify_series {
+	JOBS_V_SUCCESS,
+	JOBS_V_FAILURE,
+	JOBS_V_FAILURES,
+	JOBS_V_PROBLEMS,
+};
+
+/* A series per verification kind. */
 static void
 jobs_verify_metric(struct mk_jobs *jobs, struct evbuffer *b, const char *name,
-    const char *type, const char *help, bool failures)
+    const char *type, const char *help, enum jobs_verify_series what)
 {
+	const struct mk_verify_last *l;
+	uint64_t v = 0;
 	size_t k;
 
 	evbuffer_add_printf(
 	    b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-	for (k = JOBS_CHECK - jobs_kinds; k < JOBS_KINDS; k++)
+	for (k = 0; k < MK_VERIFY_KINDS; k++) {
+		l = &jobs->verify.kind[k];
+		switch (what) {
+		case JOBS_V_SUCCESS:
+			v = (uint64_t)(l->success_ns / 1000000000);
+			break;
+		case JOBS_V_FAILURE:
+			v = (uint64_t)(l->failure_ns / 1000000000);
+			break;
+		case JOBS_V_FAILURES:
+			v = l->failures;
+			break;
+		case JOBS_V_PROBLEMS:
+			v = l->problems;
+			break;
+		}
 		evbuffer_add_printf(b, "%s{kind=\"%s\"} %llu\n", name,
-		    jobs_kinds[k].name,
-		    failures
-			? (unsigned long long)jobs->verify[k].failures
-			: (unsigned long long)(jobs->verify[k].last_success_ns /
-			      1000000000));
+		    mk_verify_kind_name((enum mk_verify_kind)k),
+		    (unsigned long long)v);
+	}
 }
 
 void
@@ -1807,13 +2089,16 @@ mk_jobs_metrics(struct mk_jobs *jobs, struct evbuffer *b)
 {
 	struct jobs_job *job;
 	struct jobs_ages a;
-	uint64_t read = jobs->read_total;
+	uint64_t read = jobs->read_total, waiting = 0;
 	size_t i, k;
 
 	/* Running jobs count what they have read so far. */
 	TAILQ_FOREACH(job, &jobs->list, entry)
-	if (job->state == JOBS_RUNNING && job->kind == JOBS_BACKUP)
-		read += atomic_load(&job->bytes_read);
+	{
+		if (job->state == JOBS_RUNNING && job->kind == JOBS_BACKUP)
+			read += atomic_load(&job->bytes_read);
+		waiting += job->lock_waiting;
+	}
 	mk_httpd_metric(b, "mailkeep_backup_read_bytes_total", "counter",
 	    "Bytes of mail read by backups.", read);
 	mk_httpd_metric(b, "mailkeep_backup_stored_bytes_total", "counter",
@@ -1858,9 +2143,27 @@ mk_jobs_metrics(struct mk_jobs *jobs, struct evbuffer *b)
 	    "Jobs waiting to run.", jobs->nqueued);
 	jobs_verify_metric(jobs, b,
 	    "mailkeep_verify_last_success_timestamp_seconds", "gauge",
-	    "When a check or a test restore last passed (0: never).", false);
+	    "When a check or a test restore last passed (0: never).",
+	    JOBS_V_SUCCESS);
+	jobs_verify_metric(jobs, b,
+	    "mailkeep_verify_last_failure_timestamp_seconds", "gauge",
+	    "When a check or a test restore last failed (0: never).",
+	    JOBS_V_FAILURE);
 	jobs_verify_metric(jobs, b, "mailkeep_verify_failures_total", "counter",
-	    "Checks and test restores that failed.", true);
+	    "Checks and test restores that failed.", JOBS_V_FAILURES);
+	jobs_verify_metric(jobs, b, "mailkeep_verify_last_problems", "gauge",
+	    "Problems the last check found, messages the last test restore "
+	    "missed or restored with another size.",
+	    JOBS_V_PROBLEMS);
+	mk_httpd_metric(b, "mailkeep_jobs_lock_waits_total", "counter",
+	    "Jobs that met a conflicting repository lock and waited for it.",
+	    jobs->lock_waits);
+	mk_httpd_metric(b, "mailkeep_jobs_lock_wait_expired_total", "counter",
+	    "Jobs that failed because the repository lock stayed taken past "
+	    "[backup] lock_wait.",
+	    jobs->lock_waits_expired);
+	mk_httpd_metric(b, "mailkeep_jobs_waiting_for_lock", "gauge",
+	    "Jobs waiting for the repository lock now.", waiting);
 	if (jobs->key_slots >= 0)
 		mk_httpd_metric(b, "mailkeep_repository_key_slots", "gauge",
 		    "Key slots of the repository (losing every one loses "

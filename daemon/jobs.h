@@ -16,7 +16,10 @@
  * test-restore (mk_verify_restore of one mailbox into a scratch
  * directory).  Backups, checks and test restores hold a shared repository
  * lock while they run and run one at a time among themselves; a restore
- * may run beside them.  Each job that opens the repository counts its
+ * may run beside them.  A job that meets a prune's exclusive lock waits,
+ * up to [backup] lock_wait, on a timer of the loop (state "waiting" in
+ * /v1/jobs, cancellable).  The last check and test restore results are
+ * kept in the state directory (mk_verify_results_save) and read at start.  Each job that opens the repository counts its
  * key slots, for the single-slot warning of /v1/status.
  *
  * The schedules ([backup] schedule, jitter, run_at_start; [verify]

@@ -16,6 +16,7 @@ struct mk_pool {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	struct mk_job *queue_head, *queue_tail; /* waiting to run */
+	struct mk_job *urgent_tail; /* the last urgent one queued, or NULL */
 	struct mk_job *done_head, *done_tail; /* waiting for done() */
 	bool stopping;
 	pthread_t *threads;
@@ -59,6 +60,8 @@ pool_worker(void *arg)
 		pool->queue_head = job->next;
 		if (pool->queue_head == NULL)
 			pool->queue_tail = NULL;
+		if (pool->urgent_tail == job)
+			pool->urgent_tail = NULL;
 		pthread_mutex_unlock(&pool->lock);
 
 		job->run(job, ctx);
@@ -152,6 +155,24 @@ mk_pool_submit(struct mk_pool *pool, struct mk_job *job)
 {
 	pthread_mutex_lock(&pool->lock);
 	pool_append(&pool->queue_head, &pool->queue_tail, job);
+	pthread_cond_signal(&pool->wake);
+	pthread_mutex_unlock(&pool->lock);
+	pool->pending++;
+}
+
+void
+mk_pool_submit_urgent(struct mk_pool *pool, struct mk_job *job)
+{
+	struct mk_job **at;
+
+	pthread_mutex_lock(&pool->lock);
+	at = pool->urgent_tail != NULL ? &pool->urgent_tail->next
+				       : &pool->queue_head;
+	job->next = *at;
+	*at = job;
+	if (job->next == NULL)
+		pool->queue_tail = job;
+	pool->urgent_tail = job;
 	pthread_cond_signal(&pool->wake);
 	pthread_mutex_unlock(&pool->lock);
 	pool->pending++;

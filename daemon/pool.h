@@ -46,6 +46,12 @@ int mk_pool_new(struct event_base *base, size_t nthreads,
 /* Queue a job; it runs in order of submission on some worker. */
 void mk_pool_submit(struct mk_pool *pool, struct mk_job *job);
 
+/*
+ * Queue a short job someone waits for (an HTTP answer) ahead of every
+ * job that is not urgent; urgent ones run in order of submission.
+ */
+void mk_pool_submit_urgent(struct mk_pool *pool, struct mk_job *job);
+
 /* Jobs submitted and not yet done. */
 size_t mk_pool_pending(const struct mk_pool *pool);
 

@@ -148,6 +148,8 @@ static const struct conf_key conf_keys[] = {
 	    "no", NULL },
 	{ "backup", "dictionary", CONF_ENUM, CONF_AT(backup_dictionary), "auto",
 	    "off|auto" },
+	{ "backup", "lock_wait", CONF_DURATION, CONF_AT(backup_lock_wait), "1h",
+	    NULL, 0, 604800 },
 	{ "verify", "check_schedule", CONF_STRING,
 	    CONF_AT(verify_check_schedule), NULL, NULL },
 	{ "verify", "check_sample", CONF_UINT, CONF_AT(verify_check_sample),

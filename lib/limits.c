@@ -190,11 +190,8 @@ mk_limits_free(struct mk_limits **limitsp)
 }
 
 int
-mk_limits_set(struct mk_limits *limits, const char *target,
-    const struct mk_quota_limits *l, struct mk_err *err)
+mk_limits_target_check(const char *target, struct mk_err *err)
 {
-	struct limits_entry *e;
-
 	if (target[0] == '\0' || strchr(target, '/') != NULL ||
 	    (target[0] == '@' && target[1] == '\0') ||
 	    (strcmp(target, "default") != 0 && strchr(target, '@') == NULL))
@@ -202,6 +199,17 @@ mk_limits_set(struct mk_limits *limits, const char *target,
 		    "'%s': give an address, @DOMAIN or "
 		    "default",
 		    target);
+	return 0;
+}
+
+int
+mk_limits_set(struct mk_limits *limits, const char *target,
+    const struct mk_quota_limits *l, struct mk_err *err)
+{
+	struct limits_entry *e;
+
+	if (mk_limits_target_check(target, err) < 0)
+		return -1;
 	if (l->bytes_from == MK_QUOTA_SOURCE_NONE &&
 	    l->messages_from == MK_QUOTA_SOURCE_NONE) {
 		if ((e = limits_find(limits->set, target)) != NULL) {

@@ -48,8 +48,8 @@ lock_hostname(char host[256])
 	host[255] = '\0';
 }
 
-static const char *
-lock_kind_name(enum mk_lock_kind kind)
+const char *
+mk_lock_kind_name(enum mk_lock_kind kind)
 {
 	return kind == MK_LOCK_EXCLUSIVE ? "exclusive" : "shared";
 }
@@ -67,7 +67,7 @@ mk_lock_encode(
 	    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
 		mk_strlcpy(when, "", sizeof(when));
 	obj = json_pack("{s:s, s:i, s:s, s:s, s:I, s:s, s:I}", "magic",
-	    LOCK_MAGIC, "version", 1, "kind", lock_kind_name(info->kind),
+	    LOCK_MAGIC, "version", 1, "kind", mk_lock_kind_name(info->kind),
 	    "host", info->host, "pid", (json_int_t)info->pid, "time", when,
 	    "time_ns", (json_int_t)info->time_ns);
 	if (obj == NULL)
@@ -179,12 +179,13 @@ lock_names_cb(void *arg, const char *name, const struct mk_storage_stat *sst,
 }
 
 /*
- * Look at every other lock: remove the stale ones, and say in err which
- * live one conflicts with kind.  1 conflict, 0 none, -1 error.
+ * Look at every other lock: remove the stale ones, and say in err and
+ * *holder_r which live one conflicts with kind (only the name of one that
+ * does not decode).  1 conflict, 0 none, -1 error.
  */
 static int
 lock_conflicts(struct mk_storage *st, const char *self, enum mk_lock_kind kind,
-    struct mk_err *err)
+    struct mk_lock_info *holder_r, struct mk_err *err)
 {
 	struct lock_names names;
 	struct mk_lock_info other;
@@ -211,6 +212,9 @@ lock_conflicts(struct mk_storage *st, const char *self, enum mk_lock_kind kind,
 		if (mk_lock_decode(data, len, &other, &gerr) < 0) {
 			free(data);
 			/* Not ours to judge: a writer we do not understand. */
+			memset(holder_r, 0, sizeof(*holder_r));
+			mk_strlcpy(
+			    holder_r->name, names.v[i], sizeof(holder_r->name));
 			mk_err_set(err,
 			    "%s: %s; remove it by hand if no "
 			    "program holds it",
@@ -226,8 +230,8 @@ lock_conflicts(struct mk_storage *st, const char *self, enum mk_lock_kind kind,
 			mk_log_warn("lock",
 			    "removing stale %s lock %s of %s pid %lld, last "
 			    "refreshed %s",
-			    lock_kind_name(other.kind), other.name, other.host,
-			    (long long)other.pid, when);
+			    mk_lock_kind_name(other.kind), other.name,
+			    other.host, (long long)other.pid, when);
 			if (mk_storage_delete(st, other.name, &gerr) < 0)
 				mk_log_warn("lock", "%s", gerr.msg);
 			continue;
@@ -235,11 +239,13 @@ lock_conflicts(struct mk_storage *st, const char *self, enum mk_lock_kind kind,
 		if (kind == MK_LOCK_EXCLUSIVE ||
 		    other.kind == MK_LOCK_EXCLUSIVE) {
 			mk_err_set(err,
-			    "the repository is locked by a %s lock (%s, host "
+			    "the repository is locked by %s %s lock (%s, host "
 			    "%s, pid %lld, refreshed %lld s ago)",
-			    lock_kind_name(other.kind), other.name, other.host,
-			    (long long)other.pid,
+			    other.kind == MK_LOCK_EXCLUSIVE ? "an" : "a",
+			    mk_lock_kind_name(other.kind), other.name,
+			    other.host, (long long)other.pid,
 			    (long long)((now - other.time_ns) / LOCK_NS));
+			*holder_r = other;
 			found = 1;
 		}
 	}
@@ -287,35 +293,13 @@ lock_refresh_main(void *arg)
 	return NULL;
 }
 
-int
-mk_lock_acquire(struct mk_storage *st, enum mk_lock_kind kind, unsigned wait_s,
-    struct mk_lock **lock_r, struct mk_err *err)
+/* Start refreshing a lock just written and found alone. */
+static int
+lock_start(struct mk_lock *lock, struct mk_err *err)
 {
-	struct mk_lock *lock;
 	struct mk_err derr;
-	unsigned waited = 0;
 	int r;
 
-	*lock_r = NULL;
-	lock = mk_xcalloc(1, sizeof(*lock));
-	lock->st = st;
-	lock->info.kind = kind;
-	lock->info.pid = getpid();
-	lock_hostname(lock->info.host);
-	for (;;) {
-		if (lock_write(st, &lock->info, err) < 0)
-			goto fail;
-		if ((r = lock_conflicts(st, lock->info.name, kind, err)) == 0)
-			break;
-		if (mk_storage_delete(st, lock->info.name, &derr) < 0)
-			mk_log_warn("lock", "%s", derr.msg);
-		if (r < 0 || waited >= wait_s)
-			goto fail;
-		/* Two takers that saw each other both back off; a little
-		 * randomness lets one of them win the next round. */
-		usleep(1000000 + (useconds_t)(lock_now_ns() % 250000));
-		waited++;
-	}
 	lock->refreshed_ns = lock->info.time_ns;
 	if (pthread_mutex_init(&lock->mu, NULL) != 0 ||
 	    pthread_cond_init(&lock->cond, NULL) != 0)
@@ -324,18 +308,86 @@ mk_lock_acquire(struct mk_storage *st, enum mk_lock_kind kind, unsigned wait_s,
 		 &lock->thread, NULL, lock_refresh_main, lock)) != 0) {
 		errno = r;
 		mk_err_sys(err, "pthread_create");
-		if (mk_storage_delete(st, lock->info.name, &derr) < 0)
+		if (mk_storage_delete(lock->st, lock->info.name, &derr) < 0)
 			mk_log_warn("lock", "%s", derr.msg);
 		pthread_cond_destroy(&lock->cond);
 		pthread_mutex_destroy(&lock->mu);
-		goto fail;
+		return -1;
 	}
 	lock->running = true;
+	return 0;
+}
+
+/* One round: write ours, look at the others; 0, 1 conflict, -1. */
+static int
+lock_attempt(
+    struct mk_lock *lock, struct mk_lock_info *holder_r, struct mk_err *err)
+{
+	struct mk_err derr;
+	int r;
+
+	if (lock_write(lock->st, &lock->info, err) < 0)
+		return -1;
+	if ((r = lock_conflicts(lock->st, lock->info.name, lock->info.kind,
+		 holder_r, err)) == 0)
+		return 0;
+	if (mk_storage_delete(lock->st, lock->info.name, &derr) < 0)
+		mk_log_warn("lock", "%s", derr.msg);
+	return r;
+}
+
+static struct mk_lock *
+lock_new(struct mk_storage *st, enum mk_lock_kind kind)
+{
+	struct mk_lock *lock = mk_xcalloc(1, sizeof(*lock));
+
+	lock->st = st;
+	lock->info.kind = kind;
+	lock->info.pid = getpid();
+	lock_hostname(lock->info.host);
+	return lock;
+}
+
+int
+mk_lock_try(struct mk_storage *st, enum mk_lock_kind kind,
+    struct mk_lock **lock_r, struct mk_lock_info *holder_r, struct mk_err *err)
+{
+	struct mk_lock *lock = lock_new(st, kind);
+	int r;
+
+	*lock_r = NULL;
+	memset(holder_r, 0, sizeof(*holder_r));
+	if ((r = lock_attempt(lock, holder_r, err)) == 0 &&
+	    (r = lock_start(lock, err)) == 0) {
+		*lock_r = lock;
+		return 0;
+	}
+	free(lock);
+	return r;
+}
+
+int
+mk_lock_acquire(struct mk_storage *st, enum mk_lock_kind kind, unsigned wait_s,
+    struct mk_lock **lock_r, struct mk_err *err)
+{
+	struct mk_lock *lock = lock_new(st, kind);
+	struct mk_lock_info holder;
+	unsigned waited = 0;
+	int r;
+
+	*lock_r = NULL;
+	while ((r = lock_attempt(lock, &holder, err)) == 1 && waited < wait_s) {
+		/* Two takers that saw each other both back off; a little
+		 * randomness lets one of them win the next round. */
+		usleep(1000000 + (useconds_t)(lock_now_ns() % 250000));
+		waited++;
+	}
+	if (r != 0 || lock_start(lock, err) < 0) {
+		free(lock);
+		return -1;
+	}
 	*lock_r = lock;
 	return 0;
-fail:
-	free(lock);
-	return -1;
 }
 
 int

@@ -7,6 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "mailkeep/fsutil.h"
 #include "mailkeep/mem.h"
 #include "mailkeep/restore.h"
 #include "mailkeep/str.h"
@@ -128,5 +131,204 @@ out:
 	free(want.v);
 	free(dir);
 	free(top);
+	return rc;
+}
+
+/* The results file */
+
+#define VERIFY_RESULTS_MAGIC "mailkeep verify results"
+
+static const char *const verify_kind_names[MK_VERIFY_KINDS] = { "check",
+	"test-restore" };
+
+const char *
+mk_verify_kind_name(enum mk_verify_kind kind)
+{
+	return verify_kind_names[kind];
+}
+
+void
+mk_verify_results_clear(struct mk_verify_results *r)
+{
+	size_t k;
+
+	for (k = 0; k < MK_VERIFY_KINDS; k++) {
+		free(r->kind[k].error);
+		free(r->kind[k].mailbox);
+	}
+	memset(r, 0, sizeof(*r));
+}
+
+static json_t *
+verify_string_or_null(const char *s)
+{
+	json_t *j = s != NULL ? json_string(s) : json_null();
+
+	/* An error may quote a file name that is not UTF-8. */
+	return j != NULL ? j : json_string("(not UTF-8)");
+}
+
+int
+mk_verify_results_encode(
+    const struct mk_verify_results *r, char **json_r, struct mk_err *err)
+{
+	json_t *obj, *kinds;
+	size_t k;
+
+	*json_r = NULL;
+	kinds = json_object();
+	for (k = 0; k < MK_VERIFY_KINDS; k++) {
+		const struct mk_verify_last *l = &r->kind[k];
+
+		json_object_set_new(kinds, verify_kind_names[k],
+		    json_pack("{s:I, s:I, s:I, s:o, s:I, s:b, s:I, s:o}",
+			"success_ns", (json_int_t)l->success_ns, "failure_ns",
+			(json_int_t)l->failure_ns, "failures",
+			(json_int_t)l->failures, "error",
+			verify_string_or_null(l->error), "ended_ns",
+			(json_int_t)l->ended_ns, "ok", (int)l->ok, "problems",
+			(json_int_t)l->problems, "mailbox",
+			verify_string_or_null(l->mailbox)));
+	}
+	obj = json_pack("{s:s, s:i, s:o}", "magic", VERIFY_RESULTS_MAGIC,
+	    "version", 1, "kinds", kinds);
+	if (obj == NULL)
+		return mk_err_set(err, "verify results: cannot encode");
+	*json_r = json_dumps(obj, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(obj);
+	if (*json_r == NULL)
+		return mk_err_set(err, "verify results: cannot encode");
+	return 0;
+}
+
+/* One kind's member; strings copied into l. */
+static int
+verify_last_decode(
+    json_t *o, const char *name, struct mk_verify_last *l, struct mk_err *err)
+{
+	json_int_t success, failure, failures, ended, problems;
+	json_t *error, *mailbox;
+	json_error_t jerr;
+	int ok;
+
+	if (json_unpack_ex(o, &jerr, JSON_STRICT,
+		"{s:I, s:I, s:I, s:o, s:I, s:b, s:I, s:o}", "success_ns",
+		&success, "failure_ns", &failure, "failures", &failures,
+		"error", &error, "ended_ns", &ended, "ok", &ok, "problems",
+		&problems, "mailbox", &mailbox) < 0)
+		return mk_err_set(err, "%s: %s", name, jerr.text);
+	if (success < 0 || failure < 0 || failures < 0 || ended < 0 ||
+	    problems < 0)
+		return mk_err_set(err, "%s: a negative number", name);
+	if ((!json_is_null(error) && !json_is_string(error)) ||
+	    (!json_is_null(mailbox) && !json_is_string(mailbox)))
+		return mk_err_set(
+		    err, "%s: error and mailbox are strings or null", name);
+	l->success_ns = success;
+	l->failure_ns = failure;
+	l->failures = (uint64_t)failures;
+	l->ended_ns = ended;
+	l->ok = ok != 0;
+	l->problems = (uint64_t)problems;
+	l->error =
+	    json_is_string(error) ? mk_xstrdup(json_string_value(error)) : NULL;
+	l->mailbox = json_is_string(mailbox)
+	    ? mk_xstrdup(json_string_value(mailbox))
+	    : NULL;
+	return 0;
+}
+
+int
+mk_verify_results_decode(const char *data, size_t len,
+    struct mk_verify_results *r, struct mk_err *err)
+{
+	const char *magic;
+	json_int_t version;
+	json_error_t jerr;
+	json_t *obj, *kinds;
+	int rc = -1;
+	size_t k;
+
+	memset(r, 0, sizeof(*r));
+	if (len > MK_VERIFY_RESULTS_MAX)
+		return mk_err_set(err, "verify results of %zu bytes", len);
+	if ((obj = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr)) ==
+	    NULL)
+		return mk_err_set(
+		    err, "verify results: %s (line %d)", jerr.text, jerr.line);
+	if (json_unpack_ex(obj, &jerr, JSON_STRICT, "{s:s, s:I, s:o}", "magic",
+		&magic, "version", &version, "kinds", &kinds) < 0) {
+		mk_err_set(err, "verify results: %s", jerr.text);
+		goto out;
+	}
+	if (strcmp(magic, VERIFY_RESULTS_MAGIC) != 0 || version != 1) {
+		mk_err_set(err, "verify results: not version 1 of the format");
+		goto out;
+	}
+	if (!json_is_object(kinds) ||
+	    json_object_size(kinds) != MK_VERIFY_KINDS) {
+		mk_err_set(err, "verify results: kinds: check, test-restore");
+		goto out;
+	}
+	for (k = 0; k < MK_VERIFY_KINDS; k++)
+		if (verify_last_decode(
+			json_object_get(kinds, verify_kind_names[k]),
+			verify_kind_names[k], &r->kind[k], err) < 0) {
+			mk_err_prefix(err, "verify results");
+			goto out;
+		}
+	rc = 0;
+out:
+	if (rc < 0)
+		mk_verify_results_clear(r);
+	json_decref(obj);
+	return rc;
+}
+
+int
+mk_verify_results_load(
+    const char *dir, struct mk_verify_results *r, struct mk_err *err)
+{
+	char *path, *data = NULL;
+	size_t len;
+	int rc = -1;
+
+	memset(r, 0, sizeof(*r));
+	path = mk_xasprintf("%s/%s", dir, MK_VERIFY_RESULTS_FILE);
+	if (mk_fs_read_file(path, MK_VERIFY_RESULTS_MAX, &data, &len, err) <
+	    0) {
+		if (err->sys_errno == ENOENT)
+			rc = 0;
+		goto out;
+	}
+	if (mk_verify_results_decode(data, len, r, err) < 0) {
+		mk_err_prefix(err, "%s", path);
+		goto out;
+	}
+	rc = 1;
+out:
+	free(data);
+	free(path);
+	return rc;
+}
+
+int
+mk_verify_results_save(
+    const char *dir, const struct mk_verify_results *r, struct mk_err *err)
+{
+	char *json = NULL;
+	int dirfd, rc = -1;
+
+	if (mk_verify_results_encode(r, &json, err) < 0)
+		return -1;
+	if ((dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		mk_err_sys(err, "open(%s)", dir);
+		goto out;
+	}
+	rc = mk_fs_write_atomic(
+	    dirfd, MK_VERIFY_RESULTS_FILE, json, strlen(json), 0600, err);
+	close(dirfd);
+out:
+	free(json);
 	return rc;
 }

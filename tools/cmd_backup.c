@@ -270,8 +270,9 @@ backup_job_finished(json_t *job)
 {
 	const char *state = json_string_value(json_object_get(job, "state"));
 
+	/* "waiting": for the repository lock. */
 	return state != NULL && strcmp(state, "queued") != 0 &&
-	    strcmp(state, "running") != 0;
+	    strcmp(state, "running") != 0 && strcmp(state, "waiting") != 0;
 }
 
 /* One line saying where a job is: the progress line, then the result. */
@@ -281,6 +282,10 @@ backup_job_line(json_t *job, char *buf, size_t size)
 	json_t *progress = json_object_get(job, "progress");
 	const char *folder = json_string_value(
 	    json_object_get(json_object_get(job, "result"), "folder"));
+	json_t *lock = json_object_get(job, "lock_wait");
+	json_t *holder = json_is_true(json_object_get(lock, "waiting"))
+	    ? json_object_get(lock, "holder")
+	    : NULL;
 	char read[32], stored[32];
 
 	mk_str_format_size(
@@ -289,6 +294,20 @@ backup_job_line(json_t *job, char *buf, size_t size)
 	mk_str_format_size(
 	    (uint64_t)json_integer_value(json_object_get(job, "bytes_stored")),
 	    stored, sizeof(stored));
+	if (holder != NULL) {
+		snprintf(buf, size,
+		    "job %lld %s waiting for the repository lock %s of host "
+		    "%s pid %lld",
+		    (long long)json_integer_value(json_object_get(job, "id")),
+		    json_string_value(json_object_get(job, "kind")),
+		    json_string_value(json_object_get(holder, "lock")),
+		    json_string_value(json_object_get(holder, "host")) != NULL
+			? json_string_value(json_object_get(holder, "host"))
+			: "?",
+		    (long long)json_integer_value(
+			json_object_get(holder, "pid")));
+		return;
+	}
 	if (progress != NULL) {
 		snprintf(buf, size,
 		    "job %lld %s %s: %lld of %lld messages, %s restored%s%s",

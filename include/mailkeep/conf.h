@@ -106,6 +106,8 @@ struct mk_conf {
 				   up to this, at random */
 	bool backup_run_at_start; /* one run when the daemon starts */
 	int backup_dictionary; /* enum mk_dict_mode: off, auto */
+	uint64_t backup_lock_wait; /* seconds a job waits for the repository
+				      lock; 0: fails at once */
 	char *verify_check_schedule; /* cron: check --sample, or NULL */
 	uint64_t verify_check_sample; /* percent of packs read whole */
 	char *verify_restore_schedule; /* cron: a test restore, or NULL */

@@ -34,6 +34,9 @@ int mk_limits_new(const struct mk_conf *conf, struct mk_limits **limits_r,
     struct mk_warnings *warnings, struct mk_err *err);
 void mk_limits_free(struct mk_limits **limitsp);
 
+/* Whether target names what a run-time limit can be set for: -1 if not. */
+int mk_limits_target_check(const char *target, struct mk_err *err);
+
 /*
  * A limit set at run time for target: "default", "@domain" or an
  * address (lower case).  Resources not set in l (source NONE) are

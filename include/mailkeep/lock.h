@@ -59,6 +59,18 @@ int mk_lock_acquire(struct mk_storage *st, enum mk_lock_kind kind,
     unsigned wait_s, struct mk_lock **lock_r, struct mk_err *err);
 
 /*
+ * One attempt, for a caller that waits on its own terms (mailkeepd's
+ * jobs, which must not hold a worker while they wait): 0 taken; 1 a live
+ * lock conflicts, err says which and *holder_r is that lock (only its
+ * name when it does not decode); -1 error.
+ */
+int mk_lock_try(struct mk_storage *st, enum mk_lock_kind kind,
+    struct mk_lock **lock_r, struct mk_lock_info *holder_r, struct mk_err *err);
+
+/* The name of a lock kind: "shared", "exclusive". */
+const char *mk_lock_kind_name(enum mk_lock_kind kind);
+
+/*
  * 0 while the lock is held; -1 with err set once refreshing it has
  * failed for so long that others may take it as stale.  Check before a
  * step that relies on the lock (prune, before deleting).

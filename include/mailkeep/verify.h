@@ -15,6 +15,7 @@
 #ifndef MAILKEEP_VERIFY_H
 #define MAILKEEP_VERIFY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "mailkeep/catalog.h"
@@ -39,5 +40,60 @@ struct mk_verify_stats {
 int mk_verify_restore(struct mk_repo *repo, struct mk_catalog *cat,
     const char *address, const char *scratch, struct mk_verify_stats *stats_r,
     struct mk_err *err);
+
+/*
+ * The last results of the scheduled verifications, kept by mailkeepd in
+ * a small JSON file of its state directory so that a restart does not
+ * reset them (docs/backup.md, "Scheduled verification").
+ */
+#define MK_VERIFY_RESULTS_FILE "verify-results.json"
+#define MK_VERIFY_RESULTS_MAX 65536 /* bytes of the file */
+
+enum mk_verify_kind {
+	MK_VERIFY_CHECK,
+	MK_VERIFY_TEST_RESTORE,
+	MK_VERIFY_KINDS,
+};
+
+/* What one kind did last; times in ns since the epoch, 0: never. */
+struct mk_verify_last {
+	int64_t success_ns; /* the last pass */
+	int64_t failure_ns; /* the last failure */
+	uint64_t failures; /* failures ever counted */
+	char *error; /* the last failure's error, or NULL */
+	int64_t ended_ns; /* the last result, pass or failure */
+	bool ok; /* it passed */
+	uint64_t problems; /* a check's problems; a test restore's missing
+			      and differing messages */
+	char *mailbox; /* the mailbox a test restore restored, or NULL */
+};
+
+struct mk_verify_results {
+	struct mk_verify_last kind[MK_VERIFY_KINDS];
+};
+
+/* The name of a kind in the file and the metrics: "check", "test-restore". */
+const char *mk_verify_kind_name(enum mk_verify_kind kind);
+
+/* Encode as JSON (*json_r malloc'ed) and decode; decoding checks every
+ * member and its type, and leaves *r empty on failure. */
+int mk_verify_results_encode(
+    const struct mk_verify_results *r, char **json_r, struct mk_err *err);
+int mk_verify_results_decode(const char *data, size_t len,
+    struct mk_verify_results *r, struct mk_err *err);
+
+/*
+ * Load dir/MK_VERIFY_RESULTS_FILE: 1 loaded, 0 there is none (*r empty),
+ * -1 unreadable or damaged (*r empty, err says why).
+ */
+int mk_verify_results_load(
+    const char *dir, struct mk_verify_results *r, struct mk_err *err);
+
+/* Write dir/MK_VERIFY_RESULTS_FILE atomically (tmp, fsync, rename). */
+int mk_verify_results_save(
+    const char *dir, const struct mk_verify_results *r, struct mk_err *err);
+
+/* Free the strings of r and zero it. */
+void mk_verify_results_clear(struct mk_verify_results *r);
 
 #endif

@@ -11,7 +11,8 @@ backup job lasts seconds, and [verify] schedules that fire every minute:
 - while a backup job runs it holds a shared repository lock: a prune from
   another catalog is refused naming it, one with --lock-wait waits until
   the job has ended and then runs; the lock is gone after the job;
-- a live exclusive lock of another host fails a backup job with its name;
+- with [backup] lock_wait = 0, a live exclusive lock of another host fails
+  a backup job at once with its name (test_backup_lockwait.py: waits);
 - POST /v1/check and /v1/test-restore run a check (sample 100) and a test
   restore (a named mailbox, and one at random) that pass, with their
   results in /v1/jobs and the last success in /metrics; bad bodies are
@@ -38,6 +39,7 @@ CONFIG = """\
 [backup]
 concurrency = 1
 bandwidth = 4M
+lock_wait = 0
 [verify]
 check_schedule = * * * * *
 check_sample = 5

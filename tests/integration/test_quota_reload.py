@@ -13,7 +13,9 @@ rewritten in place take effect; a passwd-file with a new limit takes
 effect; a bad alias map, a bad passwd-file and a removed alias map are
 refused with a log line that names the file and the reason, and the
 verdicts stay those of the files loaded before; a good file after a bad
-one is taken again.
+one is taken again.  `mailkeep quota set` while another process holds the
+catalog's write lock leaves the status socket and the policy service
+answering, and completes once the lock is released.
 
     MK_BIN_DIR=$PWD/build python3 tests/integration/test_quota_reload.py
 
@@ -24,12 +26,16 @@ failure.  Takes about 20 s.
 import os
 import shutil
 import socket
+import sqlite3
+import subprocess
 import sys
 import tempfile
+import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mkenv import Checks, Mailkeepd, make_maildir, wait_for  # noqa: E402
+from mkenv import (BIN_DIR, Checks, Mailkeepd, make_maildir,  # noqa: E402
+                   wait_for)
 
 FULL, ROOM, TEAM = "full@example.org", "room@example.org", "team@example.org"
 REFUSE = "action=552 5.2.2 Mailbox is full"
@@ -144,6 +150,55 @@ def steps(check, mk, tmp, path):
           "team@ (-> full@) refused",
           becomes(ROOM, REFUSE) and becomes(TEAM, REFUSE))
     check("mailkeepd still running", mk.alive())
+    busy_catalog(check, mk, tmp, path)
+
+
+def busy_catalog(check, mk, tmp, path):
+    """`mailkeep quota set` while another process holds the catalog's
+    write lock (as a backup's commit does): the limit is written by a
+    worker, so the loop keeps answering, and the set completes once the
+    lock is gone."""
+    db = sqlite3.connect(os.path.join(tmp, "state", "catalog.db"),
+                         isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")
+    conf = os.path.join(tmp, "mailkeep.conf")
+    setter = subprocess.Popen(
+        [os.path.join(BIN_DIR, "mailkeep"), "-c", conf, "quota", "set",
+         FULL, "storage=10M"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        # Give the request time to reach the daemon (were it not there yet,
+        # the checks below could pass without testing anything, never fail).
+        time.sleep(1)
+        status = mk.get("/v1/status")
+        answer = ask(path, ROOM)
+        check("with the catalog locked and a quota set pending, the status "
+              "socket answers", status[0] == 200 and setter.poll() is None,
+              status[0])
+        check("... and the policy service too",
+              answer.startswith("action=") and setter.poll() is None, answer)
+        check("... the limit is not applied before it is saved",
+              ask(path, FULL) == REFUSE)
+        # A client that goes away before its answer: the answer, once
+        # the row is saved, goes nowhere, and nothing else breaks.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(mk.control_socket)
+            s.sendall(f"POST /v1/quota?target={ROOM}&storage=20M HTTP/1.1\r\n"
+                      "Host: localhost\r\nContent-Length: 0\r\n\r\n".encode())
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    out, err = setter.communicate(timeout=30)
+    check("the lock gone, quota set completes", setter.returncode == 0, err)
+    check("... and full@ (10 MiB now) is let through", becomes_dunno(path, FULL))
+    check("the set whose client went away is applied too (room@ at 20 MiB)",
+          becomes_dunno(path, ROOM))
+    check("mailkeepd still answers", mk.get("/v1/status")[0] == 200 and
+          mk.alive())
+
+
+def becomes_dunno(path, recipient):
+    return wait_for(lambda: ask(path, recipient) == DUNNO, 10, 0.1)
 
 
 def main():

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "mailkeep/repo.h"
 
 char *
 fx_tmpdir(void)
@@ -116,4 +117,23 @@ fx_maildir(const char *dir, const char *rel)
 	fx_mkdirs(dir, buf);
 	snprintf(buf, sizeof(buf), "%s/tmp", rel);
 	fx_mkdirs(dir, buf);
+}
+
+struct mk_repo *
+fx_repo_new(const char *dir, const char *name)
+{
+	char keyfile[PATH_MAX], location[PATH_MAX];
+	struct mk_repo_key key = { MK_REPO_KEY_FILE, keyfile, NULL, NULL };
+	struct mk_repo_init_opts opts;
+	struct mk_repo *r = NULL;
+	struct mk_err err;
+	bool created;
+
+	snprintf(keyfile, sizeof(keyfile), "%s/%s.key", dir, name);
+	snprintf(location, sizeof(location), "%s/%s", dir, name);
+	memset(&opts, 0, sizeof(opts));
+	if (mk_repo_key_file_create(keyfile, &created, &err) < 0 ||
+	    mk_repo_init(location, &key, &opts, &r, &err) < 0)
+		fail_msg("%s", err.msg);
+	return r;
 }

@@ -27,6 +27,11 @@ void fx_write_size(const char *dir, const char *rel, size_t size);
 /* Create cur/ new/ tmp/ under dir/rel. */
 void fx_maildir(const char *dir, const char *rel);
 
+struct mk_repo;
+
+/* A new repository at dir/name, its key file at dir/name.key. */
+struct mk_repo *fx_repo_new(const char *dir, const char *name);
+
 /* A path dir/rel in a static buffer (valid for the next three calls). */
 const char *fx_path(const char *dir, const char *rel);
 

@@ -20,20 +20,12 @@ static int rootfd = -1;
 static int
 bk_setup(void **state)
 {
-	char keyfile[4096], location[4096];
-	struct mk_repo_key key = { MK_REPO_KEY_FILE, keyfile, NULL, NULL };
-	struct mk_repo_init_opts opts;
 	struct mk_err err;
-	bool created;
 
 	(void)state;
 	dir = fx_tmpdir();
-	snprintf(keyfile, sizeof(keyfile), "%s/repo.key", dir);
-	snprintf(location, sizeof(location), "%s/repo", dir);
-	memset(&opts, 0, sizeof(opts));
-	if (mk_repo_key_file_create(keyfile, &created, &err) < 0 ||
-	    mk_repo_init(location, &key, &opts, &repo, &err) < 0 ||
-	    mk_catalog_open(fx_path(dir, "catalog.db"), &cat, &err) < 0)
+	repo = fx_repo_new(dir, "repo");
+	if (mk_catalog_open(fx_path(dir, "catalog.db"), &cat, &err) < 0)
 		fail_msg("%s", err.msg);
 	fx_mkdirs(dir, "store");
 	rootfd = open(fx_path(dir, "store"), O_RDONLY | O_DIRECTORY);
@@ -693,14 +685,15 @@ fill_random(uint8_t *p, size_t len, uint64_t seed)
 	}
 }
 
-/* The versions of a mailbox alive now, by base name. */
+/* The versions of a mailbox alive now under one base name: the first
+ * one's content, and each one's folder. */
 struct found {
 	const char *base;
 	bool opaque;
 	size_t nblobs;
 	uint64_t size;
-	bool found;
-	char dir[64];
+	char dirs[4][64];
+	size_t n;
 };
 
 static void
@@ -708,17 +701,18 @@ found_cb(const struct mk_catalog_version *v, void *arg)
 {
 	struct found *f = arg;
 
-	if (strcmp(v->base, f->base) != 0)
+	if (strcmp(v->base, f->base) != 0 || f->n == 4)
 		return;
-	f->opaque = v->opaque;
-	f->nblobs = v->nblobs;
-	f->size = v->size;
-	snprintf(f->dir, sizeof(f->dir), "%s", v->dir);
-	f->found = true;
+	if (f->n == 0) {
+		f->opaque = v->opaque;
+		f->nblobs = v->nblobs;
+		f->size = v->size;
+	}
+	snprintf(f->dirs[f->n++], sizeof(f->dirs[0]), "%s", v->dir);
 }
 
 static struct found
-find_version(const char *address, const char *base)
+find_copies(const char *address, const char *base)
 {
 	struct found f;
 	struct mk_err err;
@@ -728,7 +722,15 @@ find_version(const char *address, const char *base)
 	if (mk_catalog_versions_at(
 		cat, address, MK_CATALOG_NOW, found_cb, &f, &err) < 0)
 		fail_msg("%s", err.msg);
-	assert_true(f.found);
+	return f;
+}
+
+static struct found
+find_version(const char *address, const char *base)
+{
+	struct found f = find_copies(address, base);
+
+	assert_int_equal(f.n, 1);
 	return f;
 }
 
@@ -807,36 +809,6 @@ test_backup_same_body_stored_once(void **state)
 	free(msg);
 }
 
-/* The versions of a mailbox alive now under one base name, by folder. */
-struct copies {
-	const char *base;
-	char dirs[4][64];
-	size_t n;
-};
-
-static void
-copies_cb(const struct mk_catalog_version *v, void *arg)
-{
-	struct copies *c = arg;
-
-	if (strcmp(v->base, c->base) == 0 && c->n < 4)
-		snprintf(c->dirs[c->n++], sizeof(c->dirs[0]), "%s", v->dir);
-}
-
-static struct copies
-find_copies(const char *address, const char *base)
-{
-	struct copies c;
-	struct mk_err err;
-
-	memset(&c, 0, sizeof(c));
-	c.base = base;
-	if (mk_catalog_versions_at(
-		cat, address, MK_CATALOG_NOW, copies_cb, &c, &err) < 0)
-		fail_msg("%s", err.msg);
-	return c;
-}
-
 /*
  * An IMAP COPY keeps the base name and hardlinks the file into the
  * other folder: two messages, one content, read once.
@@ -848,7 +820,7 @@ test_backup_base_in_two_folders_is_two_copies(void **state)
 	const char *a = "e@example.org";
 	struct mk_reindex_stats rs;
 	struct mk_err err;
-	struct copies c;
+	struct found c;
 
 	(void)state;
 	fx_maildir(dir, "store/e/Maildir");

@@ -19,25 +19,6 @@ static int rootfd = -1;
 #define ADDRESS "a@example.org"
 #define VICTIM "1700000001.M1P1.host"
 
-static struct mk_repo *
-make_repo(const char *name)
-{
-	char keyfile[4096], location[4096];
-	struct mk_repo_key key = { MK_REPO_KEY_FILE, keyfile, NULL, NULL };
-	struct mk_repo_init_opts opts;
-	struct mk_repo *r = NULL;
-	struct mk_err err;
-	bool created;
-
-	snprintf(keyfile, sizeof(keyfile), "%s/%s.key", dir, name);
-	snprintf(location, sizeof(location), "%s/%s", dir, name);
-	memset(&opts, 0, sizeof(opts));
-	if (mk_repo_key_file_create(keyfile, &created, &err) < 0 ||
-	    mk_repo_init(location, &key, &opts, &r, &err) < 0)
-		fail_msg("%s", err.msg);
-	return r;
-}
-
 /* A mailbox with a few messages in INBOX and Sent, backed up once. */
 static void
 backup_once(struct mk_repo *into, struct mk_catalog *c)
@@ -63,7 +44,7 @@ ck_setup(void **state)
 
 	(void)state;
 	dir = fx_tmpdir();
-	repo = make_repo("repo");
+	repo = fx_repo_new(dir, "repo");
 	if (mk_catalog_open(fx_path(dir, "catalog.db"), &cat, &err) < 0)
 		fail_msg("%s", err.msg);
 	fx_maildir(dir, "store/a/Maildir");
@@ -270,7 +251,7 @@ test_check_flipped_bit_in_the_index(void **state)
 static void
 test_check_pack_under_a_wrong_key(void **state)
 {
-	struct mk_repo *other = make_repo("other");
+	struct mk_repo *other = fx_repo_new(dir, "other");
 	struct mk_catalog *ocat = NULL;
 	struct mk_pack_entry e, oe;
 	char *mine, *theirs, cmd[8192];

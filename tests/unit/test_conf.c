@@ -166,6 +166,50 @@ test_conf_overlong_line_and_missing_file(void **state)
 	mk_conf_free(&conf);
 }
 
+/* [backup] lock_wait: a duration from 0 (fail at once) to 7 days. */
+static void
+test_conf_backup_lock_wait(void **state)
+{
+	static const struct {
+		const char *value;
+		int rc;
+		uint64_t seconds;
+	} cases[] = {
+		{ "0", 0, 0 },
+		{ "1", 0, 1 },
+		{ "90m", 0, 5400 },
+		{ "7d", 0, 604800 },
+		{ "604801", -1, 0 },
+		{ "8d", -1, 0 },
+		{ "soon", -1, 0 },
+		{ "-1s", -1, 0 },
+	};
+	struct mk_conf *conf = mk_conf_new();
+	struct mk_err err;
+	char text[128];
+	size_t i;
+
+	(void)state;
+	assert_int_equal(conf->backup_lock_wait, 3600);
+	mk_conf_free(&conf);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		conf = mk_conf_new();
+		snprintf(text, sizeof(text), "[backup]\nlock_wait = %s\n",
+		    cases[i].value);
+		fx_write(conf_dir, "wait.conf", text);
+		print_message("lock_wait = %s\n", cases[i].value);
+		assert_int_equal(
+		    mk_conf_load(conf, fx_path(conf_dir, "wait.conf"), &err),
+		    cases[i].rc);
+		if (cases[i].rc == 0)
+			assert_int_equal(
+			    conf->backup_lock_wait, cases[i].seconds);
+		else
+			assert_non_null(strstr(err.msg, "lock_wait"));
+		mk_conf_free(&conf);
+	}
+}
+
 int
 main(void)
 {
@@ -176,6 +220,7 @@ main(void)
 		cmocka_unit_test(test_conf_bad_files_say_file_and_line),
 		cmocka_unit_test(test_conf_bad_template_is_refused),
 		cmocka_unit_test(test_conf_overlong_line_and_missing_file),
+		cmocka_unit_test(test_conf_backup_lock_wait),
 	};
 
 	return cmocka_run_group_tests(tests, conf_setup, conf_teardown);

@@ -137,6 +137,49 @@ test_lock_shared_and_exclusive(void **state)
 	free(dir);
 }
 
+/* One attempt: the holder of a conflicting lock comes back whole. */
+static void
+test_lock_try_names_the_holder(void **state)
+{
+	static const char name[] = "locks/00112233445566778899aabbccddeeff";
+	struct mk_lock *a = NULL;
+	struct mk_lock_info holder;
+	struct mk_storage *st;
+	struct mk_err err;
+	char *dir = fx_tmpdir();
+	int64_t t = now_ns();
+
+	(void)state;
+	assert_int_equal(mk_storage_local_open(dir, true, &st, &err), 0);
+	put_lock(st, name, MK_LOCK_EXCLUSIVE, "prune-host", 4242, t);
+	assert_int_equal(mk_lock_try(st, MK_LOCK_SHARED, &a, &holder, &err), 1);
+	assert_null(a);
+	assert_string_equal(holder.name, name);
+	assert_int_equal(holder.kind, MK_LOCK_EXCLUSIVE);
+	assert_string_equal(holder.host, "prune-host");
+	assert_int_equal(holder.pid, 4242);
+	assert_int_equal(holder.time_ns, t);
+	assert_non_null(strstr(err.msg, "host prune-host, pid 4242"));
+	/* Ours was taken back: only the holder's is left. */
+	assert_int_equal(lock_count(st), 1);
+	/* A lock that does not decode: its name only. */
+	assert_int_equal(mk_storage_put(st, name, "{}", 2, &err), 0);
+	assert_int_equal(mk_lock_try(st, MK_LOCK_SHARED, &a, &holder, &err), 1);
+	assert_string_equal(holder.name, name);
+	assert_string_equal(holder.host, "");
+	assert_non_null(strstr(err.msg, "remove it by hand"));
+	assert_int_equal(mk_storage_delete(st, name, &err), 0);
+	assert_int_equal(mk_lock_try(st, MK_LOCK_SHARED, &a, &holder, &err), 0);
+	assert_non_null(a);
+	assert_int_equal(mk_lock_check(a, &err), 0);
+	assert_int_equal(lock_count(st), 1);
+	mk_lock_release(&a);
+	assert_int_equal(lock_count(st), 0);
+	mk_storage_close(&st);
+	fx_rmrf(dir);
+	free(dir);
+}
+
 static void
 test_lock_stale_lock_is_removed(void **state)
 {
@@ -205,6 +248,7 @@ main(void)
 		cmocka_unit_test(test_lock_encode_decode_round_trip),
 		cmocka_unit_test(test_lock_stale_by_age_and_dead_pid),
 		cmocka_unit_test(test_lock_shared_and_exclusive),
+		cmocka_unit_test(test_lock_try_names_the_holder),
 		cmocka_unit_test(test_lock_stale_lock_is_removed),
 		cmocka_unit_test(test_lock_run_lock_refuses_a_second_holder),
 	};

@@ -22,24 +22,17 @@ static int64_t snap;
 static int
 rs_setup(void **state)
 {
-	char keyfile[4096], location[4096], id[MK_SNAPSHOT_RUN_ID_LEN + 1];
-	struct mk_repo_key key = { MK_REPO_KEY_FILE, keyfile, NULL, NULL };
-	struct mk_repo_init_opts opts;
+	char id[MK_SNAPSHOT_RUN_ID_LEN + 1];
 	struct mk_backup_stats s;
 	struct mk_backup *bk = NULL;
 	struct mk_err err;
-	bool created;
 	int64_t run = 0;
 	int rootfd;
 
 	(void)state;
 	dir = fx_tmpdir();
-	snprintf(keyfile, sizeof(keyfile), "%s/repo.key", dir);
-	snprintf(location, sizeof(location), "%s/repo", dir);
-	memset(&opts, 0, sizeof(opts));
-	if (mk_repo_key_file_create(keyfile, &created, &err) < 0 ||
-	    mk_repo_init(location, &key, &opts, &repo, &err) < 0 ||
-	    mk_catalog_open(fx_path(dir, "catalog.db"), &cat, &err) < 0)
+	repo = fx_repo_new(dir, "repo");
+	if (mk_catalog_open(fx_path(dir, "catalog.db"), &cat, &err) < 0)
 		fail_msg("%s", err.msg);
 	fx_maildir(dir, "store/mb");
 	fx_maildir(dir, "store/mb/.Archive");
