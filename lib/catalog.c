@@ -380,11 +380,21 @@ static const char *const catalog_migrations[MK_CATALOG_VERSION] = {
 	"  PRIMARY KEY (mailbox, dir, name)) WITHOUT ROWID;",
 };
 
+/* Header rows put outside a transaction wait for the next one. */
+#define CATALOG_HEADERS_QUEUED 128
+
 struct mk_catalog {
 	sqlite3 *db;
 	char *path;
 	sqlite3_stmt *stmts[STMT_COUNT];
+	struct catalog_header_row {
+		uint8_t id[MK_PACK_ID_LEN];
+		struct mk_header h;
+	} * headers; /* CATALOG_HEADERS_QUEUED, allocated when first used */
+	size_t nheaders;
 };
+
+static void catalog_headers_flush(struct mk_catalog *cat);
 
 static int
 catalog_error(struct mk_catalog *cat, struct mk_err *err, const char *what)
@@ -526,9 +536,18 @@ mk_catalog_close(struct mk_catalog **catp)
 
 	if (cat == NULL)
 		return;
+	if (cat->nheaders > 0 &&
+	    sqlite3_exec(cat->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) ==
+		SQLITE_OK) {
+		catalog_headers_flush(cat);
+		if (sqlite3_exec(cat->db, "COMMIT", NULL, NULL, NULL) !=
+		    SQLITE_OK)
+			mk_catalog_rollback(cat);
+	}
 	for (i = 0; i < STMT_COUNT; i++)
 		sqlite3_finalize(cat->stmts[i]);
 	sqlite3_close(cat->db);
+	free(cat->headers);
 	free(cat->path);
 	free(cat);
 	*catp = NULL;
@@ -543,6 +562,7 @@ mk_catalog_begin(struct mk_catalog *cat, struct mk_err *err)
 int
 mk_catalog_commit(struct mk_catalog *cat, struct mk_err *err)
 {
+	catalog_headers_flush(cat);
 	return catalog_exec(cat, "COMMIT", err);
 }
 
@@ -1787,20 +1807,19 @@ mk_catalog_last_id(struct mk_catalog *cat)
 	return sqlite3_last_insert_rowid(cat->db);
 }
 
-void
-mk_catalog_header_put(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
-    const void *data, size_t len)
+/* Write one header row (in the transaction open, if any). */
+static void
+catalog_header_write(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
+    const struct mk_header *h)
 {
 	sqlite3_stmt *st = cat->stmts[STMT_HEADER_PUT];
-	struct mk_header h;
 
-	mk_header_parse(data, len, &h);
 	if (sqlite3_bind_blob(st, 1, id, MK_PACK_ID_LEN, SQLITE_STATIC) |
-	    sqlite3_bind_text(st, 2, h.message_id, -1, SQLITE_STATIC) |
-	    sqlite3_bind_text(st, 3, h.from, -1, SQLITE_STATIC) |
-	    sqlite3_bind_text(st, 4, h.to, -1, SQLITE_STATIC) |
-	    sqlite3_bind_text(st, 5, h.subject, -1, SQLITE_STATIC) |
-	    sqlite3_bind_int64(st, 6, h.date))
+	    sqlite3_bind_text(st, 2, h->message_id, -1, SQLITE_STATIC) |
+	    sqlite3_bind_text(st, 3, h->from, -1, SQLITE_STATIC) |
+	    sqlite3_bind_text(st, 4, h->to, -1, SQLITE_STATIC) |
+	    sqlite3_bind_text(st, 5, h->subject, -1, SQLITE_STATIC) |
+	    sqlite3_bind_int64(st, 6, h->date))
 		goto out;
 	/* A row that cannot be written is simply not there: the search
 	 * misses it, the backup goes on. */
@@ -1808,6 +1827,54 @@ mk_catalog_header_put(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
 out:
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+}
+
+/* Write the queued header rows into the transaction open. */
+static void
+catalog_headers_flush(struct mk_catalog *cat)
+{
+	size_t i;
+
+	for (i = 0; i < cat->nheaders; i++)
+		catalog_header_write(
+		    cat, cat->headers[i].id, &cat->headers[i].h);
+	cat->nheaders = 0;
+}
+
+/*
+ * Outside a transaction the row is queued and written with the next
+ * commit (or in a transaction of its own once CATALOG_HEADERS_QUEUED
+ * wait, or at close): one transaction per message row cost more than
+ * the row.
+ */
+void
+mk_catalog_header_put(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
+    const void *data, size_t len)
+{
+	struct catalog_header_row *row;
+	struct mk_header h;
+
+	if (!sqlite3_get_autocommit(cat->db)) {
+		mk_header_parse(data, len, &h);
+		catalog_header_write(cat, id, &h);
+		return;
+	}
+	if (cat->headers == NULL)
+		cat->headers =
+		    mk_xcalloc(CATALOG_HEADERS_QUEUED, sizeof(*cat->headers));
+	row = &cat->headers[cat->nheaders++];
+	memcpy(row->id, id, MK_PACK_ID_LEN);
+	mk_header_parse(data, len, &row->h);
+	if (cat->nheaders < CATALOG_HEADERS_QUEUED)
+		return;
+	if (sqlite3_exec(cat->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		cat->nheaders = 0;
+		return;
+	}
+	catalog_headers_flush(cat);
+	if (sqlite3_exec(cat->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		mk_catalog_rollback(cat);
 }
 
 /* A text column, "" when NULL. */

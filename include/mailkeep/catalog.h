@@ -325,7 +325,10 @@ int mk_catalog_damage_each(struct mk_catalog *cat, mk_catalog_damage_cb *cb,
  * The header index (schema version 4).  Parse the header section data
  * of the header blob id (mk_header_parse) and record its fields, once
  * per id.  Never fails: a row that cannot be written is left out (the
- * search then misses that message).  Runs in or out of a transaction.
+ * search then misses that message).  In a transaction the row is
+ * written there; out of one it is queued and written with the next
+ * commit on this connection (in a transaction of its own after 128
+ * rows, or at close).
  */
 void mk_catalog_header_put(struct mk_catalog *cat,
     const uint8_t id[MK_PACK_ID_LEN], const void *data, size_t len);
