@@ -3,14 +3,18 @@
 # RADOS Gateway (S3) beside a local repository, and beside restic with its
 # S3 backend against the same gateway (and restic into a local directory).
 #
-#   bench/bench-s3.sh [--runs N] [--mailboxes N] [--max-bytes SIZE] [DATA_DIR]
+#   bench/bench-s3.sh [--runs N] [--mailboxes N] [--max-bytes SIZE]
+#                     [--bandwidth SIZE] [DATA_DIR]
 #
 # A single-node Ceph cluster is started with scripts/ceph-rgw.sh in
 # DATA_DIR/ceph (127.0.0.1 only) and stopped at the end.  A store from
 # bench/gen-corpus.py (default 40 mailboxes, at most 150M of mail) is
 # backed up N times (default 3), each time into a new empty repository,
 # and the last backup is restored N times (every mailbox, into an empty
-# directory).  The medians, and the ratios to mailkeep into a local
+# directory).  With --bandwidth, one more mailkeep backup into the
+# gateway runs with [repository] bandwidth_limit = SIZE, and the rate it
+# reached (bytes stored over wall time) is printed beside the limit.  The
+# medians, and the ratios to mailkeep into a local
 # directory, go to stdout as a markdown fragment for docs/benchmarks.md;
 # progress to stderr.
 #
@@ -24,6 +28,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=3
 MAILBOXES=40
 MAX_BYTES=150M
+BANDWIDTH=
 DATA=./bench-data/s3
 
 while [ $# -gt 0 ]; do
@@ -31,6 +36,7 @@ while [ $# -gt 0 ]; do
 	--runs) RUNS=$2; shift ;;
 	--mailboxes) MAILBOXES=$2; shift ;;
 	--max-bytes) MAX_BYTES=$2; shift ;;
+	--bandwidth) BANDWIDTH=$2; shift ;;
 	-*) sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
 	*) DATA=$1 ;;
 	esac
@@ -173,3 +179,20 @@ for tool in mailkeep-local mailkeep-s3 restic-local restic-s3; do
 		    p[1], p[2] == "s3" ? "Ceph RGW (S3)" : "local directory",
 		    b, m / b, r, m / r, b / bl, r / rl }'
 done
+
+if [ -n "$BANDWIDTH" ]; then
+	conf=$(mk_conf bw "s3:$S3_ENDPOINT/$S3_BUCKET/bw")
+	echo "bandwidth_limit = $BANDWIDTH" >>"$conf"
+	"$MAILKEEP" -c "$conf" repo init >/dev/null 2>&1
+	/usr/bin/time -f %e -o "$DATA/work/bw.time" \
+	    "$MAILKEEP" -c "$conf" --json backup run >"$DATA/work/bw.json"
+	python3 - "$DATA/work/bw.json" "$(cat "$DATA/work/bw.time")" "$BANDWIDTH" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+stored = sum(m["stored_bytes"] for m in doc["mailboxes"])
+secs = float(sys.argv[2])
+print()
+print(f"With bandwidth_limit = {sys.argv[3]}: {stored / 1048576:.1f} MiB stored "
+      f"in {secs:.2f} s, {stored / 1048576 / secs:.2f} MiB/s.")
+PY
+fi

@@ -315,7 +315,8 @@ s3_error_hint(const char *code, long status)
 
 /* Set err for an answer that is not 2xx. */
 static int
-s3_http_error(const struct s3_req *r, struct mk_err *err)
+s3_http_error(
+    const struct storage_s3 *s, const struct s3_req *r, struct mk_err *err)
 {
 	const char *end = r->errbody + r->errlen, *hint;
 	char code[128] = "", msg[256] = "";
@@ -323,6 +324,11 @@ s3_http_error(const struct s3_req *r, struct mk_err *err)
 	s3_xml_text(r->errbody, end, "Code", code, sizeof(code), NULL);
 	s3_xml_text(r->errbody, end, "Message", msg, sizeof(msg), NULL);
 	hint = s3_error_hint(code, r->status);
+	if (strcmp(code, "NoSuchBucket") == 0 &&
+	    s->opts.url_style == MK_STORAGE_URL_VIRTUAL)
+		hint = "the bucket does not exist, or the store does not take "
+		       "the bucket from the host name (url_style = virtual; "
+		       "Ceph RGW needs rgw_dns_name)";
 	mk_err_set(err, "s3 %s %s: HTTP %ld%s%s%s%s", r->method,
 	    r->name != NULL ? r->name : "(bucket)", r->status,
 	    code[0] != '\0' ? " " : "", code, hint != NULL ? ": " : "",
@@ -370,24 +376,29 @@ s3_backoff_ms(unsigned attempt)
 	return cap / 2 + (long)(rnd % (uint32_t)(cap / 2 + 1));
 }
 
-/* The request's path, as sent and as signed. */
-static char *
-s3_path(struct storage_s3 *s, const struct s3_req *r)
+void
+mk_storage_s3_url(const struct mk_storage_s3_where *where, int url_style,
+    const char *name, const char *query, char **url_r, char **host_r,
+    char **path_r)
 {
-	char *raw, *enc;
+	char *raw;
 
-	if (s->opts.url_style == MK_STORAGE_URL_VIRTUAL)
-		raw = mk_xasprintf("/%s%s",
-		    r->name != NULL ? s->where.prefix : "",
-		    r->name != NULL ? r->name : "");
-	else if (r->name != NULL)
-		raw = mk_xasprintf(
-		    "/%s/%s%s", s->where.bucket, s->where.prefix, r->name);
-	else
-		raw = mk_xasprintf("/%s", s->where.bucket);
-	enc = mk_sigv4_uri_encode(raw, true);
+	if (url_style == MK_STORAGE_URL_VIRTUAL) {
+		raw = mk_xasprintf("/%s%s", name != NULL ? where->prefix : "",
+		    name != NULL ? name : "");
+		*host_r = mk_xasprintf("%s.%s", where->bucket, where->host);
+	} else {
+		if (name != NULL)
+			raw = mk_xasprintf(
+			    "/%s/%s%s", where->bucket, where->prefix, name);
+		else
+			raw = mk_xasprintf("/%s", where->bucket);
+		*host_r = mk_xstrdup(where->host);
+	}
+	*path_r = mk_sigv4_uri_encode(raw, true);
 	free(raw);
-	return enc;
+	*url_r = mk_xasprintf("%s://%s%s%s%s", where->scheme, *host_r, *path_r,
+	    query[0] != '\0' ? "?" : "", query);
 }
 
 /*
@@ -421,12 +432,8 @@ s3_try(struct storage_s3 *s, CURL *h, struct s3_req *r, char *cerr,
 		mk_crypto_md5_base64(r->body, r->body_len, md5, err) < 0))
 		return -1;
 	mk_sigv4_date(time(NULL), date);
-	path = s3_path(s, r);
-	host = s->opts.url_style == MK_STORAGE_URL_VIRTUAL
-	    ? mk_xasprintf("%s.%s", s->where.bucket, s->where.host)
-	    : mk_xstrdup(s->where.host);
-	url = mk_xasprintf("%s://%s%s%s%s", s->where.scheme, host, path,
-	    r->query[0] != '\0' ? "?" : "", r->query);
+	mk_storage_s3_url(&s->where, s->opts.url_style, r->name, r->query, &url,
+	    &host, &path);
 	/* In the order of their names, as SigV4 wants. */
 	if (r->content_md5)
 		hdr[nh++] = (struct mk_sigv4_header){ "content-md5", md5 };
@@ -476,8 +483,11 @@ s3_try(struct storage_s3 *s, CURL *h, struct s3_req *r, char *cerr,
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (s->ca_file != NULL)
+	if (s->ca_file != NULL) {
+		/* Only the operator's CAs, not the system's as well. */
 		curl_easy_setopt(h, CURLOPT_CAINFO, s->ca_file);
+		curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+	}
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT,
 	    (long)(s->opts.timeout < 10 ? s->opts.timeout : 10));
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -532,13 +542,83 @@ out:
 }
 
 /*
+ * What to do about a request that failed in TLS (curl's code rc and
+ * message cerr), into buf; "" when rc is not about TLS.
+ */
+static void
+s3_tls_hint(const struct storage_s3 *s, CURLcode rc, const char *cerr,
+    char *buf, size_t size)
+{
+	char *url, *host, *path, *colon;
+	bool name;
+
+	buf[0] = '\0';
+	switch (rc) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+		/*
+		 * The chain and the name fail with the same code; curl's
+		 * messages for the name end in "target host name 'X'".
+		 */
+		name = strstr(cerr, "host name") != NULL;
+		if (!name && s->ca_file != NULL) {
+			snprintf(buf, size,
+			    "the endpoint's certificate does not check out "
+			    "against the CAs in ca_file %s",
+			    s->ca_file);
+			break;
+		}
+		if (!name) {
+			snprintf(buf, size,
+			    "the endpoint's certificate is not signed by a CA "
+			    "this system trusts; for a private CA, set "
+			    "[repository] ca_file to its PEM file");
+			break;
+		}
+		mk_storage_s3_url(
+		    &s->where, s->opts.url_style, NULL, "", &url, &host, &path);
+		if ((colon = strrchr(host, ':')) != NULL)
+			*colon = '\0';
+		snprintf(buf, size,
+		    "the endpoint's certificate is not for %s: put a name "
+		    "from its subjectAltName in location%s",
+		    host,
+		    s->opts.url_style == MK_STORAGE_URL_VIRTUAL
+			? " (with url_style = virtual it must name "
+			  "BUCKET.HOST)"
+			: "");
+		free(url);
+		free(host);
+		free(path);
+		break;
+	case CURLE_SSL_CACERT_BADFILE:
+		if (s->ca_file != NULL)
+			snprintf(buf, size,
+			    "ca_file %s is not a PEM file of CA certificates",
+			    s->ca_file);
+		else
+			snprintf(buf, size,
+			    "the system's CA certificates cannot be read: "
+			    "install ca-certificates, or set [repository] "
+			    "ca_file");
+		break;
+	case CURLE_SSL_CONNECT_ERROR:
+		snprintf(buf, size,
+		    "no TLS handshake: is the port in location one "
+		    "that speaks https?");
+		break;
+	default:
+		break;
+	}
+}
+
+/*
  * Send r, retrying as opts say.  Returns 0 for a 2xx answer; -1 with err
  * set otherwise (sys_errno ENOENT for 404, EACCES for 403).
  */
 static int
 s3_perform(struct storage_s3 *s, struct s3_req *r, struct mk_err *err)
 {
-	char cerr[CURL_ERROR_SIZE];
+	char cerr[CURL_ERROR_SIZE], hint[512];
 	unsigned attempt;
 	CURLcode rc = CURLE_OK;
 	CURL *h;
@@ -568,13 +648,16 @@ s3_perform(struct storage_s3 *s, struct s3_req *r, struct mk_err *err)
 		return mk_err_set(err,
 		    "s3 %s %s: the answer is longer than asked", r->method,
 		    r->name != NULL ? r->name : "(bucket)");
-	if (rc != CURLE_OK)
-		return mk_err_set(err, "s3 %s %s: %s (%u tries)", r->method,
+	if (rc != CURLE_OK) {
+		s3_tls_hint(s, rc, cerr, hint, sizeof(hint));
+		return mk_err_set(err, "s3 %s %s: %s (%u %s)%s%s", r->method,
 		    r->name != NULL ? r->name : "(bucket)",
 		    cerr[0] != '\0' ? cerr : curl_easy_strerror(rc),
-		    attempt + 1);
+		    attempt + 1, attempt == 0 ? "try" : "tries",
+		    hint[0] != '\0' ? ": " : "", hint);
+	}
 	if (r->status < 200 || r->status >= 300)
-		return s3_http_error(r, err);
+		return s3_http_error(s, r, err);
 	return 0;
 }
 
@@ -695,7 +778,7 @@ s3_put_multipart(struct storage_s3 *s, const char *name, const void *data,
 		    r.out_len < S3_ERRBODY_MAX ? r.out_len : S3_ERRBODY_MAX;
 		r.errbody[r.errlen] = '\0';
 		r.status = 500;
-		rc = s3_http_error(&r, err);
+		rc = s3_http_error(s, &r, err);
 	}
 	free(r.out);
 	if (rc < 0 && err->sys_errno == ENOENT &&
@@ -1098,6 +1181,32 @@ s3_credentials_env(struct storage_s3 *s, struct mk_err *err)
 	return 0;
 }
 
+/*
+ * A ca_file that is missing or not a file fails here, with its reason,
+ * rather than as curl's "error setting certificate file" at the first
+ * request; curl itself finds out whether it holds PEM certificates.
+ */
+static int
+s3_ca_file_check(const char *path, struct mk_err *err)
+{
+	struct stat sb;
+	int fd, rc = -1;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return mk_err_sys(err, "ca_file %s", path);
+	if (fstat(fd, &sb) < 0)
+		mk_err_sys(err, "ca_file %s", path);
+	else if (!S_ISREG(sb.st_mode))
+		mk_err_set(err,
+		    "ca_file %s: not a file (a PEM file of CA certificates "
+		    "is wanted)",
+		    path);
+	else
+		rc = 0;
+	close(fd);
+	return rc;
+}
+
 int
 mk_storage_s3_open(const char *location, const struct mk_storage_opts *opts,
     struct mk_storage **st_r, struct mk_err *err)
@@ -1128,6 +1237,8 @@ mk_storage_s3_open(const char *location, const struct mk_storage_opts *opts,
 	s->opts = *opts;
 	s->region =
 	    mk_xstrdup(opts->region != NULL ? opts->region : "us-east-1");
+	if (opts->ca_file != NULL && s3_ca_file_check(opts->ca_file, err) < 0)
+		goto fail;
 	s->ca_file = opts->ca_file != NULL ? mk_xstrdup(opts->ca_file) : NULL;
 	s->opts.region = s->region;
 	s->opts.ca_file = s->ca_file;

@@ -12,8 +12,11 @@
 #                                       S3_SECRET_KEY, S3_REGION, S3_BUCKET
 #
 # The OSD keeps objects in memory (memstore, CEPH_STORE_BYTES, default
-# 2 GiB): a cluster is for one test run.  Needs ceph-mon, ceph-osd,
-# radosgw and ceph-common (Debian 12: Ceph 16).
+# 2 GiB): a cluster is for one test run.  RGW_FRONTEND_EXTRA adds options
+# to the beast frontend (e.g. "ssl_endpoint=127.0.0.1:PORT ssl_certificate=F
+# ssl_private_key=F"), RGW_CONF_EXTRA adds lines to the gateway's section
+# (e.g. "rgw_dns_name = localhost"); both are read when DIR is made.  Needs
+# ceph-mon, ceph-osd, radosgw and ceph-common (Debian 12: Ceph 16).
 set -euo pipefail
 
 die() {
@@ -86,9 +89,10 @@ public_addr = v2:127.0.0.1:$2
 osd_objectstore = memstore
 memstore_device_bytes = ${CEPH_STORE_BYTES:-2147483648}
 [client.rgw.a]
-rgw_frontends = beast endpoint=127.0.0.1:$3 tcp_nodelay=1
+rgw_frontends = beast endpoint=127.0.0.1:$3 tcp_nodelay=1${RGW_FRONTEND_EXTRA:+ $RGW_FRONTEND_EXTRA}
 rgw_data = $d/rgw
 rgw_thread_pool_size = 64
+${RGW_CONF_EXTRA:-}
 EOF
 	echo "$3" >"$d/rgw.port"
 }

@@ -17,7 +17,7 @@ packages=(
 	build-essential cmake pkg-config clang clang-format
 	libevent-dev libzstd-dev libsqlite3-dev libssl-dev libjansson-dev
 	libsystemd-dev libcmocka-dev libcurl4-openssl-dev libxxhash-dev
-	python3 systemd iproute2 dovecot-core dovecot-imapd dovecot-lmtpd postfix rsync
+	python3 openssl ca-certificates systemd iproute2 dovecot-core dovecot-imapd dovecot-lmtpd postfix rsync
 	ceph-mon ceph-osd radosgw ceph-common
 )
 

@@ -138,6 +138,18 @@ struct mk_storage_s3_where {
 int mk_storage_s3_parse(const char *location,
     struct mk_storage_s3_where *where_r, struct mk_err *err);
 
+/*
+ * Where a request for the object name (NULL: the bucket itself) with the
+ * canonical query string query ("" for none) goes in url_style (enum
+ * mk_storage_url_style): *url_r is the URL to send it to, *host_r the
+ * Host header as signed ("BUCKET.HOST[:PORT]" for virtual-host style),
+ * *path_r the canonical URI (the prefix and name, URI-encoded; with the
+ * bucket first in path style).  The caller frees all three.
+ */
+void mk_storage_s3_url(const struct mk_storage_s3_where *where, int url_style,
+    const char *name, const char *query, char **url_r, char **host_r,
+    char **path_r);
+
 /* The S3 backend (storage_s3.c); see mk_storage_open_opts(). */
 int mk_storage_s3_open(const char *location, const struct mk_storage_opts *opts,
     struct mk_storage **st_r, struct mk_err *err);

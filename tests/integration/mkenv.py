@@ -828,19 +828,24 @@ class CephRGW:
             print(ceph.env["S3_ENDPOINT"], ceph.bucket)
             ceph.s3.list(ceph.bucket)      # tests/integration/s3client.py
             ceph.stop_rgw(); ceph.start_rgw()
+
+    frontend_extra goes on the beast frontend's line (an ssl_endpoint and
+    its certificate), conf_extra into the gateway's section (rgw_dns_name).
     """
 
     SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                           "scripts", "ceph-rgw.sh")
 
-    def __init__(self):
+    def __init__(self, frontend_extra="", conf_extra=""):
         # Short: the daemons' admin sockets live below it.
         self.dir = tempfile.mkdtemp(prefix="mk-ceph-", dir="/tmp")
         self.env, self.s3 = {}, None
+        self.script_env = dict(os.environ, RGW_FRONTEND_EXTRA=frontend_extra,
+                               RGW_CONF_EXTRA=conf_extra)
 
     def _run(self, *args, timeout=120):
         res = subprocess.run(["bash", self.SCRIPT, *args, self.dir], capture_output=True,
-                             text=True, timeout=timeout)
+                             text=True, timeout=timeout, env=self.script_env)
         if res.returncode != 0:
             raise CephError(f"ceph-rgw.sh {args[0]}: exit {res.returncode}: "
                             f"{res.stderr.strip()[-2000:]}")

@@ -10,7 +10,8 @@ pack goes up in parts.  The gateway is stopped in the middle of a
 multipart upload and started again: the run retries and completes.  A run
 killed during a multipart upload leaves no visible object, and the next run
 completes.  A second host with its own state dir and credentials from the
-environment backs up into the same repository at the same time.  Every
+environment backs up into the same repository at the same time, and does not
+store again a body the first host stored.  Every
 snapshot of both hosts restores byte for byte from the bucket.  A fresh
 state dir with only the credentials and the key lists every run from the
 bucket, and `mailkeep --offline restore` alone rebuilds its catalog from
@@ -312,6 +313,23 @@ def scenario(check, ceph, tmp):
     for maildir in b.store.maildirs().values():
         b.store.churn(maildir)
     b.backup("b changed")
+
+    # One message to a mailbox of each host (the headers differ): the
+    # body host a stored is not stored again by host b.
+    body = __import__("base64").encodebytes(rng.randbytes(2 << 20))
+    a_box, b_box = sorted(a.store.maildirs())[0], sorted(b.store.maildirs())[0]
+    a.store.deliver(a.store.maildirs()[a_box],
+                    f"To: {a_box}\nSubject: shared\n\n".encode() + body)
+    shared_a = a.backup("shared body, host a")
+    b.store.deliver(b.store.maildirs()[b_box],
+                    f"To: {b_box}\nSubject: shared\n\n".encode() + body)
+    shared_b = b.backup("shared body, host b")
+    mb_a, mb_b = shared_a.get(a_box, {}), shared_b.get(b_box, {})
+    check("host a stored the 2.7 MB body", mb_a.get("stored_bytes", 0) > len(body) // 2,
+          mb_a)
+    check("host b read it but did not store it again (dedup across hosts)",
+          mb_b.get("read_bytes", 0) > len(body)
+          and mb_b.get("stored_bytes", len(body)) < 64 << 10, mb_b)
 
     # Restore everything from the bucket.
     a.restore_all(lambda mailbox: a.copies[after[mailbox]["snapshot"]])

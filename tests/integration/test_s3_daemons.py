@@ -97,7 +97,12 @@ class Host:
                 self.copies[(s["mailbox"], s["time"])] = os.path.join(copy, rel)
 
     def start_job(self):
-        """Copy the store, POST /v1/backup; (job id, copy, snapshots before)."""
+        """Copy the store, POST /v1/backup; (job id, copy, snapshots before).
+
+        Snapshots are told apart by mailbox and time, which `snapshots`
+        gives to the second: start in a second later than every earlier
+        snapshot, so that two rounds never share one."""
+        time.sleep(1.0 - time.time() % 1.0)
         copy, before = self.copy(), {s["id"] for s in self.snapshots()}
         code, job = self.mk.post("/v1/backup")
         return (job["id"] if code == 202 else None), copy, before

@@ -4,6 +4,7 @@
 #include "fixture.h"
 #include "mailkeep/crypto.h"
 #include "mailkeep/sigv4.h"
+#include "mailkeep/storage.h"
 
 /* The example of AWS's "Signature Calculations for the Authorization
  * Header" page: bucket examplebucket, 24 May 2013, us-east-1. */
@@ -46,6 +47,65 @@ test_sigv4_aws_get_object_with_range(void **state)
 	    "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
 	    "Signature="
 	    "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
+}
+
+/*
+ * The same request as mailkeep builds it for s3:https://s3.amazonaws.com/
+ * examplebucket with url_style = virtual: AWS's published signature,
+ * so the Host and the path that are signed are the ones S3 expects.  In
+ * path style the bucket moves from the Host into the path, and the
+ * signature changes with it.
+ */
+static void
+test_sigv4_s3_url_styles_sign_their_host(void **state)
+{
+	struct mk_sigv4_header h[] = { { "host", NULL },
+		{ "range", "bytes=0-9" },
+		{ "x-amz-content-sha256", EMPTY_SHA256 },
+		{ "x-amz-date", AWS_DATE } };
+	struct mk_storage_s3_where w;
+	char *url, *host, *path;
+	struct mk_err err;
+
+	(void)state;
+	assert_int_equal(
+	    mk_storage_s3_parse(
+		"s3:https://s3.amazonaws.com/examplebucket", &w, &err),
+	    0);
+	mk_storage_s3_url(
+	    &w, MK_STORAGE_URL_VIRTUAL, "test.txt", "", &url, &host, &path);
+	assert_string_equal(url, "https://" AWS_HOST "/test.txt");
+	h[0].value = host;
+	sign("GET", path, "", h, 4, EMPTY_SHA256,
+	    "AWS4-HMAC-SHA256 " AWS_SCOPE
+	    "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
+	    "Signature="
+	    "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
+	free(url);
+	free(host);
+	free(path);
+	mk_storage_s3_url(
+	    &w, MK_STORAGE_URL_PATH, "test.txt", "", &url, &host, &path);
+	assert_string_equal(
+	    url, "https://s3.amazonaws.com/examplebucket/test.txt");
+	assert_string_equal(host, "s3.amazonaws.com");
+	assert_string_equal(path, "/examplebucket/test.txt");
+	{
+		struct mk_sigv4_request req = { "GET", path, "", h, 4,
+			EMPTY_SHA256 };
+		char auth[MK_SIGV4_AUTH_MAX];
+
+		h[0].value = host;
+		assert_int_equal(mk_sigv4_authorization(&req, &aws_key,
+				     AWS_DATE, auth, sizeof(auth), &err),
+		    0);
+		assert_null(strstr(auth,
+		    "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c60"
+		    "36bdb41"));
+	}
+	free(url);
+	free(host);
+	free(path);
 }
 
 static void
@@ -164,6 +224,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sigv4_aws_get_object_with_range),
 		cmocka_unit_test(test_sigv4_aws_put_object),
+		cmocka_unit_test(test_sigv4_s3_url_styles_sign_their_host),
 		cmocka_unit_test(test_sigv4_aws_get_bucket_lifecycle_and_list),
 		cmocka_unit_test(test_sigv4_wrong_secret_changes_the_signature),
 		cmocka_unit_test(test_sigv4_uri_encode_and_date),

@@ -505,6 +505,71 @@ test_storage_s3_where_and_credentials(void **state)
 	unsetenv("AWS_SECRET_ACCESS_KEY");
 }
 
+/* Check one request's URL, signed Host and canonical URI. */
+static void
+s3_url_is(const struct mk_storage_s3_where *w, int style, const char *name,
+    const char *query, const char *url, const char *host, const char *path)
+{
+	char *u, *h, *p;
+
+	mk_storage_s3_url(w, style, name, query, &u, &h, &p);
+	assert_string_equal(u, url);
+	assert_string_equal(h, host);
+	assert_string_equal(p, path);
+	free(u);
+	free(h);
+	free(p);
+}
+
+static void
+test_storage_s3_url_styles(void **state)
+{
+	struct mk_storage_s3_where w;
+	struct mk_err err;
+
+	(void)state;
+	assert_int_equal(
+	    mk_storage_s3_parse(
+		"s3:https://rgw.example.net:8443/mail-bk/mx1/repo", &w, &err),
+	    0);
+	/* Path style: the bucket is the first path segment. */
+	s3_url_is(&w, MK_STORAGE_URL_PATH, "packs/ab/c0ffee", "",
+	    "https://rgw.example.net:8443/mail-bk/mx1/repo/packs/ab/c0ffee",
+	    "rgw.example.net:8443", "/mail-bk/mx1/repo/packs/ab/c0ffee");
+	/* Virtual-host style: the bucket is in the host name only. */
+	s3_url_is(&w, MK_STORAGE_URL_VIRTUAL, "packs/ab/c0ffee", "",
+	    "https://mail-bk.rgw.example.net:8443/mx1/repo/packs/ab/c0ffee",
+	    "mail-bk.rgw.example.net:8443", "/mx1/repo/packs/ab/c0ffee");
+	/* The bucket itself, with a query (a listing). */
+	s3_url_is(&w, MK_STORAGE_URL_PATH, NULL,
+	    "list-type=2&prefix=mx1%2Frepo",
+	    "https://rgw.example.net:8443/"
+	    "mail-bk?list-type=2&prefix=mx1%2Frepo",
+	    "rgw.example.net:8443", "/mail-bk");
+	s3_url_is(&w, MK_STORAGE_URL_VIRTUAL, NULL,
+	    "list-type=2&prefix=mx1%2Frepo",
+	    "https://mail-bk.rgw.example.net:8443/"
+	    "?list-type=2&prefix=mx1%2Frepo",
+	    "mail-bk.rgw.example.net:8443", "/");
+	/* A name with bytes outside SigV4's unreserved set is encoded the
+	 * same in the URL and in what is signed; '/' stays. */
+	s3_url_is(&w, MK_STORAGE_URL_VIRTUAL, "a b/c+d=~e",
+	    "partNumber=1&uploadId=x%2By",
+	    "https://mail-bk.rgw.example.net:8443/mx1/repo/a%20b/"
+	    "c%2Bd%3D~e?partNumber=1&uploadId=x%2By",
+	    "mail-bk.rgw.example.net:8443", "/mx1/repo/a%20b/c%2Bd%3D~e");
+	s3_url_is(&w, MK_STORAGE_URL_PATH, "a b/c+d=~e", "",
+	    "https://rgw.example.net:8443/mail-bk/mx1/repo/a%20b/c%2Bd%3D~e",
+	    "rgw.example.net:8443", "/mail-bk/mx1/repo/a%20b/c%2Bd%3D~e");
+	/* No prefix, no port, plain http. */
+	assert_int_equal(
+	    mk_storage_s3_parse("s3:http://localhost/bkt", &w, &err), 0);
+	s3_url_is(&w, MK_STORAGE_URL_VIRTUAL, "config", "",
+	    "http://bkt.localhost/config", "bkt.localhost", "/config");
+	s3_url_is(&w, MK_STORAGE_URL_PATH, "config", "",
+	    "http://localhost/bkt/config", "localhost", "/bkt/config");
+}
+
 int
 main(void)
 {
@@ -512,6 +577,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_storage_s3_where_and_credentials, storage_setup,
 		    storage_teardown),
+		cmocka_unit_test(test_storage_s3_url_styles),
 		cmocka_unit_test_setup_teardown(
 		    test_storage_put_get_range_stat_delete, storage_setup,
 		    storage_teardown),
