@@ -29,6 +29,8 @@
 #define BACKUP_KEYWORDS "dovecot-keywords"
 #define BACKUP_SUBSCRIPTIONS "subscriptions"
 #define BACKUP_MAILDIRFOLDER "maildirfolder"
+/* A small file unchanged for this long gets a stamp in the catalog. */
+#define BACKUP_STAMP_SETTLED_NS 1000000000LL
 /* Blob bytes handed to the workers and not yet in a pack. */
 #define BACKUP_INFLIGHT_MAX (8u << 20)
 #define BACKUP_INFLIGHT_JOBS 64
@@ -36,6 +38,15 @@
 #define BACKUP_JOB_LARGE (64u << 10)
 #define BACKUP_JOB_LARGE_KEEP 4
 #define BACKUP_THREADS_MAX 8
+/* Room for getdents64(): about 300 Dovecot names per system call. */
+#define BACKUP_DIRBUF (32u << 10)
+/*
+ * A mailbox with at most this many files to read, of at most this many
+ * bytes, has them hashed and compressed by the reading thread: a trip
+ * through the workers costs more than the work when the machine is busy.
+ */
+#define BACKUP_INLINE_FILES 8
+#define BACKUP_INLINE_BYTES (1u << 20)
 /* Mailboxes waiting for the open pack: store it early beyond these. */
 #define BACKUP_DEFER_MAILBOXES 256
 #define BACKUP_DEFER_MESSAGES 200000
@@ -119,7 +130,9 @@ struct mk_backup {
 	size_t chunk_max;
 	uint8_t *buf; /* the read window of bk_reader */
 	size_t bufcap;
+	char *dirbuf; /* BACKUP_DIRBUF, for listings */
 	struct bk_pool pool;
+	struct mk_pack_compressor *comp; /* the reading thread's own */
 	/* The open pack, shared by the mailboxes of the session. */
 	struct mk_pack_writer *writer;
 	struct mk_hmap *pending; /* blob ids in the open pack */
@@ -141,12 +154,44 @@ struct mk_backup {
 	int64_t time_ns; /* the snapshots' time, 0: now */
 };
 
-/* A small file read with a folder's listing. */
+/*
+ * What identifies a version of a file: Dovecot replaces dovecot-uidlist
+ * and dovecot-keywords by renaming a new file over them (a new inode),
+ * and a write in place changes the ctime.
+ */
+struct bk_stamp {
+	bool present;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+};
+
+/*
+ * A small file read with a folder's listing, or (reused) found with the
+ * stamp the catalog has for it: then blob is its content, unread.
+ */
 struct bk_meta {
 	bool present;
 	uint8_t *data;
 	size_t len;
 	int64_t mtime_ns;
+	struct bk_stamp stamp; /* of the file read or reused */
+	bool stampable; /* unchanged for a while when read: worth a stamp */
+	bool reused;
+	bool has_blob; /* stored as one blob (or reused): blob is it */
+	uint8_t blob[MK_PACK_ID_LEN];
+};
+
+/* A stamp the catalog has for a small file of the mailbox. */
+struct bk_known_stamp {
+	char *dir;
+	char *name;
+	struct bk_stamp stamp;
+	bool has_blob;
+	uint8_t blob[MK_PACK_ID_LEN];
+	bool kept; /* reused or replaced by this backup */
 };
 
 /*
@@ -210,12 +255,17 @@ struct bk_mailbox {
 	struct mk_hmap *known; /* base -> struct bk_content, one per version
 				  alive in the catalog */
 	struct mk_hmap *fresh; /* base -> struct bk_content (read now) */
+	struct mk_hmap *stamps; /* name -> struct bk_known_stamp */
+	struct bk_known_stamp **kstamps; /* all of them, to free */
+	size_t nkstamps;
+	size_t kscap;
 	struct bk_content **contents; /* all of them, to free */
 	size_t ncontents;
 	size_t ccap;
 	struct mk_backup_stats own_stats; /* when the commit is deferred */
 	char *own_address;
 	uint8_t object[MK_PACK_ID_LEN]; /* the mailbox snapshot blob */
+	bool inline_jobs; /* few files to read: no workers (bk_submit) */
 	bool job_failed; /* a worker's error, in job_err */
 	struct mk_err job_err;
 };
@@ -520,6 +570,20 @@ bk_jobs_free(struct bk_job *job)
 	}
 }
 
+/* Hash and compress a job. */
+static void
+bk_job_run(
+    struct mk_repo *repo, struct mk_pack_compressor *comp, struct bk_job *job)
+{
+	job->rc = 0;
+	mk_xgrow(&job->out, &job->ocap, mk_pack_compress_bound(job->len), 1);
+	if (mk_repo_blob_id(repo, job->data, job->len, job->id, &job->err) <
+		0 ||
+	    mk_pack_compress(comp, job->type, job->data, job->len, job->out,
+		job->ocap, &job->blob, &job->err) < 0)
+		job->rc = -1;
+}
+
 /* A worker: hash and compress jobs until told to stop. */
 static void *
 bk_worker_main(void *arg)
@@ -538,14 +602,7 @@ bk_worker_main(void *arg)
 		if ((pool->todo.head = job->next) == NULL)
 			pool->todo.tail = &pool->todo.head;
 		pthread_mutex_unlock(&pool->lock);
-		job->rc = 0;
-		mk_xgrow(
-		    &job->out, &job->ocap, mk_pack_compress_bound(job->len), 1);
-		if (mk_repo_blob_id(pool->repo, job->data, job->len, job->id,
-			&job->err) < 0 ||
-		    mk_pack_compress(w->comp, job->type, job->data, job->len,
-			job->out, job->ocap, &job->blob, &job->err) < 0)
-			job->rc = -1;
+		bk_job_run(pool->repo, w->comp, job);
 		pthread_mutex_lock(&pool->lock);
 		bk_queue_push(&pool->results, job);
 		pthread_cond_signal(&pool->done);
@@ -648,6 +705,23 @@ bk_result(struct bk_mailbox *mb, struct bk_job *job)
 		mb->job_failed = true;
 }
 
+/* Keep a done job's buffers for the next one, or free them. */
+static void
+bk_job_recycle(struct bk_pool *pool, struct bk_job *job)
+{
+	if (job->dcap <= BACKUP_JOB_LARGE) {
+		job->next = pool->spare;
+		pool->spare = job;
+	} else if (pool->nspare_large < BACKUP_JOB_LARGE_KEEP) {
+		job->next = pool->spare_large;
+		pool->spare_large = job;
+		pool->nspare_large++;
+	} else {
+		job->next = NULL;
+		bk_jobs_free(job);
+	}
+}
+
 /* Take the results ready (wait for one when wait and any is due). */
 static void
 bk_collect(struct bk_mailbox *mb, bool wait)
@@ -668,17 +742,7 @@ bk_collect(struct bk_mailbox *mb, bool wait)
 		pool->inflight--;
 		pool->inflight_bytes -= job->len;
 		pthread_mutex_unlock(&pool->lock);
-		if (job->dcap <= BACKUP_JOB_LARGE) {
-			job->next = pool->spare;
-			pool->spare = job;
-		} else if (pool->nspare_large < BACKUP_JOB_LARGE_KEEP) {
-			job->next = pool->spare_large;
-			pool->spare_large = job;
-			pool->nspare_large++;
-		} else {
-			job->next = NULL;
-			bk_jobs_free(job);
-		}
+		bk_job_recycle(pool, job);
 	}
 }
 
@@ -706,7 +770,8 @@ bk_drain(struct bk_mailbox *mb, struct mk_err *err)
 
 /*
  * Hand len bytes of data to the workers as blob idx of c; wait for
- * results while too many bytes are out.
+ * results while too many bytes are out.  With inline_jobs, do the
+ * work here instead.
  */
 static int
 bk_submit(struct bk_mailbox *mb, struct bk_content *c, uint32_t idx,
@@ -732,6 +797,18 @@ bk_submit(struct bk_mailbox *mb, struct bk_content *c, uint32_t idx,
 	mk_xgrow(&job->data, &job->dcap, len > 0 ? len : 1, 1);
 	if (len > 0)
 		memcpy(job->data, data, len);
+	if (mb->inline_jobs) {
+		if (mb->bk->comp == NULL &&
+		    mk_repo_compressor_new(mb->bk->repo, &mb->bk->comp, err) <
+			0) {
+			bk_job_recycle(pool, job);
+			return -1;
+		}
+		bk_job_run(mb->bk->repo, mb->bk->comp, job);
+		bk_result(mb, job);
+		bk_job_recycle(pool, job);
+		goto out;
+	}
 	pthread_mutex_lock(&pool->lock);
 	bk_queue_push(&pool->todo, job);
 	pool->inflight++;
@@ -748,6 +825,7 @@ bk_submit(struct bk_mailbox *mb, struct bk_content *c, uint32_t idx,
 		    pool->inflight > BACKUP_INFLIGHT_JOBS;
 		pthread_mutex_unlock(&pool->lock);
 	}
+out:
 	if (mb->job_failed) {
 		*err = mb->job_err;
 		return -1;
@@ -903,9 +981,12 @@ bk_content_new(struct bk_mailbox *mb, const char *base)
 	return c;
 }
 
-/* Store a metadata file read with a listing. */
+/*
+ * Store a metadata file read with a listing (its data is freed then),
+ * or take the blob reused for it.
+ */
 static int
-bk_store_meta(struct bk_mailbox *mb, const struct bk_meta *m, const char *what,
+bk_store_meta(struct bk_mailbox *mb, struct bk_meta *m, const char *what,
     struct mk_snapshot_file *file, struct mk_err *err)
 {
 	struct bk_reader r;
@@ -914,6 +995,18 @@ bk_store_meta(struct bk_mailbox *mb, const struct bk_meta *m, const char *what,
 	memset(file, 0, sizeof(*file));
 	if (!m->present)
 		return 0;
+	if (m->reused) {
+		file->present = true;
+		file->opaque = true;
+		file->mtime_ns = m->mtime_ns;
+		file->size = m->len;
+		if (m->has_blob) {
+			file->blobs = mk_xmalloc(MK_PACK_ID_LEN);
+			memcpy(file->blobs[0], m->blob, MK_PACK_ID_LEN);
+			file->nblobs = 1;
+		}
+		return 0;
+	}
 	memset(&c, 0, sizeof(c));
 	memset(&r, 0, sizeof(r));
 	r.fd = -1;
@@ -932,6 +1025,10 @@ bk_store_meta(struct bk_mailbox *mb, const struct bk_meta *m, const char *what,
 	file->size = c.size;
 	file->nblobs = c.nblobs;
 	file->blobs = c.blobs;
+	if ((m->has_blob = c.nblobs == 1))
+		memcpy(m->blob, c.blobs[0], MK_PACK_ID_LEN);
+	free(m->data);
+	m->data = NULL;
 	return 0;
 }
 
@@ -1003,16 +1100,117 @@ bk_meta_free(struct bk_meta *m)
 	memset(m, 0, sizeof(*m));
 }
 
-/* Read a metadata file of dirfd; absent is fine. */
+static void
+bk_stamp_of(const struct stat *st, struct bk_stamp *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->present = true;
+	s->dev = st->st_dev;
+	s->ino = st->st_ino;
+	s->size = st->st_size;
+	s->mtime_ns = backup_stat_mtime(st);
+	s->ctime_ns =
+	    (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+}
+
+static void
+bk_stamp(int dirfd, const char *name, struct bk_stamp *s)
+{
+	struct stat st;
+
+	memset(s, 0, sizeof(*s));
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	bk_stamp_of(&st, s);
+}
+
+static bool
+bk_stamp_same(const struct bk_stamp *a, const struct bk_stamp *b)
+{
+	return a->present == b->present && a->dev == b->dev &&
+	    a->ino == b->ino && a->size == b->size &&
+	    a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
+}
+
+static uint64_t
+bk_stamp_hash(const char *dir, const char *name)
+{
+	return mk_hmap_hash(dir, strlen(dir)) * 31 +
+	    mk_hmap_hash(name, strlen(name));
+}
+
+static bool
+bk_stamp_match(const void *value, const void *ctx)
+{
+	const struct bk_known_stamp *a = value, *b = ctx;
+
+	return strcmp(a->dir, b->dir) == 0 && strcmp(a->name, b->name) == 0;
+}
+
+/* The stamp the catalog has for a small file of the mailbox, or NULL. */
+static struct bk_known_stamp *
+bk_stamp_find(const struct bk_mailbox *mb, const char *dir, const char *name)
+{
+	struct bk_known_stamp k;
+
+	k.dir = (char *)dir;
+	k.name = (char *)name;
+	return mk_hmap_get(
+	    mb->stamps, bk_stamp_hash(dir, name), bk_stamp_match, &k);
+}
+
+/* A stamp of the catalog. */
+static void
+bk_stamp_cb(const struct mk_catalog_stamp *s, void *arg)
+{
+	struct bk_mailbox *mb = arg;
+	struct bk_known_stamp *ks = mk_xcalloc(1, sizeof(*ks));
+
+	ks->dir = mk_xstrdup(s->dir);
+	ks->name = mk_xstrdup(s->name);
+	ks->stamp.present = true;
+	ks->stamp.dev = (dev_t)s->dev;
+	ks->stamp.ino = (ino_t)s->ino;
+	ks->stamp.size = (off_t)s->size;
+	ks->stamp.mtime_ns = s->mtime_ns;
+	ks->stamp.ctime_ns = s->ctime_ns;
+	ks->has_blob = s->has_blob;
+	memcpy(ks->blob, s->blob, MK_PACK_ID_LEN);
+	mk_xgrow(
+	    &mb->kstamps, &mb->kscap, mb->nkstamps + 1, sizeof(*mb->kstamps));
+	mb->kstamps[mb->nkstamps++] = ks;
+	mk_hmap_put(mb->stamps, bk_stamp_hash(ks->dir, ks->name), ks);
+}
+
+/*
+ * Read a metadata file of dirfd; absent is fine.  dir is the folder
+ * ("" or "." for the Maildir itself).  A file whose stamp is the one
+ * the catalog has is not read: its blob is reused.
+ */
 static int
 bk_meta_read(struct bk_mailbox *mb, int dirfd, const char *dir,
     const char *name, struct bk_meta *m, struct mk_err *err)
 {
+	const char *kdir = strcmp(dir, ".") == 0 ? "" : dir;
+	struct bk_known_stamp *ks;
 	struct stat st;
 	size_t len = 0, cap;
 	int fd, rc = -1;
 
 	bk_meta_free(m);
+	if ((ks = bk_stamp_find(mb, kdir, name)) != NULL) {
+		bk_stamp(dirfd, name, &m->stamp);
+		if (bk_stamp_same(&m->stamp, &ks->stamp)) {
+			m->present = true;
+			m->reused = true;
+			m->len = (size_t)m->stamp.size;
+			m->mtime_ns = m->stamp.mtime_ns;
+			m->has_blob = ks->has_blob;
+			memcpy(m->blob, ks->blob, MK_PACK_ID_LEN);
+			return 0;
+		}
+		memset(&m->stamp, 0, sizeof(m->stamp));
+	}
 	fd = openat(dirfd, name,
 	    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0) {
@@ -1068,6 +1266,11 @@ bk_meta_read(struct bk_mailbox *mb, int dirfd, const char *dir,
 	m->len = len;
 	m->present = true;
 	m->mtime_ns = backup_stat_mtime(&st);
+	/* A file changed just now could change again within the same
+	 * timestamp tick, unseen by its stamp. */
+	bk_stamp_of(&st, &m->stamp);
+	m->stampable =
+	    m->stamp.ctime_ns < backup_now_ns() - BACKUP_STAMP_SETTLED_NS;
 	mb->stats->meta_bytes += len;
 	rc = 0;
 out:
@@ -1125,11 +1328,11 @@ bk_list_sub(struct bk_mailbox *mb, int folderfd, struct bk_folder *f, bool cur,
 	const char *sub = cur ? "cur" : "new";
 	const struct bk_content *known;
 	struct mk_maildir_name mn;
+	struct mk_fs_dirent de;
+	struct mk_fs_dir dir;
 	size_t base_len;
-	struct dirent *de;
 	struct mk_err nerr;
-	DIR *dir;
-	int fd;
+	int fd, r, rc = -1;
 
 	fd = mk_fs_openat_dir(folderfd, sub);
 	if (fd < 0) {
@@ -1144,12 +1347,9 @@ bk_list_sub(struct bk_mailbox *mb, int folderfd, struct bk_folder *f, bool cur,
 		}
 		return mk_err_sys(err, "open(%s/%s)", f->dir, sub);
 	}
-	if ((dir = fdopendir(fd)) == NULL) {
-		close(fd);
-		return mk_err_sys(err, "fdopendir(%s/%s)", f->dir, sub);
-	}
-	while ((errno = 0, de = readdir(dir)) != NULL) {
-		const char *name = de->d_name;
+	mk_fs_dir_start(&dir, fd, mb->bk->dirbuf, BACKUP_DIRBUF);
+	while ((r = mk_fs_dir_next(&dir, &de)) == 1) {
+		const char *name = de.name;
 		struct bk_entry *e;
 		struct stat st;
 
@@ -1159,15 +1359,14 @@ bk_list_sub(struct bk_mailbox *mb, int folderfd, struct bk_folder *f, bool cur,
 		 * makes the whole name the base. */
 		(void)mk_maildir_name_parse(name, &mn, &nerr);
 		base_len = mn.base_len > 0 ? mn.base_len : strlen(name);
-		if (de->d_type == DT_REG &&
+		if (de.type == DT_REG &&
 		    (known = bk_known_same(mb, f, cur, name, base_len)) !=
 			NULL) {
 			/* The version the catalog has: no stat. */
 			st.st_size = (off_t)known->size;
 			st.st_mtim.tv_sec = known->mtime_ns / 1000000000;
 			st.st_mtim.tv_nsec = known->mtime_ns % 1000000000;
-		} else if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) <
-		    0) {
+		} else if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (errno != ENOENT)
 				mk_warnings_add(&mb->stats->skipped,
 				    "%s/%s/%s: stat: %s", f->dir, sub, name,
@@ -1180,9 +1379,9 @@ bk_list_sub(struct bk_mailbox *mb, int folderfd, struct bk_folder *f, bool cur,
 			continue;
 		}
 		if (++mb->nentries > MK_BACKUP_MESSAGES_MAX) {
-			closedir(dir);
-			return mk_err_set(err, "more than %u message files",
+			mk_err_set(err, "more than %u message files",
 			    MK_BACKUP_MESSAGES_MAX);
+			goto out;
 		}
 		mk_xgrow(
 		    &f->entries, &f->cap, f->nentries + 1, sizeof(*f->entries));
@@ -1196,46 +1395,14 @@ bk_list_sub(struct bk_mailbox *mb, int folderfd, struct bk_folder *f, bool cur,
 		e->size = (uint64_t)st.st_size;
 		e->seq = ++mb->seq;
 	}
-	if (errno != 0) {
-		mk_err_sys(err, "readdir(%s/%s)", f->dir, sub);
-		closedir(dir);
-		return -1;
+	if (r < 0) {
+		mk_err_sys(err, "getdents(%s/%s)", f->dir, sub);
+		goto out;
 	}
-	closedir(dir);
-	return 0;
-}
-
-/* What identifies a version of dovecot-uidlist: Dovecot replaces it by
- * renaming a new file over it. */
-struct bk_stamp {
-	bool present;
-	dev_t dev;
-	ino_t ino;
-	off_t size;
-	int64_t mtime_ns;
-};
-
-static void
-bk_stamp(int dirfd, const char *name, struct bk_stamp *s)
-{
-	struct stat st;
-
-	memset(s, 0, sizeof(*s));
-	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return;
-	s->present = true;
-	s->dev = st.st_dev;
-	s->ino = st.st_ino;
-	s->size = st.st_size;
-	s->mtime_ns = backup_stat_mtime(&st);
-}
-
-static bool
-bk_stamp_same(const struct bk_stamp *a, const struct bk_stamp *b)
-{
-	return a->present == b->present && a->dev == b->dev &&
-	    a->ino == b->ino && a->size == b->size &&
-	    a->mtime_ns == b->mtime_ns;
+	rc = 0;
+out:
+	close(fd);
+	return rc;
 }
 
 /* mtime of new/ or cur/ in ns, 0 if it does not exist. */
@@ -1445,10 +1612,9 @@ bk_content_find(struct mk_hmap *map, const struct bk_entry *e)
 }
 
 /*
- * Give every winner of a folder its content: from the catalog (never
- * read again), from an earlier round, or read now.  *missing counts the
- * files that vanished before they could be read; the folder is then
- * marked stale.
+ * Read the winners of a folder that bk_match() left without content.
+ * *missing counts the files that vanished before they could be read;
+ * the folder is then marked stale.
  */
 static int
 bk_read_folder(struct bk_mailbox *mb, struct bk_folder *f, size_t *missing,
@@ -1460,9 +1626,8 @@ bk_read_folder(struct bk_mailbox *mb, struct bk_folder *f, size_t *missing,
 	for (i = 0; !f->gone && i < f->nentries; i++) {
 		struct bk_entry *e = &f->entries[i];
 
-		if (!e->winner)
-			continue;
-		if ((e->content = bk_content_find(mb->known, e)) != NULL ||
+		/* Read already in this round: a copy in another folder. */
+		if (!e->winner || e->content != NULL ||
 		    (e->content = bk_content_find(mb->fresh, e)) != NULL)
 			continue;
 		if (fd < 0 && (fd = bk_folder_open(mb, f)) < 0) {
@@ -1496,6 +1661,36 @@ out:
 	return rc;
 }
 
+/*
+ * Give every winner the content known already (from the catalog or an
+ * earlier round); say whether the files left to read are few and small.
+ */
+static bool
+bk_match(struct bk_mailbox *mb)
+{
+	uint64_t files = 0, bytes = 0;
+	size_t i, j;
+
+	for (i = 0; i < mb->nfolders; i++) {
+		struct bk_folder *f = &mb->folders[i];
+
+		for (j = 0; !f->gone && j < f->nentries; j++) {
+			struct bk_entry *e = &f->entries[j];
+
+			if (!e->winner)
+				continue;
+			if ((e->content = bk_content_find(mb->known, e)) !=
+				NULL ||
+			    (e->content = bk_content_find(mb->fresh, e)) !=
+				NULL)
+				continue;
+			files++;
+			bytes += e->size;
+		}
+	}
+	return files <= BACKUP_INLINE_FILES && bytes <= BACKUP_INLINE_BYTES;
+}
+
 /* Read new content until no file vanishes under us, or give up. */
 static int
 bk_read_all(struct bk_mailbox *mb, struct mk_err *err)
@@ -1505,6 +1700,7 @@ bk_read_all(struct bk_mailbox *mb, struct mk_err *err)
 
 	for (round = 1;; round++) {
 		bk_resolve(mb);
+		mb->inline_jobs = bk_match(mb);
 		missing = 0;
 		for (i = 0; i < mb->nfolders; i++)
 			if (bk_read_folder(mb, &mb->folders[i], &missing, err) <
@@ -1637,7 +1833,7 @@ bk_store_snapshot(
 		&snap.subscriptions, err) < 0)
 		goto out;
 	for (i = 0; i < mb->nfolders; i++) {
-		const struct bk_folder *f = &mb->folders[i];
+		struct bk_folder *f = &mb->folders[i];
 		struct mk_snapshot_folder *sf = &snap.folders[snap.nfolders];
 
 		if (f->gone)
@@ -1672,8 +1868,77 @@ out:
 }
 
 /*
+ * Record the stamp of a small file this backup stored; one it reused
+ * is kept as it is.  A file without a stamp worth keeping (absent,
+ * changed just now, stored as several blobs) leaves its old stamp
+ * unkept.
+ */
+static int
+bk_stamp_keep(struct bk_mailbox *mb, const char *dir, const char *name,
+    const struct bk_meta *m, struct mk_err *err)
+{
+	struct bk_known_stamp *ks = bk_stamp_find(mb, dir, name);
+	struct mk_catalog_stamp s;
+
+	if (m->reused) {
+		if (ks != NULL)
+			ks->kept = true;
+		return 0;
+	}
+	if (!m->present || !m->stampable || (m->len > 0 && !m->has_blob))
+		return 0;
+	memset(&s, 0, sizeof(s));
+	s.dir = dir;
+	s.name = name;
+	s.dev = (uint64_t)m->stamp.dev;
+	s.ino = (uint64_t)m->stamp.ino;
+	s.size = (uint64_t)m->stamp.size;
+	s.mtime_ns = m->stamp.mtime_ns;
+	s.ctime_ns = m->stamp.ctime_ns;
+	s.has_blob = m->has_blob;
+	memcpy(s.blob, m->blob, MK_PACK_ID_LEN);
+	if (ks != NULL)
+		ks->kept = true;
+	return mk_catalog_stamp_put(mb->bk->cat, mb->address, &s, err);
+}
+
+/* Record the stamps of the snapshot's small files; drop the others. */
+static int
+bk_stamps_commit(struct bk_mailbox *mb, struct mk_err *err)
+{
+	size_t i;
+
+	for (i = 0; i < mb->nfolders; i++) {
+		const struct bk_folder *f = &mb->folders[i];
+
+		if (f->gone)
+			continue;
+		if (bk_stamp_keep(
+			mb, f->dir, BACKUP_UIDLIST, &f->uidlist, err) < 0 ||
+		    bk_stamp_keep(
+			mb, f->dir, BACKUP_KEYWORDS, &f->keywords, err) < 0 ||
+		    bk_stamp_keep(mb, f->dir, BACKUP_MAILDIRFOLDER,
+			&f->maildirfolder, err) < 0)
+			return -1;
+	}
+	if (bk_stamp_keep(
+		mb, "", BACKUP_SUBSCRIPTIONS, &mb->subscriptions, err) < 0)
+		return -1;
+	for (i = 0; i < mb->nkstamps; i++) {
+		const struct bk_known_stamp *ks = mb->kstamps[i];
+
+		if (!ks->kept &&
+		    mk_catalog_stamp_drop(
+			mb->bk->cat, mb->address, ks->dir, ks->name, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
  * Record the snapshot in one transaction: the snapshot row, the
- * versions that ended, the new messages and versions.
+ * versions that ended, the new messages and versions, the stamps of
+ * the small files.
  */
 static int
 bk_commit(struct bk_mailbox *mb, struct mk_err *err)
@@ -1761,6 +2026,8 @@ bk_commit(struct bk_mailbox *mb, struct mk_err *err)
 			goto fail;
 		mb->stats->vanished++;
 	}
+	if (bk_stamps_commit(mb, err) < 0)
+		goto fail;
 	if (mk_catalog_commit(cat, err) < 0)
 		goto fail;
 	mb->stats->snapshot = snap;
@@ -1791,6 +2058,13 @@ bk_mailbox_free(struct bk_mailbox *mb)
 		free(c);
 	}
 	free(mb->contents);
+	for (i = 0; i < mb->nkstamps; i++) {
+		free(mb->kstamps[i]->dir);
+		free(mb->kstamps[i]->name);
+		free(mb->kstamps[i]);
+	}
+	free(mb->kstamps);
+	mk_hmap_free(&mb->stamps);
 	bk_meta_free(&mb->subscriptions);
 	mk_hmap_free(&mb->known);
 	mk_hmap_free(&mb->fresh);
@@ -1879,10 +2153,12 @@ mk_backup_mailbox(struct mk_backup *bk, int rootfd, const char *relpath,
 	mb->stats = &mb->own_stats;
 	mb->known = mk_hmap_new();
 	mb->fresh = mk_hmap_new();
+	mb->stamps = mk_hmap_new();
 	mb->stats->time_ns = bk->time_ns != 0 ? bk->time_ns : backup_now_ns();
 	bk->current = mb;
 	bk->open_used = false;
 	if ((mb->mfd = mk_fs_open_dir_beneath(rootfd, relpath, err)) < 0 ||
+	    mk_catalog_stamps_get(bk->cat, address, bk_stamp_cb, mb, err) < 0 ||
 	    bk_folders_find(mb, err) < 0 ||
 	    bk_meta_read(mb, mb->mfd, ".", BACKUP_SUBSCRIPTIONS,
 		&mb->subscriptions, err) < 0 ||
@@ -1961,6 +2237,7 @@ mk_backup_new(struct mk_repo *repo, struct mk_catalog *cat, int64_t run,
 		cap = bk->chunk_max;
 	bk->bufcap = cap + 1;
 	bk->buf = mk_xmalloc(bk->bufcap);
+	bk->dirbuf = mk_xmalloc(BACKUP_DIRBUF);
 	*bk_r = bk;
 	return 0;
 }
@@ -1993,12 +2270,14 @@ mk_backup_free(struct mk_backup **bkp)
 		bk_deferred_done(bk, bk->deferred[i], &err);
 	free(bk->deferred);
 	bk_pool_stop(&bk->pool);
+	mk_pack_compressor_free(&bk->comp);
 	bk_pending_clear(bk);
 	mk_hmap_free(&bk->pending);
 	free(bk->pending_ids);
 	mk_pack_writer_free(&bk->writer);
 	mk_chunker_free(&bk->chunker);
 	free(bk->buf);
+	free(bk->dirbuf);
 	free(bk);
 	*bkp = NULL;
 }

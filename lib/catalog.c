@@ -60,6 +60,9 @@ enum catalog_stmt {
 	STMT_VERSIONS_AT,
 	STMT_HEADER_PUT,
 	STMT_LIST_AT,
+	STMT_STAMPS_GET,
+	STMT_STAMP_PUT,
+	STMT_STAMP_DROP,
 	STMT_COUNT,
 };
 
@@ -212,6 +215,21 @@ static const char *const catalog_sql[STMT_COUNT] = {
 	    "m.id = v.message JOIN dir_name d ON d.id = v.dir LEFT JOIN blob "
 	    "hb ON hb.ref = m.header LEFT JOIN message_header h ON h.header = "
 	    "hb.id ORDER BY d.name, v.mtime_ns, m.base",
+	/* Only stamps whose blob a backup may still reuse. */
+	[STMT_STAMPS_GET] =
+	    "SELECT s.dir, s.name, s.dev, s.ino, s.size, s.mtime_ns, "
+	    "s.ctime_ns, s.blob FROM backup_stamp s JOIN backup_mailbox m ON "
+	    "m.id = s.mailbox WHERE m.address = ?1 AND (s.blob IS NULL OR "
+	    "EXISTS (SELECT 1 FROM blob b JOIN pack p ON p.id = b.pack WHERE "
+	    "b.id = s.blob AND p.tombstoned_ns IS NULL))",
+	[STMT_STAMP_PUT] =
+	    "INSERT OR REPLACE INTO backup_stamp (mailbox, dir, name, dev, "
+	    "ino, size, mtime_ns, ctime_ns, blob) VALUES ((SELECT id FROM "
+	    "backup_mailbox WHERE address = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+	    "?9)",
+	[STMT_STAMP_DROP] =
+	    "DELETE FROM backup_stamp WHERE mailbox = (SELECT id FROM "
+	    "backup_mailbox WHERE address = ?1) AND dir = ?2 AND name = ?3",
 };
 
 /* Schema steps; step i brings user_version from i to i + 1. */
@@ -339,13 +357,44 @@ static const char *const catalog_migrations[MK_CATALOG_VERSION] = {
 	 */
 	("ALTER TABLE blob ADD COLUMN dict BLOB CHECK (dict IS NULL OR "
 	 "length(dict) = 32);"),
+	/*
+	 * 7: what a backup last stored of a folder's small files
+	 * (dovecot-uidlist, dovecot-keywords, maildirfolder, the
+	 * mailbox's subscriptions): the file's stamp and the id of the one
+	 * blob that holds it (NULL for an empty file).  An unchanged stamp
+	 * lets the next backup reuse the blob without reading the file.
+	 * Keyed by the blob's id, not its ref: prune may drop the blob, and
+	 * a stamp whose blob is gone or not reusable is ignored.
+	 */
+	"CREATE TABLE backup_stamp ("
+	"  mailbox INTEGER NOT NULL REFERENCES backup_mailbox (id)"
+	"    ON DELETE CASCADE,"
+	"  dir TEXT NOT NULL,"
+	"  name TEXT NOT NULL,"
+	"  dev INTEGER NOT NULL,"
+	"  ino INTEGER NOT NULL,"
+	"  size INTEGER NOT NULL,"
+	"  mtime_ns INTEGER NOT NULL,"
+	"  ctime_ns INTEGER NOT NULL,"
+	"  blob BLOB CHECK (blob IS NULL OR length(blob) = 32),"
+	"  PRIMARY KEY (mailbox, dir, name)) WITHOUT ROWID;",
 };
+
+/* Header rows put outside a transaction wait for the next one. */
+#define CATALOG_HEADERS_QUEUED 128
 
 struct mk_catalog {
 	sqlite3 *db;
 	char *path;
 	sqlite3_stmt *stmts[STMT_COUNT];
+	struct catalog_header_row {
+		uint8_t id[MK_PACK_ID_LEN];
+		struct mk_header h;
+	} * headers; /* CATALOG_HEADERS_QUEUED, allocated when first used */
+	size_t nheaders;
 };
+
+static void catalog_headers_flush(struct mk_catalog *cat);
 
 static int
 catalog_error(struct mk_catalog *cat, struct mk_err *err, const char *what)
@@ -487,9 +536,18 @@ mk_catalog_close(struct mk_catalog **catp)
 
 	if (cat == NULL)
 		return;
+	if (cat->nheaders > 0 &&
+	    sqlite3_exec(cat->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) ==
+		SQLITE_OK) {
+		catalog_headers_flush(cat);
+		if (sqlite3_exec(cat->db, "COMMIT", NULL, NULL, NULL) !=
+		    SQLITE_OK)
+			mk_catalog_rollback(cat);
+	}
 	for (i = 0; i < STMT_COUNT; i++)
 		sqlite3_finalize(cat->stmts[i]);
 	sqlite3_close(cat->db);
+	free(cat->headers);
 	free(cat->path);
 	free(cat);
 	*catp = NULL;
@@ -504,6 +562,7 @@ mk_catalog_begin(struct mk_catalog *cat, struct mk_err *err)
 int
 mk_catalog_commit(struct mk_catalog *cat, struct mk_err *err)
 {
+	catalog_headers_flush(cat);
 	return catalog_exec(cat, "COMMIT", err);
 }
 
@@ -1643,7 +1702,8 @@ mk_catalog_backup_clear(struct mk_catalog *cat, struct mk_err *err)
 {
 	/* Children before parents, for the foreign keys. */
 	return catalog_exec(cat,
-	    "DELETE FROM message_version; DELETE FROM message_chunk; "
+	    "DELETE FROM backup_stamp; DELETE FROM message_version; "
+	    "DELETE FROM message_chunk; "
 	    "DELETE FROM message; DELETE FROM snapshot; DELETE FROM run; "
 	    "DELETE FROM blob; DELETE FROM pack; DELETE FROM dir_name; "
 	    "DELETE FROM backup_mailbox;",
@@ -1747,20 +1807,19 @@ mk_catalog_last_id(struct mk_catalog *cat)
 	return sqlite3_last_insert_rowid(cat->db);
 }
 
-void
-mk_catalog_header_put(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
-    const void *data, size_t len)
+/* Write one header row (in the transaction open, if any). */
+static void
+catalog_header_write(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
+    const struct mk_header *h)
 {
 	sqlite3_stmt *st = cat->stmts[STMT_HEADER_PUT];
-	struct mk_header h;
 
-	mk_header_parse(data, len, &h);
 	if (sqlite3_bind_blob(st, 1, id, MK_PACK_ID_LEN, SQLITE_STATIC) |
-	    sqlite3_bind_text(st, 2, h.message_id, -1, SQLITE_STATIC) |
-	    sqlite3_bind_text(st, 3, h.from, -1, SQLITE_STATIC) |
-	    sqlite3_bind_text(st, 4, h.to, -1, SQLITE_STATIC) |
-	    sqlite3_bind_text(st, 5, h.subject, -1, SQLITE_STATIC) |
-	    sqlite3_bind_int64(st, 6, h.date))
+	    sqlite3_bind_text(st, 2, h->message_id, -1, SQLITE_STATIC) |
+	    sqlite3_bind_text(st, 3, h->from, -1, SQLITE_STATIC) |
+	    sqlite3_bind_text(st, 4, h->to, -1, SQLITE_STATIC) |
+	    sqlite3_bind_text(st, 5, h->subject, -1, SQLITE_STATIC) |
+	    sqlite3_bind_int64(st, 6, h->date))
 		goto out;
 	/* A row that cannot be written is simply not there: the search
 	 * misses it, the backup goes on. */
@@ -1768,6 +1827,54 @@ mk_catalog_header_put(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
 out:
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+}
+
+/* Write the queued header rows into the transaction open. */
+static void
+catalog_headers_flush(struct mk_catalog *cat)
+{
+	size_t i;
+
+	for (i = 0; i < cat->nheaders; i++)
+		catalog_header_write(
+		    cat, cat->headers[i].id, &cat->headers[i].h);
+	cat->nheaders = 0;
+}
+
+/*
+ * Outside a transaction the row is queued and written with the next
+ * commit (or in a transaction of its own once CATALOG_HEADERS_QUEUED
+ * wait, or at close): one transaction per message row cost more than
+ * the row.
+ */
+void
+mk_catalog_header_put(struct mk_catalog *cat, const uint8_t id[MK_PACK_ID_LEN],
+    const void *data, size_t len)
+{
+	struct catalog_header_row *row;
+	struct mk_header h;
+
+	if (!sqlite3_get_autocommit(cat->db)) {
+		mk_header_parse(data, len, &h);
+		catalog_header_write(cat, id, &h);
+		return;
+	}
+	if (cat->headers == NULL)
+		cat->headers =
+		    mk_xcalloc(CATALOG_HEADERS_QUEUED, sizeof(*cat->headers));
+	row = &cat->headers[cat->nheaders++];
+	memcpy(row->id, id, MK_PACK_ID_LEN);
+	mk_header_parse(data, len, &row->h);
+	if (cat->nheaders < CATALOG_HEADERS_QUEUED)
+		return;
+	if (sqlite3_exec(cat->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
+		cat->nheaders = 0;
+		return;
+	}
+	catalog_headers_flush(cat);
+	if (sqlite3_exec(cat->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		mk_catalog_rollback(cat);
 }
 
 /* A text column, "" when NULL. */
@@ -1811,4 +1918,82 @@ mk_catalog_list_at(struct mk_catalog *cat, const char *address,
 	if (r != SQLITE_DONE)
 		return catalog_error(cat, err, "list");
 	return 0;
+}
+
+int
+mk_catalog_stamps_get(struct mk_catalog *cat, const char *address,
+    mk_catalog_stamp_cb *cb, void *arg, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_STAMPS_GET];
+	struct mk_catalog_stamp s;
+	int r, rc = -1;
+
+	if (catalog_bound(cat, st,
+		sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC), err) < 0)
+		return -1;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&s, 0, sizeof(s));
+		s.dir = (const char *)sqlite3_column_text(st, 0);
+		s.name = (const char *)sqlite3_column_text(st, 1);
+		s.dev = (uint64_t)sqlite3_column_int64(st, 2);
+		s.ino = (uint64_t)sqlite3_column_int64(st, 3);
+		s.size = (uint64_t)sqlite3_column_int64(st, 4);
+		s.mtime_ns = sqlite3_column_int64(st, 5);
+		s.ctime_ns = sqlite3_column_int64(st, 6);
+		s.has_blob = sqlite3_column_type(st, 7) != SQLITE_NULL;
+		if (s.dir == NULL || s.name == NULL ||
+		    (s.has_blob && catalog_column_id(st, 7, s.blob) < 0)) {
+			mk_err_set(err, "catalog %s: a stamp of %s is damaged",
+			    cat->path, address);
+			goto out;
+		}
+		cb(&s, arg);
+	}
+	if (r != SQLITE_DONE) {
+		catalog_error(cat, err, "stamps");
+		goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc;
+}
+
+int
+mk_catalog_stamp_put(struct mk_catalog *cat, const char *address,
+    const struct mk_catalog_stamp *s, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_STAMP_PUT];
+
+	if (catalog_bound(cat, st,
+		sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC) |
+		    sqlite3_bind_text(st, 2, s->dir, -1, SQLITE_STATIC) |
+		    sqlite3_bind_text(st, 3, s->name, -1, SQLITE_STATIC) |
+		    sqlite3_bind_int64(st, 4, (int64_t)s->dev) |
+		    sqlite3_bind_int64(st, 5, (int64_t)s->ino) |
+		    sqlite3_bind_int64(st, 6, (int64_t)s->size) |
+		    sqlite3_bind_int64(st, 7, s->mtime_ns) |
+		    sqlite3_bind_int64(st, 8, s->ctime_ns) |
+		    (s->has_blob ? sqlite3_bind_blob(st, 9, s->blob,
+				       MK_PACK_ID_LEN, SQLITE_STATIC)
+				 : sqlite3_bind_null(st, 9)),
+		err) < 0)
+		return -1;
+	return catalog_step_done(cat, st, err);
+}
+
+int
+mk_catalog_stamp_drop(struct mk_catalog *cat, const char *address,
+    const char *dir, const char *name, struct mk_err *err)
+{
+	sqlite3_stmt *st = cat->stmts[STMT_STAMP_DROP];
+
+	if (catalog_bound(cat, st,
+		sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC) |
+		    sqlite3_bind_text(st, 2, dir, -1, SQLITE_STATIC) |
+		    sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC),
+		err) < 0)
+		return -1;
+	return catalog_step_done(cat, st, err);
 }

@@ -21,7 +21,7 @@
 struct mk_catalog;
 
 /* The schema version this build writes. */
-#define MK_CATALOG_VERSION 6
+#define MK_CATALOG_VERSION 7
 
 /*
  * Open (creating with mode 0600) and migrate the catalog at path.
@@ -325,10 +325,45 @@ int mk_catalog_damage_each(struct mk_catalog *cat, mk_catalog_damage_cb *cb,
  * The header index (schema version 4).  Parse the header section data
  * of the header blob id (mk_header_parse) and record its fields, once
  * per id.  Never fails: a row that cannot be written is left out (the
- * search then misses that message).  Runs in or out of a transaction.
+ * search then misses that message).  In a transaction the row is
+ * written there; out of one it is queued and written with the next
+ * commit on this connection (in a transaction of its own after 128
+ * rows, or at close).
  */
 void mk_catalog_header_put(struct mk_catalog *cat,
     const uint8_t id[MK_PACK_ID_LEN], const void *data, size_t len);
+
+/*
+ * A small file of a mailbox as a backup last stored it: dir is the
+ * folder ("" for INBOX and the Maildir's own files), name the file; the
+ * stamp of the file read (device, inode, size, mtime, ctime) and the
+ * one blob that holds it (has_blob false: the file was empty).
+ * Strings are borrowed.
+ */
+struct mk_catalog_stamp {
+	const char *dir;
+	const char *name;
+	uint64_t dev;
+	uint64_t ino;
+	uint64_t size;
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+	bool has_blob;
+	uint8_t blob[MK_PACK_ID_LEN];
+};
+
+/*
+ * Call cb for each stamp of a mailbox whose blob is still reusable (in
+ * a pack without a tombstone).  cb must not use the catalog.
+ */
+typedef void mk_catalog_stamp_cb(const struct mk_catalog_stamp *s, void *arg);
+int mk_catalog_stamps_get(struct mk_catalog *cat, const char *address,
+    mk_catalog_stamp_cb *cb, void *arg, struct mk_err *err);
+/* Record (or replace) a stamp; the mailbox must have a snapshot row. */
+int mk_catalog_stamp_put(struct mk_catalog *cat, const char *address,
+    const struct mk_catalog_stamp *s, struct mk_err *err);
+int mk_catalog_stamp_drop(struct mk_catalog *cat, const char *address,
+    const char *dir, const char *name, struct mk_err *err);
 
 /* A message of a mailbox at a snapshot, for listing and searching.
  * Strings are borrowed (valid during a callback), "" when unknown. */

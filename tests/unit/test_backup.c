@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -573,6 +574,100 @@ test_backup_flag_change_and_move_read_nothing(void **state)
 	assert_restored("r4", "a/Maildir/cur/2.M2P2.h,S=20:2,");
 }
 
+/* Past the settling time of a stamp (the catalog keeps none before). */
+static void
+settle(void)
+{
+	struct timespec ts = { 1, 200000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static void
+test_backup_unchanged_small_files_not_read(void **state)
+{
+	static const char uid1[] = "3 V1 N4\n1 :1.M1P1.h\n";
+	static const char uid2[] = "3 V1 N5\n1 :1.M1P1.h\n";
+	static const char kw1[] = "0 Junk\n1 NonJunk\n";
+	static const char kw2[] = "0 Work\n1 Family\n";
+	struct mk_backup_stats s1, s2, s3, s4, s5, s6;
+	const char *a = "a@example.org";
+	char tmp[4096], pack[MK_PACK_NAME_LEN + 1];
+	uint8_t id[MK_PACK_ID_LEN];
+	struct mk_err err;
+	struct stat st;
+
+	(void)state;
+	fx_maildir(dir, "store/a/Maildir");
+	fx_maildir(dir, "store/a/Maildir/.Sent");
+	put_text("a/Maildir/.Sent/maildirfolder", "");
+	put_text("a/Maildir/dovecot-uidlist", uid1);
+	put_text("a/Maildir/dovecot-keywords", kw1);
+	put_text("a/Maildir/.Sent/dovecot-uidlist", "3 V2 N1\n");
+	put_text("a/Maildir/subscriptions", "V\t2\n\nSent\n");
+	put_text("a/Maildir/cur/1.M1P1.h,S=20:2,S", "Subject: 1\n\nbody one\n");
+	settle();
+	s1 = backup(a, "a/Maildir");
+	assert_int_equal(s1.meta_bytes,
+	    strlen(uid1) + strlen(kw1) + strlen("3 V2 N1\n") +
+		strlen("V\t2\n\nSent\n"));
+
+	/* Unchanged: not read again, and restored all the same. */
+	s2 = backup(a, "a/Maildir");
+	assert_int_equal(s2.meta_bytes, 0);
+	assert_int_equal(s2.new_blobs, 0);
+	restore(s2.snapshot, a, "r2");
+	assert_restored("r2", "a/Maildir/dovecot-uidlist");
+	assert_restored("r2", "a/Maildir/dovecot-keywords");
+	assert_restored("r2", "a/Maildir/.Sent/dovecot-uidlist");
+	assert_restored("r2", "a/Maildir/.Sent/maildirfolder");
+	assert_restored("r2", "a/Maildir/subscriptions");
+
+	/* Their pack tombstoned by a prune: the stamps are not used. */
+	assert_int_equal(
+	    mk_repo_blob_id(repo, uid1, strlen(uid1), id, &err), 0);
+	assert_int_equal(mk_catalog_blob_get(cat, id, pack, NULL, &err), 1);
+	assert_int_equal(mk_catalog_pack_tombstone(cat, pack, 1, &err), 0);
+	s2 = backup(a, "a/Maildir");
+	assert_int_equal(s2.meta_bytes, s1.meta_bytes);
+	assert_true(s2.new_blobs > 0);
+	s2 = backup(a, "a/Maildir");
+	assert_int_equal(s2.meta_bytes, 0);
+	restore(s2.snapshot, a, "r2b");
+	assert_restored("r2b", "a/Maildir/dovecot-uidlist");
+
+	/* Rewritten in place with a new mtime, same size: read again. */
+	put_file("a/Maildir/dovecot-uidlist", uid2, strlen(uid2), 1700000100);
+	/* Replaced by a rename, same size, the old mtime: read again. */
+	put_file("a/Maildir/kw.tmp", kw2, strlen(kw2), 1700000000);
+	move_file("a/Maildir/kw.tmp", "a/Maildir/dovecot-keywords");
+	s3 = backup(a, "a/Maildir");
+	assert_int_equal(s3.meta_bytes, strlen(uid2) + strlen(kw2));
+	restore(s3.snapshot, a, "r3");
+	assert_restored("r3", "a/Maildir/dovecot-uidlist");
+	assert_restored("r3", "a/Maildir/dovecot-keywords");
+	assert_restored("r3", "a/Maildir/subscriptions");
+
+	/* Once settled, the new versions get their stamps. */
+	settle();
+	s4 = backup(a, "a/Maildir");
+	assert_true(s4.meta_bytes <= strlen(uid2) + strlen(kw2));
+	s5 = backup(a, "a/Maildir");
+	assert_int_equal(s5.meta_bytes, 0);
+
+	/* Gone: gone from the snapshot too, and its stamp with it. */
+	snprintf(tmp, sizeof(tmp), "%s/store/a/Maildir/dovecot-keywords", dir);
+	assert_int_equal(unlink(tmp), 0);
+	s6 = backup(a, "a/Maildir");
+	assert_int_equal(s6.meta_bytes, 0);
+	restore(s6.snapshot, a, "r6");
+	assert_absent("r6", "dovecot-keywords");
+	assert_restored("r6", "a/Maildir/dovecot-uidlist");
+	snprintf(tmp, sizeof(tmp), "%s/r6/dovecot-uidlist", dir);
+	assert_int_equal(stat(tmp, &st), 0);
+	assert_int_equal(st.st_size, strlen(uid2));
+}
+
 /* Bytes that zstd cannot shrink much, from a fixed seed. */
 static void
 fill_random(uint8_t *p, size_t len, uint64_t seed)
@@ -964,6 +1059,9 @@ main(void)
 		    bk_teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_backup_flag_change_and_move_read_nothing, bk_setup,
+		    bk_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_backup_unchanged_small_files_not_read, bk_setup,
 		    bk_teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_backup_large_compressed_and_odd_messages, bk_setup,
