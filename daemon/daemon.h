@@ -51,6 +51,12 @@ struct mk_daemon {
 	/* The configuration of the last reload (SIGHUP), whose quota and
 	 * policy settings are in force; NULL: conf's. */
 	struct mk_conf *reloaded;
+	/* Configurations replaced by later reloads: a worker may still read
+	 * one, so they are freed at exit (a few KiB each). */
+	struct mk_conf **retired;
+	size_t nretired;
+	uint64_t reloads; /* submitted */
+	uint64_t reload_applied; /* the newest taken */
 	struct mk_store *store;
 	int rootfd; /* the store root, O_DIRECTORY */
 	struct mk_pool *pool;
@@ -72,7 +78,14 @@ int64_t mk_daemon_now_ns(void);
 /* Tell systemd (no-op outside systemd): "STATUS=..." lines. */
 void mk_daemon_notify_status(struct mk_daemon *d);
 
-/* Re-read the configuration (SIGHUP, POST /v1/reload); 0 or -1. */
-int mk_daemon_reload(struct mk_daemon *d, struct mk_err *err);
+/*
+ * Re-read the configuration (SIGHUP, POST /v1/reload): read and checked
+ * on a worker, taken on the loop, then done(arg, rc, err) there (rc -1:
+ * the running configuration stays).  done is also called when the
+ * daemon stops first, with d->stopping set.
+ */
+typedef void mk_daemon_reload_cb(void *arg, int rc, const struct mk_err *err);
+void mk_daemon_reload(
+    struct mk_daemon *d, mk_daemon_reload_cb *done, void *arg);
 
 #endif

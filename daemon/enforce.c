@@ -122,6 +122,8 @@ struct mk_enforce {
 	int64_t pools_at;
 	size_t pools_mailboxes; /* live's count when they were built */
 	struct enforce_sig loaded[ENFORCE_FILES], seen[ENFORCE_FILES];
+	bool reloading[ENFORCE_FILES]; /* a file's reload is on a worker */
+	uint64_t gen; /* configurations applied */
 	/* The daily digest: to whom, how, when next (0: none). */
 	char *digest_to;
 	char *digest_sendmail;
@@ -1008,8 +1010,8 @@ enforce_sig_equal(const struct enforce_sig *a, const struct enforce_sig *b)
 	    a->ctime_ns == b->ctime_ns;
 }
 
-static int enforce_reload_file(struct mk_enforce *e, const struct mk_conf *conf,
-    int i, struct mk_err *err);
+static void enforce_reload_file(
+    struct mk_enforce *e, const struct mk_conf *conf, int i);
 
 /* Reload when the import file or the alias map changed and held still. */
 static void
@@ -1018,12 +1020,12 @@ enforce_files_check(struct mk_enforce *e)
 	const struct mk_conf *conf =
 	    e->d->reloaded != NULL ? e->d->reloaded : e->d->conf;
 	struct enforce_sig now;
-	struct mk_err err;
 	const char *path;
 	int i;
 
 	for (i = 0; i < ENFORCE_FILES; i++) {
-		if ((path = enforce_file_path(conf, i)) == NULL)
+		if ((path = enforce_file_path(conf, i)) == NULL ||
+		    e->reloading[i])
 			continue;
 		enforce_sig_get(path, &now);
 		if (enforce_sig_equal(&now, &e->loaded[i]))
@@ -1033,14 +1035,7 @@ enforce_files_check(struct mk_enforce *e)
 			continue;
 		}
 		e->loaded[i] = e->seen[i] = now;
-		if (enforce_reload_file(e, conf, i, &err) < 0)
-			mk_log_error("enforce",
-			    "%s changed; keeping the %s loaded before: %s",
-			    path,
-			    i == ENFORCE_FILE_IMPORT ? "limits" : "aliases",
-			    err.msg);
-		else
-			mk_log_info("enforce", "%s changed: reloaded", path);
+		enforce_reload_file(e, conf, i);
 	}
 }
 
@@ -1427,25 +1422,57 @@ mk_enforce_check_conf(const struct mk_conf *conf, struct mk_err *err)
 	return 0;
 }
 
-int
-mk_enforce_reload(
-    struct mk_enforce *e, const struct mk_conf *conf, struct mk_err *err)
-{
+struct mk_enforce_prepared {
 	struct enforce_sig sigs[ENFORCE_FILES];
 	struct enforce_settings s;
-	struct mk_catalog *cat = NULL;
-	int rc = -1, i;
+};
+
+struct mk_enforce_prepared *
+mk_enforce_prepare(
+    const struct mk_conf *conf, struct mk_catalog *cat, struct mk_err *err)
+{
+	struct mk_enforce_prepared *p = mk_xcalloc(1, sizeof(*p));
+	int i;
 
 	/* Before reading them: a change while they are read is seen. */
 	for (i = 0; i < ENFORCE_FILES; i++)
-		enforce_sig_get(enforce_file_path(conf, i), &sigs[i]);
-	if (enforce_prepare(conf, &s, err) < 0)
-		return -1;
+		enforce_sig_get(enforce_file_path(conf, i), &p->sigs[i]);
+	if (enforce_prepare(conf, &p->s, err) < 0) {
+		free(p);
+		return NULL;
+	}
 	/* Limits set at run time come back from the catalog. */
-	if (mk_catalog_open(conf->catalog, &cat, err) < 0 ||
-	    mk_catalog_limits_load(cat, enforce_limit_load_cb, s.limits, err) <
-		0)
-		goto out;
+	if (cat == NULL) {
+		mk_err_set(err, "no catalog connection");
+		mk_enforce_prepared_free(&p);
+	} else if (mk_catalog_limits_load(
+		       cat, enforce_limit_load_cb, p->s.limits, err) < 0)
+		mk_enforce_prepared_free(&p);
+	return p;
+}
+
+void
+mk_enforce_prepared_free(struct mk_enforce_prepared **preparedp)
+{
+	struct mk_enforce_prepared *p = *preparedp;
+
+	if (p == NULL)
+		return;
+	enforce_settings_clear(&p->s);
+	free(p);
+	*preparedp = NULL;
+}
+
+void
+mk_enforce_apply(struct mk_enforce *e, const struct mk_conf *conf,
+    struct mk_enforce_prepared **preparedp)
+{
+	struct mk_enforce_prepared *p = *preparedp;
+	struct enforce_settings s = p->s;
+	int i;
+
+	/* A file reload prepared from the configuration before is void. */
+	e->gen++;
 	mk_limits_free(&e->limits);
 	e->limits = s.limits;
 	s.limits = NULL;
@@ -1460,7 +1487,7 @@ mk_enforce_reload(
 	e->over_at = 0;
 	e->pools_valid = false;
 	for (i = 0; i < ENFORCE_FILES; i++)
-		e->loaded[i] = e->seen[i] = sigs[i];
+		e->loaded[i] = e->seen[i] = p->sigs[i];
 	e->maildirsize = conf->quota_maildirsize;
 	free(e->warn_from);
 	e->warn_from =
@@ -1494,43 +1521,84 @@ mk_enforce_reload(
 	e->pconf.rules = mk_limits_rules(e->limits);
 	mk_quota_resv_configure(e->resv, (int64_t)conf->policy_resv_ttl,
 	    (size_t)conf->policy_resv_max);
-	rc = 0;
-out:
-	mk_catalog_close(&cat);
-	enforce_settings_clear(&s);
-	return rc;
+	p->s = s; /* what was not taken */
+	mk_enforce_prepared_free(preparedp);
 }
 
-/* Reload one file (ENFORCE_FILE_*) of conf, keeping the rest. */
+/* At start, on the loop: no worker is running yet. */
 static int
-enforce_reload_file(
-    struct mk_enforce *e, const struct mk_conf *conf, int i, struct mk_err *err)
+enforce_load(struct mk_enforce *e, struct mk_catalog *cat, struct mk_err *err)
 {
+	struct mk_enforce_prepared *p;
+
+	if ((p = mk_enforce_prepare(e->d->conf, cat, err)) == NULL)
+		return -1;
+	mk_enforce_apply(e, e->d->conf, &p);
+	return 0;
+}
+
+/*
+ * Reload one file (ENFORCE_FILE_*) of conf, keeping the rest: read on a
+ * worker, taken on the loop unless a whole configuration was applied
+ * meanwhile (it read the file too).
+ */
+struct enforce_file_job {
+	struct mk_job job; /* first */
+	struct mk_enforce *e;
+	const struct mk_conf *conf; /* kept until exit by main.c */
+	int i;
+	uint64_t gen;
+	struct mk_aliases *aliases;
+	struct mk_limits *limits;
 	struct mk_warnings warnings;
-	struct mk_aliases *aliases = NULL;
-	struct mk_limits *limits = NULL;
-	struct mk_catalog *cat = NULL;
+	int rc;
+	struct mk_err err;
+};
+
+static void
+enforce_file_run(struct mk_job *job, void *ctx)
+{
+	struct enforce_file_job *j = (struct enforce_file_job *)job;
+	struct mk_worker *w = ctx;
+
+	if (j->i == ENFORCE_FILE_ALIASES)
+		j->rc = mk_aliases_load(j->conf->policy_aliases, &j->aliases,
+		    &j->warnings, &j->err);
+	else if (w->catalog == NULL)
+		j->rc = mk_err_set(&j->err, "no catalog connection");
+	else if ((j->rc = mk_limits_new(
+		      j->conf, &j->limits, &j->warnings, &j->err)) == 0)
+		j->rc = mk_catalog_limits_load(
+		    w->catalog, enforce_limit_load_cb, j->limits, &j->err);
+}
+
+static void
+enforce_file_done(struct mk_job *job)
+{
+	struct enforce_file_job *j = (struct enforce_file_job *)job;
+	struct mk_enforce *e = j->e;
+	const char *path = enforce_file_path(j->conf, j->i);
 	const struct mk_live_mailbox **all;
 	size_t n, k;
-	int rc = -1;
 
-	memset(&warnings, 0, sizeof(warnings));
-	if (i == ENFORCE_FILE_ALIASES) {
-		if (mk_aliases_load(
-			conf->policy_aliases, &aliases, &warnings, err) < 0)
-			goto out;
+	e->reloading[j->i] = false;
+	if (e->d->stopping || j->gen != e->gen)
+		goto out;
+	if (j->rc < 0) {
+		mk_log_error("enforce",
+		    "%s changed; keeping the %s loaded before: %s", path,
+		    j->i == ENFORCE_FILE_IMPORT ? "limits" : "aliases",
+		    j->err.msg);
+		goto out;
+	}
+	if (j->i == ENFORCE_FILE_ALIASES) {
 		mk_aliases_free(&e->aliases);
-		e->aliases = aliases;
-		aliases = NULL;
+		e->aliases = j->aliases;
+		j->aliases = NULL;
 	} else {
-		if (mk_limits_new(conf, &limits, &warnings, err) < 0 ||
-		    mk_catalog_open(conf->catalog, &cat, err) < 0 ||
-		    mk_catalog_limits_load(
-			cat, enforce_limit_load_cb, limits, err) < 0)
-			goto out;
 		mk_limits_free(&e->limits);
-		e->limits = limits;
-		limits = NULL;
+		e->limits = j->limits;
+		j->limits = NULL;
 		e->pconf.rules = mk_limits_rules(e->limits);
 		e->over_at = 0;
 		e->pools_valid = false;
@@ -1541,15 +1609,29 @@ enforce_reload_file(
 			    e, (struct mk_live_mailbox *)all[k], false);
 		free(all);
 	}
-	if (warnings.count > 0)
+	if (j->warnings.count > 0)
 		mk_log_warn("enforce", "%llu lines skipped, first: %s",
-		    warnings.count, warnings.first);
-	rc = 0;
+		    j->warnings.count, j->warnings.first);
+	mk_log_info("enforce", "%s changed: reloaded", path);
 out:
-	mk_catalog_close(&cat);
-	mk_limits_free(&limits);
-	mk_aliases_free(&aliases);
-	return rc;
+	mk_limits_free(&j->limits);
+	mk_aliases_free(&j->aliases);
+	free(j);
+}
+
+static void
+enforce_reload_file(struct mk_enforce *e, const struct mk_conf *conf, int i)
+{
+	struct enforce_file_job *j = mk_xcalloc(1, sizeof(*j));
+
+	j->job.run = enforce_file_run;
+	j->job.done = enforce_file_done;
+	j->e = e;
+	j->conf = conf;
+	j->i = i;
+	j->gen = e->gen;
+	e->reloading[i] = true;
+	mk_pool_submit_urgent(e->d->pool, &j->job);
 }
 
 int
@@ -1564,7 +1646,7 @@ mk_enforce_new(struct mk_daemon *d, struct mk_catalog *cat,
 	e->resv = mk_quota_resv_new();
 	e->pools = mk_hmap_new();
 	e->shares = mk_hmap_new();
-	if (mk_enforce_reload(e, d->conf, err) < 0 ||
+	if (enforce_load(e, cat, err) < 0 ||
 	    mk_catalog_warns_load(cat, enforce_warn_load_cb, e, err) < 0) {
 		mk_enforce_free(&e);
 		return -1;

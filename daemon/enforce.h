@@ -46,9 +46,19 @@ void mk_enforce_free(struct mk_enforce **enforcep);
 /* Check what conf says about quota (mailkeepd -n); 0 or -1. */
 int mk_enforce_check_conf(const struct mk_conf *conf, struct mk_err *err);
 
-/* Take a new configuration: limits, rules, aliases, warning settings. */
-int mk_enforce_reload(
-    struct mk_enforce *e, const struct mk_conf *conf, struct mk_err *err);
+/*
+ * A new configuration in two steps: mk_enforce_prepare() reads the files
+ * conf names and the run-time limits from cat, on a worker (NULL and
+ * err when something is wrong); mk_enforce_apply() takes the result on
+ * the loop.  conf must outlive the enforcer (main.c keeps every
+ * configuration until exit).
+ */
+struct mk_enforce_prepared;
+struct mk_enforce_prepared *mk_enforce_prepare(
+    const struct mk_conf *conf, struct mk_catalog *cat, struct mk_err *err);
+void mk_enforce_apply(struct mk_enforce *e, const struct mk_conf *conf,
+    struct mk_enforce_prepared **preparedp);
+void mk_enforce_prepared_free(struct mk_enforce_prepared **preparedp);
 
 /* The usage of mb changed; arrived says a message landed in it. */
 void mk_enforce_changed(

@@ -812,6 +812,41 @@ httpd_post_quota(struct httpd_server *srv, struct evhttp_request *req,
 	}
 }
 
+/* A POST /v1/reload waiting for the new configuration to be taken. */
+struct httpd_reload {
+	struct mk_daemon *d;
+	struct httpd_server *srv; /* gone once d->stopping */
+	struct mk_httpconn_hold *hold;
+};
+
+static void
+httpd_reload_done(void *arg, int rc, const struct mk_err *err)
+{
+	struct httpd_reload *r = arg;
+	struct evhttp_request *req = mk_httpconn_release(&r->hold);
+
+	if (req != NULL && r->d->stopping)
+		evhttp_request_free(req);
+	else if (req != NULL && rc < 0)
+		httpd_error(r->srv, req, 400, "Bad Request", err->msg);
+	else if (req != NULL)
+		httpd_send_json(r->srv, req, 200, "OK",
+		    json_pack("{s:s}", "reload", "done"));
+	free(r);
+}
+
+/* POST /v1/reload: answered once the configuration is taken. */
+static void
+httpd_post_reload(struct httpd_server *srv, struct evhttp_request *req)
+{
+	struct httpd_reload *r = mk_xcalloc(1, sizeof(*r));
+
+	r->d = srv->httpd->d;
+	r->srv = srv;
+	r->hold = mk_httpconn_hold(srv->httpd->conns, req);
+	mk_daemon_reload(r->d, httpd_reload_done, r);
+}
+
 /* A job id in a path: digits only, no leading zero. */
 static int
 httpd_job_id(const char *s, size_t len, uint64_t *id_r)
@@ -1086,7 +1121,6 @@ httpd_post(struct httpd_server *srv, struct evhttp_request *req,
     const char *path, const struct evkeyvalq *q)
 {
 	struct mk_daemon *d = srv->httpd->d;
-	struct mk_err err;
 
 	if (strcmp(path, "/v1/rescan") == 0) {
 		const char *mailbox = evhttp_find_header(q, "mailbox");
@@ -1126,11 +1160,7 @@ httpd_post(struct httpd_server *srv, struct evhttp_request *req,
 		return;
 	}
 	if (strcmp(path, "/v1/reload") == 0) {
-		if (mk_daemon_reload(d, &err) < 0)
-			httpd_error(srv, req, 400, "Bad Request", err.msg);
-		else
-			httpd_send_json(srv, req, 200, "OK",
-			    json_pack("{s:s}", "reload", "done"));
+		httpd_post_reload(srv, req);
 		return;
 	}
 	httpd_error(srv, req, 404, "Not Found", "no such endpoint");

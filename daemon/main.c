@@ -54,16 +54,42 @@ mk_daemon_notify_status(struct mk_daemon *d)
 	    c.polled > 0 ? ", some polled" : "");
 }
 
-int
-mk_daemon_reload(struct mk_daemon *d, struct mk_err *err)
-{
-	struct mk_conf *conf = NULL, *old = d->conf;
+struct main_reload {
+	struct mk_job job; /* first */
+	struct mk_daemon *d;
+	uint64_t seq;
+	struct mk_conf *conf;
+	struct mk_enforce_prepared *enforce;
+	mk_daemon_reload_cb *done;
+	void *arg;
+	int rc;
+	struct mk_err err;
+};
 
-	if (mk_conf_setup(&main_args, &conf, err) < 0) {
-		mk_log_error("main",
-		    "reload: %s; keeping the running configuration", err->msg);
-		return -1;
-	}
+static void
+main_reload_run(struct mk_job *job, void *ctx)
+{
+	struct main_reload *j = (struct main_reload *)job;
+	struct mk_worker *w = ctx;
+
+	j->rc = -1;
+	if (mk_conf_setup(&main_args, &j->conf, &j->err) < 0 ||
+	    mk_jobs_check_conf(j->conf, &j->err) < 0 ||
+	    (j->enforce = mk_enforce_prepare(j->conf, w->catalog, &j->err)) ==
+		NULL)
+		return;
+	j->rc = 0;
+}
+
+static void
+main_reload_done(struct mk_job *job)
+{
+	struct main_reload *j = (struct main_reload *)job;
+	struct mk_daemon *d = j->d;
+	struct mk_conf *conf = j->conf, *old = d->conf;
+
+	if (d->stopping || j->rc < 0 || j->seq < d->reload_applied)
+		goto out;
 	if (strcmp(conf->store_root, old->store_root) != 0 ||
 	    strcmp(conf->store_template, old->store_template) != 0 ||
 	    strcmp(conf->state_dir, old->state_dir) != 0 ||
@@ -74,38 +100,69 @@ mk_daemon_reload(struct mk_daemon *d, struct mk_err *err)
 		mk_log_warn("main",
 		    "reload: store, state, socket and worker settings take "
 		    "effect at the next restart");
-	if (mk_jobs_check_conf(conf, err) < 0 ||
-	    mk_enforce_reload(d->enforce, conf, err) < 0) {
-		mk_log_error("main",
-		    "reload: %s; keeping the running "
-		    "configuration",
-		    err->msg);
-		mk_conf_free(&conf);
-		return -1;
-	}
+	mk_enforce_apply(d->enforce, conf, &j->enforce);
 	/* What can change while running. */
 	mk_jobs_reload(d->jobs, conf);
 	old->log_level = conf->log_level;
 	mk_log_init("mailkeepd", (enum mk_log_level)conf->log_level);
 	/* Kept: enforce reloads from it when its files change. */
-	mk_conf_free(&d->reloaded);
+	if (d->reloaded != NULL) {
+		d->retired = mk_xreallocarray(
+		    d->retired, d->nretired + 1, sizeof(*d->retired));
+		d->retired[d->nretired++] = d->reloaded;
+	}
 	d->reloaded = conf;
+	conf = NULL;
+	d->reload_applied = j->seq;
 	mk_live_refresh_store(d->live);
 	mk_log_info("main", "configuration reloaded");
-	return 0;
+out:
+	if (j->rc < 0 && !d->stopping)
+		mk_log_error("main",
+		    "reload: %s; keeping the running configuration",
+		    j->err.msg);
+	if (d->stopping && j->rc == 0)
+		j->rc = mk_err_set(&j->err, "the daemon is stopping");
+	mk_conf_free(&conf);
+	mk_enforce_prepared_free(&j->enforce);
+	j->done(j->arg, j->rc, &j->err);
+	free(j);
+}
+
+void
+mk_daemon_reload(struct mk_daemon *d, mk_daemon_reload_cb *done, void *arg)
+{
+	struct main_reload *j = mk_xcalloc(1, sizeof(*j));
+
+	j->job.run = main_reload_run;
+	j->job.done = main_reload_done;
+	j->d = d;
+	j->seq = ++d->reloads;
+	j->done = done;
+	j->arg = arg;
+	mk_pool_submit_urgent(d->pool, &j->job);
+}
+
+static void
+main_reloaded_cb(void *arg, int rc, const struct mk_err *err)
+{
+	const struct mk_daemon *d = arg;
+
+	(void)rc;
+	(void)err;
+	if (!d->stopping)
+		sd_notify(0, "READY=1");
 }
 
 static void
 main_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct mk_daemon *d = arg;
-	struct mk_err err;
 
 	(void)what;
 	if (sig == SIGHUP) {
 		sd_notify(0, "RELOADING=1");
-		(void)mk_daemon_reload(d, &err);
-		sd_notify(0, "READY=1");
+		mk_daemon_reload(d, main_reloaded_cb, d);
 		return;
 	}
 	mk_log_info("main", "signal %d: stopping", (int)sig);
@@ -399,6 +456,9 @@ main(int argc, char **argv)
 		mk_log_set_target(MK_LOG_SYSLOG);
 	rc = main_run(&d, foreground);
 	mk_conf_free(&d.reloaded);
+	while (d.nretired > 0)
+		mk_conf_free(&d.retired[--d.nretired]);
+	free(d.retired);
 	mk_conf_free(&d.conf);
 	return rc;
 }

@@ -260,7 +260,8 @@ mk_fs_read_file(const char *path, size_t max, char **data_r, size_t *len_r,
 	struct stat st;
 
 	*data_r = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO put where a file belongs must not hang us. */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return mk_err_sys(err, "open(%s)", path);
 	if (fstat(fd, &st) < 0) {

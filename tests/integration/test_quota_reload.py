@@ -13,7 +13,8 @@ rewritten in place take effect; a passwd-file with a new limit takes
 effect; a bad alias map, a bad passwd-file and a removed alias map are
 refused with a log line that names the file and the reason, and the
 verdicts stay those of the files loaded before; a good file after a bad
-one is taken again.  `mailkeep quota set` while another process holds the
+one is taken again; a FIFO in the alias map's place is refused at once.
+`mailkeep quota set` while another process holds the
 catalog's write lock leaves the status socket and the policy service
 answering, and completes once the lock is released.
 
@@ -150,6 +151,16 @@ def steps(check, mk, tmp, path):
           "team@ (-> full@) refused",
           becomes(ROOM, REFUSE) and becomes(TEAM, REFUSE))
     check("mailkeepd still running", mk.alive())
+
+    # A FIFO put in the alias map's place: refused at once (nothing waits
+    # for a writer), the aliases loaded before stay.
+    fifo = virtual + ".fifo"
+    os.mkfifo(fifo)
+    os.rename(fifo, virtual)
+    check("alias map replaced by a FIFO: refused, named in the log",
+          logged("virtual changed; keeping the aliases", "not a regular file"))
+    check("... team@ still goes to full@ (refused), and the policy service "
+          "answers", ask(path, TEAM) == REFUSE and mk.alive())
     busy_catalog(check, mk, tmp, path)
 
 
