@@ -1207,25 +1207,31 @@ enforce_limit_run(struct mk_job *job, void *ctx)
 		    mk_catalog_limit_put(w->catalog, j->target, &j->l, &j->err);
 }
 
+/* Limits changed: counts and pools are made again, and every
+ * mailbox's maildirsize limit line and thresholds are checked again. */
+static void
+enforce_limits_changed(struct mk_enforce *e)
+{
+	const struct mk_live_mailbox **all;
+	size_t n, i;
+
+	e->over_at = 0;
+	e->pools_valid = false;
+	all = mk_live_all(e->d->live, &n);
+	for (i = 0; i < n; i++)
+		mk_enforce_changed(e, (struct mk_live_mailbox *)all[i], false);
+	free(all);
+}
+
 static void
 enforce_limit_done(struct mk_job *job)
 {
 	struct enforce_limit_job *j = (struct enforce_limit_job *)job;
 	struct mk_enforce *e = j->e;
-	const struct mk_live_mailbox **all;
-	size_t n, i;
 
 	if (j->rc == 0 && !e->d->stopping &&
-	    (j->rc = mk_limits_set(e->limits, j->target, &j->l, &j->err)) ==
-		0) {
-		e->over_at = 0;
-		e->pools_valid = false;
-		all = mk_live_all(e->d->live, &n);
-		for (i = 0; i < n; i++)
-			mk_enforce_changed(
-			    e, (struct mk_live_mailbox *)all[i], false);
-		free(all);
-	}
+	    (j->rc = mk_limits_set(e->limits, j->target, &j->l, &j->err)) == 0)
+		enforce_limits_changed(e);
 	if (j->rc < 0)
 		mk_log_error("enforce", "setting the limit of %s: %s",
 		    j->target, j->err.msg);
@@ -1468,22 +1474,22 @@ mk_enforce_apply(struct mk_enforce *e, const struct mk_conf *conf,
     struct mk_enforce_prepared **preparedp)
 {
 	struct mk_enforce_prepared *p = *preparedp;
-	struct enforce_settings s = p->s;
+	struct enforce_settings *s = &p->s;
 	int i;
 
 	/* A file reload prepared from the configuration before is void. */
 	e->gen++;
 	mk_limits_free(&e->limits);
-	e->limits = s.limits;
-	s.limits = NULL;
+	e->limits = s->limits;
+	s->limits = NULL;
 	mk_aliases_free(&e->aliases);
-	e->aliases = s.aliases;
-	s.aliases = NULL;
+	e->aliases = s->aliases;
+	s->aliases = NULL;
 	free(e->tmpl);
-	e->tmpl = s.tmpl;
-	e->tmpl_len = s.tmpl_len;
-	s.tmpl = NULL;
-	e->wconf = s.wconf;
+	e->tmpl = s->tmpl;
+	e->tmpl_len = s->tmpl_len;
+	s->tmpl = NULL;
+	e->wconf = s->wconf;
 	e->over_at = 0;
 	e->pools_valid = false;
 	for (i = 0; i < ENFORCE_FILES; i++)
@@ -1503,7 +1509,7 @@ mk_enforce_apply(struct mk_enforce *e, const struct mk_conf *conf,
 	    ? mk_xstrdup(conf->digest_sendmail)
 	    : NULL;
 	e->digest_top = (size_t)conf->digest_top;
-	e->digest_secs = s.digest_secs;
+	e->digest_secs = s->digest_secs;
 	e->digest_due = e->digest_to != NULL
 	    ? enforce_digest_next(
 		  e->digest_secs, mk_daemon_now_ns() / 1000000000)
@@ -1521,7 +1527,10 @@ mk_enforce_apply(struct mk_enforce *e, const struct mk_conf *conf,
 	e->pconf.rules = mk_limits_rules(e->limits);
 	mk_quota_resv_configure(e->resv, (int64_t)conf->policy_resv_ttl,
 	    (size_t)conf->policy_resv_max);
-	p->s = s; /* what was not taken */
+	/* A reload: limits may have changed.  (At start nothing is counted
+	 * yet; each mailbox is checked once it is.) */
+	if (e->d->ready)
+		enforce_limits_changed(e);
 	mk_enforce_prepared_free(preparedp);
 }
 
@@ -1578,8 +1587,6 @@ enforce_file_done(struct mk_job *job)
 	struct enforce_file_job *j = (struct enforce_file_job *)job;
 	struct mk_enforce *e = j->e;
 	const char *path = enforce_file_path(j->conf, j->i);
-	const struct mk_live_mailbox **all;
-	size_t n, k;
 
 	e->reloading[j->i] = false;
 	if (e->d->stopping || j->gen != e->gen)
@@ -1600,14 +1607,7 @@ enforce_file_done(struct mk_job *job)
 		e->limits = j->limits;
 		j->limits = NULL;
 		e->pconf.rules = mk_limits_rules(e->limits);
-		e->over_at = 0;
-		e->pools_valid = false;
-		/* New limit lines in maildirsize, thresholds checked again. */
-		all = mk_live_all(e->d->live, &n);
-		for (k = 0; k < n; k++)
-			mk_enforce_changed(
-			    e, (struct mk_live_mailbox *)all[k], false);
-		free(all);
+		enforce_limits_changed(e);
 	}
 	if (j->warnings.count > 0)
 		mk_log_warn("enforce", "%llu lines skipped, first: %s",

@@ -26,6 +26,7 @@ failure.  Takes about 20 s.
 
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -161,6 +162,21 @@ def steps(check, mk, tmp, path):
           logged("virtual changed; keeping the aliases", "not a regular file"))
     check("... team@ still goes to full@ (refused), and the policy service "
           "answers", ask(path, TEAM) == REFUSE and mk.alive())
+
+    # SIGHUP with a per-mailbox override: the limit line of room@'s
+    # maildirsize follows without any mail arriving.
+    mds = os.path.join(tmp, "store", "example.org", "room", "Maildir", "maildirsize")
+    check("room@'s maildirsize has the passwd-file limit (1 KiB)",
+          wait_for(lambda: first_line(mds) == "1024S", 10, 0.1), first_line(mds))
+    write_atomic(virtual, f"{TEAM} {FULL}\n")  # no FIFO: it would fail the reload
+    conf = os.path.join(tmp, "mailkeep.conf")
+    with open(conf, "a") as f:
+        f.write(f"\n[quota.mailbox]\n{ROOM} = storage=3M\n")
+    mk.kill(signal.SIGHUP)
+    check("after SIGHUP with room@ at 3 MiB: its maildirsize says so",
+          wait_for(lambda: first_line(mds) == f"{3 << 20}S", 10, 0.1),
+          first_line(mds))
+    check("... and room@ is let through", becomes(ROOM, DUNNO))
     busy_catalog(check, mk, tmp, path)
 
 
@@ -206,6 +222,14 @@ def busy_catalog(check, mk, tmp, path):
           becomes_dunno(path, ROOM))
     check("mailkeepd still answers", mk.get("/v1/status")[0] == 200 and
           mk.alive())
+
+
+def first_line(path):
+    try:
+        with open(path) as f:
+            return f.readline().strip()
+    except OSError as e:
+        return str(e)
 
 
 def becomes_dunno(path, recipient):
