@@ -266,11 +266,39 @@ httpd_estimate(const struct mk_daemon *d, const struct mk_live_mailbox *mb,
 
 /* GET /v1/mailboxes/<address>: the history is read by a worker (the
  * catalog is on disk), the answer made on the loop from the live state. */
-struct httpd_mailbox_job {
-	struct mk_job job; /* first */
+/* A request answered later, when a worker's task is done. */
+struct httpd_held {
 	struct mk_daemon *d;
 	struct httpd_server *srv; /* gone once d->stopping */
 	struct mk_httpconn_hold *hold;
+};
+
+static void
+httpd_hold(
+    struct httpd_held *h, struct httpd_server *srv, struct evhttp_request *req)
+{
+	h->d = srv->httpd->d;
+	h->srv = srv;
+	h->hold = mk_httpconn_hold(srv->httpd->conns, req);
+}
+
+/* The request to answer now, or NULL: its connection is gone, or the
+ * daemon stops (its servers are freed; a request left to us is freed). */
+static struct evhttp_request *
+httpd_held_take(struct httpd_held *h)
+{
+	struct evhttp_request *req = mk_httpconn_release(&h->hold);
+
+	if (req != NULL && h->d->stopping) {
+		evhttp_request_free(req);
+		return NULL;
+	}
+	return req;
+}
+
+struct httpd_mailbox_job {
+	struct mk_job job; /* first */
+	struct httpd_held held;
 	char *address;
 	struct {
 		int64_t day;
@@ -309,29 +337,27 @@ static void
 httpd_mailbox_done(struct mk_job *job)
 {
 	struct httpd_mailbox_job *j = (struct httpd_mailbox_job *)job;
-	struct evhttp_request *req = mk_httpconn_release(&j->hold);
+	struct evhttp_request *req = httpd_held_take(&j->held);
+	struct mk_daemon *d = j->held.d;
 	const struct mk_live_mailbox *mb;
 	json_t *obj, *history;
 	size_t i;
 
-	if (req != NULL && j->d->stopping)
-		evhttp_request_free(req);
-	else if (req != NULL &&
-	    (mb = mk_live_find(j->d->live, j->address)) == NULL)
-		httpd_error(j->srv, req, 404, "Not Found", "no such mailbox");
+	if (req != NULL && (mb = mk_live_find(d->live, j->address)) == NULL)
+		httpd_error(
+		    j->held.srv, req, 404, "Not Found", "no such mailbox");
 	else if (req != NULL) {
 		if (j->rc < 0)
 			mk_log_warn("httpd", "%s: no usage history: %s",
 			    j->address, j->err.msg);
-		obj = httpd_mailbox_json(j->d, mb, true);
+		obj = httpd_mailbox_json(d, mb, true);
 		history = json_array();
 		for (i = 0; i < j->ndays; i++)
 			httpd_history_cb(
 			    j->days[i].day, &j->days[i].u, history);
 		json_object_set_new(obj, "history", history);
-		httpd_estimate(
-		    j->d, mb, history, json_object_get(obj, "quota"));
-		httpd_send_json(j->srv, req, 200, "OK", obj);
+		httpd_estimate(d, mb, history, json_object_get(obj, "quota"));
+		httpd_send_json(j->held.srv, req, 200, "OK", obj);
 	}
 	free(j->address);
 	free(j);
@@ -360,10 +386,8 @@ httpd_get_mailbox(
 	j = mk_xcalloc(1, sizeof(*j));
 	j->job.run = httpd_mailbox_run;
 	j->job.done = httpd_mailbox_done;
-	j->d = httpd->d;
-	j->srv = srv;
 	j->address = address;
-	j->hold = mk_httpconn_hold(httpd->conns, req);
+	httpd_hold(&j->held, srv, req);
 	mk_pool_submit_urgent(httpd->d->pool, &j->job);
 }
 
@@ -738,9 +762,7 @@ httpd_get_metrics(struct httpd_server *srv, struct evhttp_request *req)
 
 /* A POST /v1/quota waiting for its row to be saved. */
 struct httpd_quota_set {
-	struct mk_daemon *d;
-	struct httpd_server *srv; /* gone once d->stopping */
-	struct mk_httpconn_hold *hold;
+	struct httpd_held held;
 	char *target;
 	struct mk_quota_limits l;
 };
@@ -749,15 +771,13 @@ static void
 httpd_quota_set_done(void *arg, int rc, const struct mk_err *err)
 {
 	struct httpd_quota_set *qs = arg;
-	struct evhttp_request *req = mk_httpconn_release(&qs->hold);
+	struct evhttp_request *req = httpd_held_take(&qs->held);
 
-	if (req != NULL && qs->d->stopping)
-		evhttp_request_free(req);
-	else if (req != NULL && rc < 0)
+	if (req != NULL && rc < 0)
 		httpd_error(
-		    qs->srv, req, 500, "Internal Server Error", err->msg);
+		    qs->held.srv, req, 500, "Internal Server Error", err->msg);
 	else if (req != NULL)
-		httpd_send_json(qs->srv, req, 200, "OK",
+		httpd_send_json(qs->held.srv, req, 200, "OK",
 		    json_pack("{s:o, s:o, s:o}", "target",
 			httpd_str(qs->target), "storage",
 			httpd_limit_json(qs->l.bytes, qs->l.bytes_from),
@@ -797,15 +817,13 @@ httpd_post_quota(struct httpd_server *srv, struct evhttp_request *req,
 		return;
 	}
 	qs = mk_xcalloc(1, sizeof(*qs));
-	qs->d = srv->httpd->d;
-	qs->srv = srv;
 	qs->target = mk_xstrdup(target);
 	mk_str_lower(qs->target);
-	qs->hold = mk_httpconn_hold(srv->httpd->conns, req);
+	httpd_hold(&qs->held, srv, req);
 	if (mk_limits_parse_set(argc, argv, &qs->l, &err) < 0 ||
-	    mk_enforce_set_limit(qs->d->enforce, qs->target, &qs->l,
+	    mk_enforce_set_limit(qs->held.d->enforce, qs->target, &qs->l,
 		httpd_quota_set_done, qs, &err) < 0) {
-		httpd_error(srv, mk_httpconn_release(&qs->hold), 400,
+		httpd_error(srv, mk_httpconn_release(&qs->held.hold), 400,
 		    "Bad Request", err.msg);
 		free(qs->target);
 		free(qs);
@@ -814,23 +832,19 @@ httpd_post_quota(struct httpd_server *srv, struct evhttp_request *req,
 
 /* A POST /v1/reload waiting for the new configuration to be taken. */
 struct httpd_reload {
-	struct mk_daemon *d;
-	struct httpd_server *srv; /* gone once d->stopping */
-	struct mk_httpconn_hold *hold;
+	struct httpd_held held;
 };
 
 static void
 httpd_reload_done(void *arg, int rc, const struct mk_err *err)
 {
 	struct httpd_reload *r = arg;
-	struct evhttp_request *req = mk_httpconn_release(&r->hold);
+	struct evhttp_request *req = httpd_held_take(&r->held);
 
-	if (req != NULL && r->d->stopping)
-		evhttp_request_free(req);
-	else if (req != NULL && rc < 0)
-		httpd_error(r->srv, req, 400, "Bad Request", err->msg);
+	if (req != NULL && rc < 0)
+		httpd_error(r->held.srv, req, 400, "Bad Request", err->msg);
 	else if (req != NULL)
-		httpd_send_json(r->srv, req, 200, "OK",
+		httpd_send_json(r->held.srv, req, 200, "OK",
 		    json_pack("{s:s}", "reload", "done"));
 	free(r);
 }
@@ -841,10 +855,8 @@ httpd_post_reload(struct httpd_server *srv, struct evhttp_request *req)
 {
 	struct httpd_reload *r = mk_xcalloc(1, sizeof(*r));
 
-	r->d = srv->httpd->d;
-	r->srv = srv;
-	r->hold = mk_httpconn_hold(srv->httpd->conns, req);
-	mk_daemon_reload(r->d, httpd_reload_done, r);
+	httpd_hold(&r->held, srv, req);
+	mk_daemon_reload(r->held.d, httpd_reload_done, r);
 }
 
 /* A job id in a path: digits only, no leading zero. */
