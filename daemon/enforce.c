@@ -1490,8 +1490,6 @@ mk_enforce_apply(struct mk_enforce *e, const struct mk_conf *conf,
 	e->tmpl_len = s->tmpl_len;
 	s->tmpl = NULL;
 	e->wconf = s->wconf;
-	e->over_at = 0;
-	e->pools_valid = false;
 	for (i = 0; i < ENFORCE_FILES; i++)
 		e->loaded[i] = e->seen[i] = p->sigs[i];
 	e->maildirsize = conf->quota_maildirsize;
@@ -1528,7 +1526,7 @@ mk_enforce_apply(struct mk_enforce *e, const struct mk_conf *conf,
 	mk_quota_resv_configure(e->resv, (int64_t)conf->policy_resv_ttl,
 	    (size_t)conf->policy_resv_max);
 	/* A reload: limits may have changed.  (At start nothing is counted
-	 * yet; each mailbox is checked once it is.) */
+	 * or made yet; each mailbox is checked once it is counted.) */
 	if (e->d->ready)
 		enforce_limits_changed(e);
 	mk_enforce_prepared_free(preparedp);

@@ -47,8 +47,9 @@ int mk_pool_new(struct event_base *base, size_t nthreads,
 void mk_pool_submit(struct mk_pool *pool, struct mk_job *job);
 
 /*
- * Queue a short job someone waits for (an HTTP answer) ahead of every
- * job that is not urgent; urgent ones run in order of submission.
+ * Queue a short job someone waits for (an HTTP answer, a reload) ahead
+ * of every job that is not urgent; urgent ones run in order of
+ * submission.
  */
 void mk_pool_submit_urgent(struct mk_pool *pool, struct mk_job *job);
 
