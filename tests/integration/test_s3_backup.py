@@ -25,6 +25,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -381,7 +382,16 @@ def scenario(check, ceph, tmp):
           len({s["mailbox"] for s in snaps}) == 5, res.stdout[:300] + res.stderr)
 
     # A pack deleted behind our back: check names it and what it affects.
-    packs = sorted(k for k in s3.list(bucket, "mail/packs/"))
+    # One this host's catalog records: a pack only the other host has
+    # recorded since this host last ran is not seen by its check (see
+    # docs/backup.md, "Not built yet").
+    db = sqlite3.connect(os.path.join(a.state, "catalog.db"))
+    recorded = {name for (name,) in db.execute("SELECT name FROM pack")}
+    db.close()
+    packs = sorted(k for k in s3.list(bucket, "mail/packs/")
+                   if os.path.basename(k) in recorded)
+    check("host a's catalog records packs in the bucket", bool(packs),
+          sorted(recorded)[:3])
     gone = packs[len(packs) // 2]
     s3.delete(bucket, gone)
     res = mailkeep(a.conf, "--json", "check")
