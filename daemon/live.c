@@ -579,9 +579,20 @@ live_scan_folder_cb(int folderfd, const char *dir, void *arg)
 		j->wd_root = live_add_watch(j, folderfd, "", LIVE_MASK_DIR);
 	w->wd_new = live_add_watch(j, folderfd, "new", LIVE_MASK_SUB);
 	w->wd_cur = live_add_watch(j, folderfd, "cur", LIVE_MASK_SUB);
-	/* A folder just made may not have new/ and cur/ yet. */
-	if (dir[0] != '\0' && (w->wd_new < 0 || w->wd_cur < 0))
+	/*
+	 * A folder just made may not have new/ and cur/ yet: watch the
+	 * folder for them, then try once more, so that one made between
+	 * the first try and the folder's watch is not missed.
+	 */
+	if (dir[0] != '\0' && (w->wd_new < 0 || w->wd_cur < 0)) {
 		w->wd_dir = live_add_watch(j, folderfd, "", LIVE_MASK_DIR);
+		if (w->wd_new < 0)
+			w->wd_new =
+			    live_add_watch(j, folderfd, "new", LIVE_MASK_SUB);
+		if (w->wd_cur < 0)
+			w->wd_cur =
+			    live_add_watch(j, folderfd, "cur", LIVE_MASK_SUB);
+	}
 }
 
 static void

@@ -328,11 +328,12 @@ class Mailkeepd:
         self.status_socket = self.control_socket = None
 
     def start(self, store, state, extra_args=(), timeout=30,
-              status_socket=None, control_socket=None, spawned=None):
+              status_socket=None, control_socket=None, spawned=None,
+              env=None):
         """Run `mailkeepd -f --store STORE --state STATE EXTRA_ARGS` (with
         store=None neither option is given: use -c FILE in extra_args; the
         log still goes to STATE).  spawned(pid) is called right after the
-        fork.  Returns self once /v1/status answers ready=true; raises
+        fork; env adds variables to the daemon's environment.  Returns self once /v1/status answers ready=true; raises
         MailkeepdError with the log tail otherwise."""
         if self.alive():
             raise MailkeepdError(f"mailkeepd {self.pid} is still running")
@@ -346,7 +347,8 @@ class Mailkeepd:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(args + list(extra_args),
                                          stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT)
+                                         stderr=subprocess.STDOUT,
+                                         env=dict(os.environ, **(env or {})))
         self.pid = self.proc.pid
         if spawned is not None:
             spawned(self.pid)
@@ -606,7 +608,8 @@ class Dovecot:
         with open(self.out, "wb") as out:
             self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf],
                                          stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT)
+                                         stderr=subprocess.STDOUT,
+                                         env=dict(os.environ, **(env or {})))
         self.pid = self.proc.pid
         pidfile = os.path.join(self.base_dir, "master.pid")
         deadline = time.monotonic() + timeout

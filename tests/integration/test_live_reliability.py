@@ -13,6 +13,8 @@
   empty      a daemon over an empty store becomes ready
   late       a home (or domain) directory made before its Maildir
   rmrf       a whole Maildir removed with rm -rf, several times
+  newdir     a folder whose cur/ is made just as the daemon fails to watch
+             it (an LD_PRELOAD shim makes it): mail put there is counted
   hops       messages moved on (new/ to cur/, to another folder, unlinked)
              before the daemon reads the event of their arrival
 
@@ -35,8 +37,8 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mkenv import (Checks, Mailkeepd, MailkeepdError, make_maildir,  # noqa: E402
-                   run_mailkeep, wait_for)
+from mkenv import (BIN_DIR, Checks, Mailkeepd, MailkeepdError,  # noqa: E402
+                   make_maildir, run_mailkeep, wait_for)
 
 SYNC = "sync@barrier.test"
 QUEUE_SYSCTL = "/proc/sys/fs/inotify/max_queued_events"
@@ -588,11 +590,35 @@ def scenario_hops(check, tmp):
         alive(check, mk, "hops")
 
 
+def scenario_newdir(check, tmp):
+    st = Store(tmp, "newdir")
+    address = "newdir@a.test"
+    md = make_maildir(st.maildir(address))
+    shim = os.path.join(BIN_DIR, "tests", "libmkdir_race.so")
+    with Mailkeepd().start(st.root, st.state,
+                           env={"LD_PRELOAD": shim}) as mk:
+        # The folder arrives whole but without cur/ (made aside, renamed
+        # in): the daemon's watch on its cur/ fails and the shim makes
+        # cur/ right then.
+        aside = os.path.join(md, "tmp", ".Race")
+        for sub in ("new", "tmp"):
+            os.makedirs(os.path.join(aside, sub))
+        os.rename(aside, os.path.join(md, ".Race"))
+        check("the shim made cur/ when the daemon watched the new folder",
+              wait_for(lambda: os.path.isdir(os.path.join(md, ".Race", "cur")),
+                       1.0))
+        agree(check, mk, st, "a folder without cur/", [address])
+        st.message(md, ".Race", "cur", 700)
+        agree(check, mk, st, "mail in the cur/ made as the watch failed",
+              [address])
+        alive(check, mk, "newdir")
+
+
 SCENARIOS = {"kill9": scenario_kill9, "overflow": scenario_overflow,
              "symlinks": scenario_symlinks, "twice": scenario_twice,
              "reload": scenario_reload,
              "empty": scenario_empty, "late": scenario_late, "rmrf": scenario_rmrf,
-             "hops": scenario_hops}
+             "newdir": scenario_newdir, "hops": scenario_hops}
 
 
 def main():
