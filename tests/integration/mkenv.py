@@ -333,8 +333,9 @@ class Mailkeepd:
         """Run `mailkeepd -f --store STORE --state STATE EXTRA_ARGS` (with
         store=None neither option is given: use -c FILE in extra_args; the
         log still goes to STATE).  spawned(pid) is called right after the
-        fork; env adds variables to the daemon's environment.  Returns self once /v1/status answers ready=true; raises
-        MailkeepdError with the log tail otherwise."""
+        fork; env adds variables to the daemon's environment.  Returns
+        self once /v1/status answers ready=true; raises MailkeepdError
+        with the log tail otherwise."""
         if self.alive():
             raise MailkeepdError(f"mailkeepd {self.pid} is still running")
         os.makedirs(state, 0o700, exist_ok=True)
@@ -608,8 +609,7 @@ class Dovecot:
         with open(self.out, "wb") as out:
             self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf],
                                          stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT,
-                                         env=dict(os.environ, **(env or {})))
+                                         stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
         pidfile = os.path.join(self.base_dir, "master.pid")
         deadline = time.monotonic() + timeout
