@@ -152,6 +152,23 @@ struct mk_backup {
 	mk_backup_read_cb *read_cb;
 	void *read_arg;
 	int64_t time_ns; /* the snapshots' time, 0: now */
+	/* The next mailbox, listed by a thread of its own meanwhile
+	 * (mk_backup_prefetch). */
+	struct {
+		/* Named by mk_backup_prefetch(), not started yet. */
+		char *next;
+		char *next_relpath;
+		int next_rootfd;
+		/* The listing in the thread, which owns relpath. */
+		bool running;
+		pthread_t thread;
+		struct bk_mailbox *mb;
+		int rootfd;
+		char *relpath;
+		int rc;
+		char *dirbuf;
+		bool off; /* no thread could be had */
+	} ahead;
 };
 
 /*
@@ -246,6 +263,7 @@ struct bk_mailbox {
 	struct mk_backup *bk;
 	const char *address;
 	int mfd;
+	char *dirbuf; /* BACKUP_DIRBUF, of the thread listing it */
 	struct mk_backup_stats *stats;
 	struct bk_folder *folders;
 	size_t nfolders;
@@ -425,7 +443,7 @@ bk_pending_clear(struct mk_backup *bk)
 }
 
 static int bk_commit(struct bk_mailbox *mb, struct mk_err *err);
-static void bk_mailbox_free(struct bk_mailbox *mb);
+static void bk_mailbox_drop(struct bk_mailbox *mb);
 
 /* Tell the owner how a deferred mailbox ended, and free it. */
 static void
@@ -434,8 +452,7 @@ bk_deferred_done(
 {
 	if (bk->done_cb != NULL)
 		bk->done_cb(mb->address, mb->stats, err, bk->done_arg);
-	bk_mailbox_free(mb);
-	free(mb);
+	bk_mailbox_drop(mb);
 }
 
 /*
@@ -1347,7 +1364,7 @@ bk_list_sub(struct bk_mailbox *mb, int folderfd, struct bk_folder *f, bool cur,
 		}
 		return mk_err_sys(err, "open(%s/%s)", f->dir, sub);
 	}
-	mk_fs_dir_start(&dir, fd, mb->bk->dirbuf, BACKUP_DIRBUF);
+	mk_fs_dir_start(&dir, fd, mb->dirbuf, BACKUP_DIRBUF);
 	while ((r = mk_fs_dir_next(&dir, &de)) == 1) {
 		const char *name = de.name;
 		struct bk_entry *e;
@@ -2133,21 +2150,14 @@ bk_finish(struct bk_mailbox *mb, struct mk_err *err)
 	return 1;
 }
 
-int
-mk_backup_mailbox(struct mk_backup *bk, int rootfd, const char *relpath,
-    const char *address, struct mk_backup_stats *stats_r, struct mk_err *err)
+static struct bk_mailbox *
+bk_mailbox_new(struct mk_backup *bk, const char *address, char *dirbuf)
 {
 	struct bk_mailbox *mb = mk_xcalloc(1, sizeof(*mb));
-	int64_t start = backup_mono_ns();
-	int ioprio = bk_ioprio_idle(), r = -1, rc = -1;
-	struct mk_err derr;
 
-	memset(stats_r, 0, sizeof(*stats_r));
-	/* Backed up twice in a session: the first must be committed. */
-	if (bk_deferred_has(bk, address) && bk_flush(bk, err) < 0)
-		goto out;
 	mb->bk = bk;
 	mb->mfd = -1;
+	mb->dirbuf = dirbuf;
 	mb->own_address = mk_xstrdup(address);
 	mb->address = mb->own_address;
 	mb->stats = &mb->own_stats;
@@ -2155,17 +2165,181 @@ mk_backup_mailbox(struct mk_backup *bk, int rootfd, const char *relpath,
 	mb->fresh = mk_hmap_new();
 	mb->stamps = mk_hmap_new();
 	mb->stats->time_ns = bk->time_ns != 0 ? bk->time_ns : backup_now_ns();
-	bk->current = mb;
-	bk->open_used = false;
+	return mb;
+}
+
+/* What the catalog has of the mailbox: stamps and versions alive. */
+static int
+bk_mailbox_known(struct bk_mailbox *mb, struct mk_err *err)
+{
+	struct mk_catalog *cat = mb->bk->cat;
+
+	if (mk_catalog_stamps_get(cat, mb->address, bk_stamp_cb, mb, err) < 0 ||
+	    mk_catalog_versions_at(
+		cat, mb->address, MK_CATALOG_NOW, bk_known_cb, mb, err) < 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * The folders and their listings, after bk_mailbox_known().  Reads
+ * files only and touches nothing of the session, so that another
+ * thread can do it.
+ */
+static int
+bk_mailbox_list(
+    struct bk_mailbox *mb, int rootfd, const char *relpath, struct mk_err *err)
+{
 	if ((mb->mfd = mk_fs_open_dir_beneath(rootfd, relpath, err)) < 0 ||
-	    mk_catalog_stamps_get(bk->cat, address, bk_stamp_cb, mb, err) < 0 ||
 	    bk_folders_find(mb, err) < 0 ||
 	    bk_meta_read(mb, mb->mfd, ".", BACKUP_SUBSCRIPTIONS,
 		&mb->subscriptions, err) < 0 ||
-	    mk_catalog_versions_at(
-		bk->cat, address, MK_CATALOG_NOW, bk_known_cb, mb, err) < 0 ||
-	    bk_list_all(mb, err) < 0 || bk_read_all(mb, err) < 0 ||
-	    bk_drain(mb, err) < 0 ||
+	    bk_list_all(mb, err) < 0)
+		return -1;
+	return 0;
+}
+
+static void
+bk_mailbox_drop(struct bk_mailbox *mb)
+{
+	bk_mailbox_free(mb);
+	free(mb);
+}
+
+static void *
+bk_ahead_main(void *arg)
+{
+	struct mk_backup *bk = arg;
+	struct mk_err err;
+
+	(void)bk_ioprio_idle();
+	bk->ahead.rc = bk_mailbox_list(
+	    bk->ahead.mb, bk->ahead.rootfd, bk->ahead.relpath, &err);
+	return NULL;
+}
+
+/* The mailbox listed ahead, once its thread is done; NULL if none. */
+static struct bk_mailbox *
+bk_ahead_join(struct mk_backup *bk, int *rc_r)
+{
+	struct bk_mailbox *mb = bk->ahead.mb;
+
+	if (!bk->ahead.running)
+		return NULL;
+	pthread_join(bk->ahead.thread, NULL);
+	bk->ahead.running = false;
+	bk->ahead.mb = NULL;
+	free(bk->ahead.relpath);
+	bk->ahead.relpath = NULL;
+	*rc_r = bk->ahead.rc;
+	return mb;
+}
+
+/*
+ * The listing made ahead, if it is address's and it went well; NULL
+ * otherwise, and the caller lists the mailbox now (a failure again, with
+ * its error).  A listing of another mailbox, or a stale one (the session
+ * had the mailbox waiting for the open pack, so the catalog may have
+ * changed under it), is dropped.
+ */
+static struct bk_mailbox *
+bk_ahead_take(struct mk_backup *bk, const char *address, bool stale)
+{
+	struct bk_mailbox *mb;
+	int rc;
+
+	if ((mb = bk_ahead_join(bk, &rc)) == NULL)
+		return NULL;
+	if (rc < 0 || stale || strcmp(mb->address, address) != 0) {
+		bk_mailbox_drop(mb);
+		return NULL;
+	}
+	mb->dirbuf = bk->dirbuf;
+	mb->stats->listed_ahead = true;
+	return mb;
+}
+
+/*
+ * Start listing the mailbox named by mk_backup_prefetch(), unless it is
+ * current (its versions change with this backup) or waiting for the
+ * open pack (its versions are not in the catalog yet).  What the catalog
+ * has of it is read here, on the session's connection; the folders are
+ * listed by a thread.  Without a thread the session goes on without.
+ */
+static void
+bk_ahead_start(struct mk_backup *bk, const char *current)
+{
+	char *address = bk->ahead.next, *relpath = bk->ahead.next_relpath;
+	struct mk_err err;
+	int rc;
+
+	bk->ahead.next = bk->ahead.next_relpath = NULL;
+	if (address == NULL || bk->ahead.off || strcmp(address, current) == 0 ||
+	    bk_deferred_has(bk, address))
+		goto out;
+	bk->ahead.mb = bk_mailbox_new(bk, address, bk->ahead.dirbuf);
+	if (bk_mailbox_known(bk->ahead.mb, &err) < 0) {
+		/* Listed again at its turn, and failing then. */
+		bk_mailbox_drop(bk->ahead.mb);
+		bk->ahead.mb = NULL;
+		goto out;
+	}
+	bk->ahead.rootfd = bk->ahead.next_rootfd;
+	bk->ahead.relpath = relpath;
+	relpath = NULL;
+	if ((rc = pthread_create(&bk->ahead.thread, NULL, bk_ahead_main, bk)) !=
+	    0) {
+		mk_log_warn("backup", "no listing ahead: pthread_create: %s",
+		    strerror(rc));
+		bk->ahead.off = true;
+		bk_mailbox_drop(bk->ahead.mb);
+		bk->ahead.mb = NULL;
+		free(bk->ahead.relpath);
+		bk->ahead.relpath = NULL;
+		goto out;
+	}
+	bk->ahead.running = true;
+out:
+	free(address);
+	free(relpath);
+}
+
+void
+mk_backup_prefetch(
+    struct mk_backup *bk, int rootfd, const char *relpath, const char *address)
+{
+	free(bk->ahead.next);
+	free(bk->ahead.next_relpath);
+	bk->ahead.next = mk_xstrdup(address);
+	bk->ahead.next_relpath = mk_xstrdup(relpath);
+	bk->ahead.next_rootfd = rootfd;
+}
+
+int
+mk_backup_mailbox(struct mk_backup *bk, int rootfd, const char *relpath,
+    const char *address, struct mk_backup_stats *stats_r, struct mk_err *err)
+{
+	struct bk_mailbox *mb = NULL;
+	int64_t start = backup_mono_ns();
+	int ioprio = bk_ioprio_idle(), r = -1, rc = -1;
+	struct mk_err derr;
+	bool again = bk_deferred_has(bk, address);
+
+	memset(stats_r, 0, sizeof(*stats_r));
+	/* Backed up twice in a session: the first must be committed. */
+	if (again && bk_flush(bk, err) < 0)
+		goto out;
+	mb = bk_ahead_take(bk, address, again);
+	bk_ahead_start(bk, address);
+	if (mb == NULL) {
+		mb = bk_mailbox_new(bk, address, bk->dirbuf);
+		if (bk_mailbox_known(mb, err) < 0 ||
+		    bk_mailbox_list(mb, rootfd, relpath, err) < 0)
+			goto fail;
+	}
+	bk->current = mb;
+	bk->open_used = false;
+	if (bk_read_all(mb, err) < 0 || bk_drain(mb, err) < 0 ||
 	    bk_store_snapshot(mb, mb->object, err) < 0) {
 		(void)bk_drain(mb, &derr);
 		goto fail;
@@ -2187,10 +2361,8 @@ fail:
 	mk_err_prefix(err, "backup of %s", address);
 out:
 	bk->current = NULL;
-	if (r != 1 && mb != NULL) {
-		bk_mailbox_free(mb);
-		free(mb);
-	}
+	if (r != 1 && mb != NULL)
+		bk_mailbox_drop(mb);
 	bk_ioprio_restore(ioprio);
 	return rc;
 }
@@ -2238,6 +2410,7 @@ mk_backup_new(struct mk_repo *repo, struct mk_catalog *cat, int64_t run,
 	bk->bufcap = cap + 1;
 	bk->buf = mk_xmalloc(bk->bufcap);
 	bk->dirbuf = mk_xmalloc(BACKUP_DIRBUF);
+	bk->ahead.dirbuf = mk_xmalloc(BACKUP_DIRBUF);
 	*bk_r = bk;
 	return 0;
 }
@@ -2259,11 +2432,18 @@ void
 mk_backup_free(struct mk_backup **bkp)
 {
 	struct mk_backup *bk = *bkp;
+	struct bk_mailbox *mb;
 	struct mk_err err;
 	size_t i;
+	int rc;
 
 	if (bk == NULL)
 		return;
+	if ((mb = bk_ahead_join(bk, &rc)) != NULL)
+		bk_mailbox_drop(mb);
+	free(bk->ahead.dirbuf);
+	free(bk->ahead.next);
+	free(bk->ahead.next_relpath);
 	/* Mailboxes still waiting are not committed: say so. */
 	mk_err_set(&err, "not committed: the backup session ended first");
 	for (i = 0; i < bk->ndeferred; i++)

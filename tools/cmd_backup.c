@@ -580,9 +580,15 @@ backup_run(struct cmd_ctx *ctx, int argc, char **argv)
 	mk_backup_set_time(cli.bk, at_ns);
 	if (ctx->json)
 		printf("{\"run\":\"%s\",\"mailboxes\":[", id);
-	for (k = 0; list != NULL && k < list->count; k++)
+	for (k = 0; list != NULL && k < list->count; k++) {
+		/* The next mailbox is listed while this one is read. */
+		if (k + 1 < list->count)
+			mk_backup_prefetch(cli.bk, cli.rootfd,
+			    list->mailboxes[k + 1].relpath,
+			    list->mailboxes[k + 1].address);
 		backup_one(&cli, list->mailboxes[k].address,
 		    list->mailboxes[k].relpath);
+	}
 	for (i = optind; i < argc; i++) {
 		mk_str_lower(argv[i]);
 		/* A mailbox named twice is backed up once. */

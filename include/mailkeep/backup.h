@@ -77,6 +77,7 @@ struct mk_backup_stats {
 	uint64_t new_versions; /* new messages, flag changes and moves */
 	uint64_t vanished; /* versions that ended */
 	int64_t duration_ns;
+	bool listed_ahead; /* by mk_backup_prefetch()'s thread */
 	struct mk_warnings skipped; /* entries not backed up, and why */
 };
 
@@ -140,6 +141,16 @@ void mk_backup_set_time(struct mk_backup *bk, int64_t time_ns);
  */
 int mk_backup_mailbox(struct mk_backup *bk, int rootfd, const char *relpath,
     const char *address, struct mk_backup_stats *stats_r, struct mk_err *err);
+
+/*
+ * Name the mailbox that the call to mk_backup_mailbox() after the next
+ * will back up: the next call reads what the catalog has of it and has a
+ * thread of the session list its folders meanwhile, so that the two take
+ * both processors.  A hint: a listing that is not used, or that failed,
+ * is dropped, and mk_backup_mailbox() lists the mailbox itself.
+ */
+void mk_backup_prefetch(
+    struct mk_backup *bk, int rootfd, const char *relpath, const char *address);
 
 /*
  * How a mailbox backed up with shared packs ended: err is NULL when its

@@ -1048,6 +1048,108 @@ test_backup_read_cb_counts_and_stops(void **state)
 		fail_msg("%s", err.msg);
 }
 
+/* A session sharing packs: how each mailbox ended. */
+struct shared_done {
+	int committed;
+	int failed;
+};
+
+static void
+shared_done_cb(const char *address, const struct mk_backup_stats *stats,
+    const struct mk_err *err, void *arg)
+{
+	struct shared_done *d = arg;
+
+	(void)address;
+	(void)stats;
+	if (err != NULL)
+		d->failed++;
+	else
+		d->committed++;
+}
+
+/*
+ * Listing ahead: the next mailbox is listed by another thread while one
+ * is backed up.  Each snapshot must hold exactly its mailbox; a listing
+ * never asked for is dropped; a mailbox waiting for the open pack is not
+ * listed ahead, since the catalog does not have its versions yet.
+ */
+static void
+test_backup_prefetch_lists_ahead(void **state)
+{
+	static const char *const who[] = { "p0@example.org", "p1@example.org",
+		"p2@example.org" };
+	static const char *const rel[] = { "p0/Maildir", "p1/Maildir",
+		"p2/Maildir" };
+	char id[MK_SNAPSHOT_RUN_ID_LEN + 1], name[128], text[64];
+	struct mk_backup_stats s[4];
+	struct shared_done done = { 0, 0 };
+	struct mk_backup *bk = NULL;
+	struct mk_err err;
+	struct alive a;
+	int64_t run = 0;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "store/%s", rel[i]);
+		fx_maildir(dir, name);
+		fx_maildir(dir, strcat(name, "/.Sent"));
+		snprintf(
+		    name, sizeof(name), "%s/cur/%zu.M1P1.h:2,S", rel[i], i);
+		snprintf(text, sizeof(text), "X: %zu\n\nfirst of %zu\n", i, i);
+		put_text(name, text);
+		snprintf(name, sizeof(name), "%s/.Sent/cur/%zu.M2P1.h:2,S",
+		    rel[i], i);
+		put_text(name, text);
+	}
+	if (mk_backup_run_begin(repo, cat, &run, id, &err) < 0 ||
+	    mk_backup_new(repo, cat, run, &bk, &err) < 0)
+		fail_msg("%s", err.msg);
+	mk_backup_share_packs(bk, shared_done_cb, &done);
+	for (i = 0; i < 3; i++) {
+		if (i + 1 < 3)
+			mk_backup_prefetch(bk, rootfd, rel[i + 1], who[i + 1]);
+		if (mk_backup_mailbox(bk, rootfd, rel[i], who[i], &s[i], &err) <
+		    0)
+			fail_msg("%s", err.msg);
+		assert_int_equal(s[i].messages, 2);
+		assert_int_equal(s[i].read_messages, 2);
+		assert_int_equal(s[i].listed_ahead, i > 0);
+	}
+	/* p0 waits for the open pack: not listed ahead, listed again after
+	 * the pack is stored, and its new message is the only one read. */
+	put_text("p0/Maildir/new/7.M7P1.h", "X: 7\n\nlater\n");
+	mk_backup_prefetch(bk, rootfd, rel[0], who[0]);
+	mk_backup_prefetch(bk, rootfd, rel[0], who[0]);
+	if (mk_backup_mailbox(bk, rootfd, rel[0], who[0], &s[3], &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(s[3].messages, 3);
+	assert_int_equal(s[3].read_messages, 1);
+	assert_false(s[3].listed_ahead);
+	/* A listing never asked for goes with the session. */
+	mk_backup_prefetch(bk, rootfd, rel[2], who[2]);
+	if (mk_backup_mailbox(bk, rootfd, rel[1], who[1], &s[3], &err) < 0 ||
+	    mk_backup_flush(bk, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(s[3].read_messages, 0);
+	mk_backup_free(&bk);
+	if (mk_backup_run_end(repo, cat, run, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(done.committed, 5);
+	assert_int_equal(done.failed, 0);
+	for (i = 0; i < 3; i++) {
+		a = alive_at(who[i], MK_CATALOG_NOW);
+		assert_int_equal(a.n, i == 0 ? 3 : 2);
+		snprintf(name, sizeof(name), ".Sent/cur/%zu.M2P1.h:2,S", i);
+		assert_string_equal(a.v[0].name, name);
+		snprintf(name, sizeof(name), "=/cur/%zu.M1P1.h:2,S", i);
+		assert_string_equal(a.v[1].name, name);
+	}
+	assert_string_equal(
+	    alive_at(who[0], MK_CATALOG_NOW).v[2].name, "=/new/7.M7P1.h");
+}
+
 int
 main(void)
 {
@@ -1079,6 +1181,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_backup_read_cb_counts_and_stops, bk_setup,
 		    bk_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_backup_prefetch_lists_ahead, bk_setup, bk_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
