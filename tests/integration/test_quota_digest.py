@@ -65,9 +65,11 @@ digest_top = 2
 socket = {dir}/run/policy.sock
 """
 
+# The message first, then the arguments, each renamed into place: once
+# args is there, the whole message is.
 SENDMAIL = """#!/bin/sh
-printf '%s\\n' "$@" > {out}/args
-cat > {out}/message
+cat > {out}/message.tmp && mv {out}/message.tmp {out}/message
+printf '%s\\n' "$@" > {out}/args.tmp && mv {out}/args.tmp {out}/args
 """
 
 
