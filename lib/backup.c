@@ -2277,6 +2277,9 @@ bk_ahead_start(struct mk_backup *bk, const char *current)
 	if (address == NULL || bk->ahead.off || strcmp(address, current) == 0 ||
 	    bk_deferred_has(bk, address))
 		goto out;
+	/* Made the first time: sessions of the daemon never list ahead. */
+	if (bk->ahead.dirbuf == NULL)
+		bk->ahead.dirbuf = mk_xmalloc(BACKUP_DIRBUF);
 	bk->ahead.mb = bk_mailbox_new(bk, address, bk->ahead.dirbuf);
 	if (bk_mailbox_known(bk->ahead.mb, &err) < 0) {
 		/* Listed again at its turn, and failing then. */
@@ -2410,7 +2413,6 @@ mk_backup_new(struct mk_repo *repo, struct mk_catalog *cat, int64_t run,
 	bk->bufcap = cap + 1;
 	bk->buf = mk_xmalloc(bk->bufcap);
 	bk->dirbuf = mk_xmalloc(BACKUP_DIRBUF);
-	bk->ahead.dirbuf = mk_xmalloc(BACKUP_DIRBUF);
 	*bk_r = bk;
 	return 0;
 }

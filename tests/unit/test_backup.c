@@ -1118,7 +1118,8 @@ test_backup_prefetch_lists_ahead(void **state)
 		assert_int_equal(s[i].listed_ahead, i > 0);
 	}
 	/* p0 waits for the open pack: not listed ahead, listed again after
-	 * the pack is stored, and its new message is the only one read. */
+	 * the pack is stored, and its new message is the only one read.
+	 * Named twice: the second name replaces the first. */
 	put_text("p0/Maildir/new/7.M7P1.h", "X: 7\n\nlater\n");
 	mk_backup_prefetch(bk, rootfd, rel[0], who[0]);
 	mk_backup_prefetch(bk, rootfd, rel[0], who[0]);
