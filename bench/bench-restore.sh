@@ -24,8 +24,9 @@
 # all (mailkeep's key file, restic's password, borg repokey-blake2), zstd
 # level 3 (restic --compression auto, borg --compression zstd,3).
 # mailkeep makes every restored file durable before it is visible
-# (syncfs per batch, then rename); restic and borg do not sync.  A markdown fragment for docs/benchmarks.md goes to stdout,
-# progress to stderr, hyperfine's JSON to DATA_DIR/*.json.
+# (syncfs per batch, then rename); restic and borg do not sync.  A
+# markdown fragment for docs/benchmarks.md goes to stdout, progress to
+# stderr, hyperfine's JSON to DATA_DIR/*.json.
 #
 # Environment: MAILKEEP (default build-bench/mailkeep of this repository).
 # Needs: python3, restic, borgbackup, hyperfine.
@@ -158,26 +159,26 @@ for phase in $PHASES; do
 		MK="$MAILKEEP --store $store --state $DATA/one-mk"
 		RS="restic --repo $DATA/one-restic --cache-dir $DATA/restic-cache"
 		log "one: finding and restoring $mailbox $base ($total messages in the repository)"
-		find=("$MK ls $mailbox --snapshot $snap --search message-id:$msgid")
-		one=("$MK restore $mailbox --snapshot $snap --message $base --to $t")
+		find_cmds=("$MK ls $mailbox --snapshot $snap --search message-id:$msgid")
+		one_cmds=("$MK restore $mailbox --snapshot $snap --message $base --to $t")
 		labels_find=("mailkeep ls --search")
 		labels_one=("mailkeep restore --message")
 		if has restic; then
-			find+=("$RS find --json $base*")
-			one+=("$RS restore latest --target $t --include $file")
+			find_cmds+=("$RS find --json $base*")
+			one_cmds+=("$RS restore latest --target $t --include $file")
 			labels_find+=("restic find")
 			labels_one+=("restic restore --include")
 		fi
 		if has borg; then
-			find+=("borg list --short $DATA/one-borg::a re:/$base")
-			one+=("cd $t && borg extract $DATA/one-borg::a ${file#/}")
+			find_cmds+=("borg list --short $DATA/one-borg::a re:/$base")
+			one_cmds+=("cd $t && borg extract $DATA/one-borg::a ${file#/}")
 			labels_find+=("borg list re:BASE")
 			labels_one+=("borg extract FILE")
 		fi
 		hyperfine --warmup 1 --runs "$RUNS" --export-json "$DATA/one-find.json" \
-		    "${find[@]}" >&2
+		    "${find_cmds[@]}" >&2
 		hyperfine --warmup 1 --runs "$RUNS" --export-json "$DATA/one-restore.json" \
-		    --prepare "rm -rf $t; mkdir $t" "${one[@]}" >&2
+		    --prepare "rm -rf $t; mkdir $t" "${one_cmds[@]}" >&2
 		cat <<EOF
 **Finding and restoring one message** out of a repository of $total
 messages (\`bench/gen-corpus.py --mailboxes $MAILBOXES
@@ -219,18 +220,18 @@ EOF
 		read -r msgs bytes < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["messages"], d["bytes"])' "$store.json")
 		t=$DATA/big-target
 		log "big: restoring $mailbox ($msgs messages, $bytes bytes)"
-		big=("$MAILKEEP --store $store --state $DATA/big-mk restore $mailbox --snapshot $snap --to $t")
+		big_cmds=("$MAILKEEP --store $store --state $DATA/big-mk restore $mailbox --snapshot $snap --to $t")
 		labels_big=("mailkeep restore")
 		if has restic; then
-			big+=("restic --repo $DATA/big-restic --cache-dir $DATA/restic-cache restore latest --target $t")
+			big_cmds+=("restic --repo $DATA/big-restic --cache-dir $DATA/restic-cache restore latest --target $t")
 			labels_big+=("restic restore")
 		fi
 		if has borg; then
-			big+=("cd $t && borg extract $DATA/big-borg::a")
+			big_cmds+=("cd $t && borg extract $DATA/big-borg::a")
 			labels_big+=("borg extract")
 		fi
 		hyperfine --runs "$RUNS" --export-json "$DATA/big-restore.json" \
-		    --prepare "rm -rf $t; mkdir $t" "${big[@]}" >&2
+		    --prepare "rm -rf $t; mkdir $t" "${big_cmds[@]}" >&2
 		cat <<EOF
 **Restoring a whole mailbox** of $msgs messages, $bytes bytes
 (\`bench/gen-corpus.py --mailboxes 1 --messages-per-mailbox 120000

@@ -220,7 +220,7 @@ cmd_conf(struct cmd_ctx *ctx, struct mk_conf **conf_r)
  * block over 128 KiB with its own mmap() and trim the heap above
  * 128 KiB free; both cost a page fault per page touched again.  The
  * peak stays the same (docs/benchmarks.md, "Restore": a 1 GiB mailbox
- * restored with 29,000 page faults instead of 67,000 to 77,000).
+ * restored with 29,000 page faults instead of 59,000 to 77,000).
  */
 static void
 main_malloc_keep(void)
